@@ -1,0 +1,50 @@
+"""lbstack's deploy modules: one per component (base, limits, ...), each with one public
+``@deploy`` function, plus ``full.py``, the entry file pyinfra runs.
+
+Entry files are executed by pyinfra, not imported: the logic lives in these modules.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyinfra.api.host import Host
+from pyinfra.facts.hardware import Cpus, Memory
+
+from lbstack import TEMPLATES, settings as settings_mod
+from lbstack.plan import COMPONENTS, Plan, PlanError, make_plan
+from lbstack.settings import Settings, SettingsError
+
+# Jinja2 options shared by every template (the rendering tests use the same).
+JINJA_OPTIONS = {"trim_blocks": True, "lstrip_blocks": True}
+
+
+def template(target: str) -> str:
+    """Template file for a target path: '/etc/x.conf' -> templates/etc/x.conf.j2."""
+    return str(TEMPLATES / (target.lstrip("/") + ".j2"))
+
+
+def jinja() -> dict:
+    """A fresh copy of the Jinja2 options (pyinfra mutates the dict it is given)."""
+    return dict(JINJA_OPTIONS)
+
+
+def host_components(host: Host) -> tuple[str, ...]:
+    """The components placed on this host: its inventory groups among lb, app, db, cache."""
+    return tuple(c for c in COMPONENTS if c in host.groups)
+
+
+def host_context(host: Host) -> tuple[Settings, Plan]:
+    """Validated settings and the capacity plan for one host; exits with the reason if impossible.
+
+    Runs while pyinfra prepares operations, so a refusal stops the run before any change.
+    """
+    try:
+        settings = settings_mod.load(host.data.get("lbstack"))
+        components = host_components(host)
+        cpus = settings.capacity_cpus or host.get_fact(Cpus)
+        memory = settings.capacity_memory_mib or host.get_fact(Memory)
+        return settings, make_plan(cpus, int(memory), settings, components)
+    except (SettingsError, PlanError) as exc:
+        print(f"lbstack: {host.name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

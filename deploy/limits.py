@@ -1,0 +1,64 @@
+"""cgroup limits: one systemd slice per component, holding the limits of the capacity plan.
+
+``lbstack.slice`` parents ``lbstack-{lb,app,db,cache}.slice``; each component's services join
+their slice (``Slice=``), so the slice's CPUQuota/MemoryHigh/MemoryMax/TasksMax bound the whole
+component. Only the components placed on this host (its inventory groups) get a slice.
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+from pyinfra.operations.util import any_changed
+
+from deploy import jinja, template
+from lbstack.operations import unit_active
+from lbstack.plan import SLICE_PARENT, Plan
+from lbstack.settings import Settings
+
+UNIT_DIR = "/etc/systemd/system"
+DESCRIPTIONS = {
+    "lb": "nginx load balancer",
+    "app": "PHP-FPM app instances",
+    "db": "MariaDB",
+    "cache": "Redis",
+}
+
+
+def slice_template_data(plan: Plan, component: str) -> dict:
+    return {
+        "unit": plan.slices[component],
+        "component": component,
+        "description": DESCRIPTIONS[component],
+        "limits": plan.limits[component],
+    }
+
+
+@deploy("lbstack limits")
+def limits(settings: Settings, plan: Plan) -> None:
+    rendered = [
+        files.template(
+            name=f"Render {UNIT_DIR}/{SLICE_PARENT}",
+            src=template(f"{UNIT_DIR}/{SLICE_PARENT}"),
+            dest=f"{UNIT_DIR}/{SLICE_PARENT}",
+            mode="644",
+            jinja_env_kwargs=jinja(),
+        )
+    ]
+    for component in plan.components:
+        unit = plan.slices[component]
+        rendered.append(files.template(
+            name=f"Render {UNIT_DIR}/{unit}",
+            src=template(f"{UNIT_DIR}/lbstack-component.slice"),
+            dest=f"{UNIT_DIR}/{unit}",
+            mode="644",
+            jinja_env_kwargs=jinja(),
+            **slice_template_data(plan, component),
+        ))
+    server.shell(
+        name="systemctl daemon-reload (slice files changed)",
+        commands=["systemctl daemon-reload"],
+        _if=any_changed(*rendered),
+    )
+    for component in plan.components:
+        unit_active(name=f"Start and enable {plan.slices[component]}", unit=plan.slices[component])

@@ -1,0 +1,153 @@
+"""Facts that read systemd units' resource limits back, from systemd and from the cgroup filesystem.
+
+Both cgroup layouts exist in the wild: v1 (legacy/hybrid: one hierarchy per controller, e.g. this
+project's nspawn rehearsal hosts) and v2 (unified: Debian 12 VPSes, the qemu rehearsal host).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from pyinfra.api import FactBase
+
+# systemctl show properties read for each unit
+PROPERTIES = (
+    "Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "ControlGroup",
+    "CPUQuotaPerSecUSec", "MemoryHigh", "MemoryMax", "TasksMax",
+)
+# cgroup files read per layout: v1 as <controller>/<file>, v2 as <file>
+V1_FILES = ("memory/memory.limit_in_bytes", "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us", "pids/pids.max")
+V2_FILES = ("memory.max", "memory.high", "cpu.max", "pids.max")
+# v1 reports "no memory limit" as the largest page-aligned signed 64-bit number
+V1_UNLIMITED = 9223372036854771712
+
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|min|h)")
+_SPAN_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "min": 60_000_000, "h": 3_600_000_000}
+
+
+def parse_timespan_us(value: str) -> int | None:
+    """systemd time span ('1.500000s', '840ms', 'infinity') -> microseconds, None if unlimited."""
+    value = value.strip()
+    if not value or value == "infinity":
+        return None
+    parts = _SPAN.findall(value.replace(" ", ""))
+    if not parts:
+        raise ValueError(f"not a systemd time span: {value!r}")
+    return round(sum(float(n) * _SPAN_US[unit] for n, unit in parts))
+
+
+def _limit(value: str) -> int | None:
+    """'infinity' / 'max' / '' -> None; digits -> int."""
+    value = value.strip()
+    if value in ("", "infinity", "max"):
+        return None
+    number = int(value)
+    return None if number >= V1_UNLIMITED else number
+
+
+class UnitLimits(FactBase):
+    """
+    Resource limits of systemd units as systemd states them and as the kernel enforces them.
+
+    Returns, per unit (absent units have ``load_state`` "not-found")::
+
+        {
+            "lbstack-app.slice": {
+                "load_state": "loaded", "active_state": "active", "sub_state": "active",
+                "unit_file_state": "enabled", "control_group": "/lbstack.slice/lbstack-app.slice",
+                "cgroup_version": 1,              # 1 (legacy/hybrid) or 2 (unified)
+                "systemd": {                      # from systemctl show
+                    "cpu_quota_us_per_s": 420000, # CPUQuota: 420 % -> 420000 us per second
+                    "memory_high": 8021606400,    # bytes, None = unlimited
+                    "memory_max": 8918138880,     # bytes, None = unlimited
+                    "tasks_max": 185,             # None = unlimited
+                },
+                "cgroup": {                       # from the cgroup files, None = unlimited
+                    "cpu_quota_us": 420000,       # per period; v1 cpu.cfs_quota_us, v2 cpu.max
+                    "cpu_period_us": 100000,
+                    "memory_max": 8918138880,     # v1 memory.limit_in_bytes, v2 memory.max
+                    "memory_high": 8021606400,    # v2 only; v1 has no such file: key absent
+                    "pids_max": 185,
+                },
+            },
+        }
+
+    ``cgroup`` is empty when the unit has no cgroup (inactive).
+    """
+
+    def requires_command(self, units) -> str:
+        return "systemctl"
+
+    def command(self, units) -> str:
+        quoted = " ".join(shlex.quote(u) for u in units)
+        props = ",".join(PROPERTIES)
+        v1 = " ".join(V1_FILES)
+        v2 = " ".join(V2_FILES)
+        return (
+            'if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then v=2; else v=1; fi; '
+            'echo "@cgroup_version=$v"; '
+            f"for u in {quoted}; do "
+            'echo "@unit=$u"; '
+            f'systemctl show -p {props} -- "$u"; '
+            'cg=$(systemctl show -p ControlGroup --value -- "$u"); '
+            '[ -n "$cg" ] || continue; '
+            f'if [ $v = 2 ]; then for f in {v2}; do '
+            '[ -r "/sys/fs/cgroup$cg/$f" ] && echo "@cg.$f=$(cat "/sys/fs/cgroup$cg/$f")"; done; '
+            f"else for f in {v1}; do "
+            'p="/sys/fs/cgroup/${f%%/*}$cg/${f#*/}"; [ -r "$p" ] && echo "@cg.${f#*/}=$(cat "$p")"; done; fi; '
+            "done"
+        )
+
+    def process(self, output) -> dict[str, dict]:
+        units: dict[str, dict] = {}
+        version = 1
+        current: dict | None = None
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key == "@cgroup_version":
+                version = int(value)
+            elif key == "@unit":
+                current = units.setdefault(value, {"cgroup_version": version, "systemd": {}, "cgroup": {}})
+            elif current is None:
+                continue
+            elif key.startswith("@cg."):
+                _cgroup_file(current["cgroup"], key[4:], value)
+            else:
+                _systemd_property(current, key, value)
+        return units
+
+
+def _systemd_property(unit: dict, key: str, value: str) -> None:
+    simple = {
+        "LoadState": "load_state", "ActiveState": "active_state", "SubState": "sub_state",
+        "UnitFileState": "unit_file_state", "ControlGroup": "control_group",
+    }
+    if key in simple:
+        unit[simple[key]] = value
+    elif key == "CPUQuotaPerSecUSec":
+        unit["systemd"]["cpu_quota_us_per_s"] = parse_timespan_us(value)
+    elif key == "MemoryHigh":
+        unit["systemd"]["memory_high"] = _limit(value)
+    elif key == "MemoryMax":
+        unit["systemd"]["memory_max"] = _limit(value)
+    elif key == "TasksMax":
+        unit["systemd"]["tasks_max"] = _limit(value)
+
+
+def _cgroup_file(cgroup: dict, name: str, value: str) -> None:
+    if name in ("memory.limit_in_bytes", "memory.max"):
+        cgroup["memory_max"] = _limit(value)
+    elif name == "memory.high":
+        cgroup["memory_high"] = _limit(value)
+    elif name == "cpu.cfs_quota_us":
+        quota = int(value)
+        cgroup["cpu_quota_us"] = None if quota < 0 else quota
+    elif name == "cpu.cfs_period_us":
+        cgroup["cpu_period_us"] = int(value)
+    elif name == "cpu.max":
+        quota, _, period = value.partition(" ")
+        cgroup["cpu_quota_us"] = _limit(quota)
+        cgroup["cpu_period_us"] = int(period) if period else None
+    elif name == "pids.max":
+        cgroup["pids_max"] = _limit(value)

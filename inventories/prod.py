@@ -1,0 +1,33 @@
+"""Production inventory, a documented example: one 8 vCPU / 16 GB Debian 12 VPS carrying every
+component. Copy it, put your host and names in, and run from the repository root:
+
+    pyinfra -y inventories/prod.py deploy/full.py
+
+Groups place the components: ``lb`` (nginx), ``app`` (PHP-FPM instances), ``db`` (MariaDB),
+``cache`` (Redis). One VPS is in all four; a split topology lists other hosts per group and the
+same code deploys each component to its group. Settings (see the README's table, or
+``lbstack settings-doc``) are validated here, while pyinfra loads this file: a bad value stops the
+run before any connection. Secrets are not settings: lbstack generates them on the host.
+"""
+
+from lbstack.settings import inventory_data
+
+VPS = "vps.example.com"  # the VPS's address or ~/.ssh/config name
+
+SETTINGS = {
+    "instances": 5,
+    "lb_method": "least_conn",
+    "server_names": ["example.com", "www.example.com"],
+    "tls": "files",
+    "tls_certificate_path": "/etc/letsencrypt/live/example.com/fullchain.pem",
+    "tls_key_path": "/etc/letsencrypt/live/example.com/privkey.pem",
+    "app_source": "sample",
+}
+
+# Data for every host: the validated settings plus how to connect.
+all = ([VPS], inventory_data(SETTINGS, ssh_user="root"))  # noqa: A001 (pyinfra's group name)
+
+lb = [VPS]
+app = [VPS]
+db = [VPS]
+cache = [VPS]

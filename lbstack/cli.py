@@ -1,0 +1,109 @@
+"""The ``lbstack`` command.
+
+Exit codes: 0 success; 1 the operation failed or was refused (message on stderr);
+2 bad arguments or settings (click's usage errors, invalid settings).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import click
+
+from lbstack import report, settings as settings_mod
+from lbstack.plan import COMPONENTS, PlanError, make_plan
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_SIZE_MIB = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+class MemorySize(click.ParamType):
+    """A memory size: '16G', '16GiB', '512M', or a bare number of MiB."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size like 16G, 16384M or 16384 (MiB)", param, ctx)
+        mib = int(float(match.group(1)) * _SIZE_MIB[match.group(2).upper()])
+        if mib <= 0:
+            self.fail(f"{value!r} is not a positive size", param, ctx)
+        return mib
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lbstack")
+def main() -> None:
+    """lbstack: a load-balanced Laravel stack on a bare Debian VPS, as pyinfra code."""
+
+
+@main.command()
+@click.option("--cpus", type=click.FloatRange(min=0.1), required=True, help="Host vCPUs to plan for.")
+@click.option("--memory", type=MemorySize(), required=True, help="Host memory, e.g. 16G.")
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False), help="YAML settings file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one setting (YAML value), e.g. --set instances=3. Repeatable.")
+@click.option("--components", default=",".join(COMPONENTS), show_default=True,
+              help="Components placed on the host (comma-separated).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(cpus: float, memory: int, settings_file: str | None, overrides: tuple[str, ...], components: str,
+         as_json: bool) -> None:
+    """Print the capacity plan for a host of this size, without touching any host."""
+    raw: dict = {}
+    try:
+        if settings_file:
+            raw = settings_mod.load_file(settings_file).to_data()
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+            raw[key.strip()] = _yaml_value(value)
+        settings = settings_mod.load(raw)
+    except settings_mod.SettingsError as exc:
+        click.echo(f"lbstack: invalid settings: {exc}", err=True)
+        sys.exit(2)
+    wanted = tuple(c.strip() for c in components.split(",") if c.strip())
+    unknown = [c for c in wanted if c not in COMPONENTS]
+    if unknown:
+        raise click.BadParameter(f"unknown component(s) {', '.join(unknown)}; use {', '.join(COMPONENTS)}",
+                                 param_hint="--components")
+    try:
+        result = make_plan(cpus, memory, settings, wanted)
+    except PlanError as exc:
+        if as_json:
+            click.echo(json.dumps({"refused": str(exc)}, indent=2))
+        click.echo(f"lbstack: plan refused: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result.to_data(), indent=2))
+    else:
+        report.print_tables(*report.plan_tables(result))
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+@main.command("settings-doc")
+def settings_doc() -> None:
+    """Print the settings table (Markdown), as in the README."""
+    click.echo(settings_mod.markdown_table())
+
+
+def _attach_rehearsal() -> None:
+    from lbstack.rehearsal.cli import rehearsal
+
+    main.add_command(rehearsal)
+
+
+_attach_rehearsal()

@@ -1,0 +1,70 @@
+"""lbstack's own pyinfra operations: a unit kept started and enabled, and the verification step."""
+
+from __future__ import annotations
+
+from pyinfra import host, state
+from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.server import Users
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+from facts.base import SysctlValues, Virtualization
+from facts.limits import UnitLimits
+from lbstack import report, verify as checks
+from lbstack.plan import Plan
+from lbstack.settings import Settings
+
+
+@operation()
+def unit_active(unit: str, enabled: bool = True):
+    """Start ``unit`` (any type, slices included) and enable it, only if it is not already."""
+    fact = host.get_fact(UnitLimits, units=[unit]).get(unit, {})
+    if fact.get("active_state") != "active":
+        yield StringCommand("systemctl", "start", unit)
+    if enabled and fact.get("unit_file_state") not in ("enabled", "static"):
+        yield StringCommand("systemctl", "enable", unit)
+
+
+def gather_checks(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str) -> list[checks.Check]:
+    """Read the live state with lbstack's facts and compare it with the plan."""
+    virt = host.get_fact(Virtualization)
+    installed = host.get_fact(DebPackages)
+    timesync = None
+    if "systemd-timesyncd" in installed:
+        unit = "systemd-timesyncd.service"
+        timesync = {
+            "enabled": host.get_fact(SystemdEnabled, services=[unit]).get(unit, False),
+            "running": host.get_fact(SystemdStatus, services=[unit]).get(unit, False),
+        }
+    rows = checks.check_base(
+        settings, plan,
+        packages=base_packages,
+        installed=installed,
+        users=host.get_fact(Users),
+        sysctl=host.get_fact(SysctlValues, path=sysctl_file, keys=list(plan.sysctl)),
+        container=virt["container"],
+        timesync=timesync,
+    )
+    units = host.get_fact(UnitLimits, units=list(plan.slices.values()))
+    return rows + checks.check_limits(plan, units)
+
+
+def _failed(state_, host_, count: int) -> bool:
+    host_.log_styled(f"verification failed: {count} check(s) differ from the plan (table above)", fg="red")
+    return False
+
+
+@operation(is_idempotent=False)
+def verify(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str):
+    """Verify the host against the plan after every other operation ran.
+
+    Runs only while executing (at plan time the host has not converged yet). Reports no change
+    when everything matches; otherwise prints the table and fails the run.
+    """
+    if not state.is_executing:
+        return
+    rows = gather_checks(settings, plan, base_packages, sysctl_file)
+    report.print_tables(report.verification_table(host.name, rows), stderr=True)
+    bad = checks.failures(rows)
+    if bad:
+        yield FunctionCommand(_failed, (len(bad),), {})

@@ -1,0 +1,305 @@
+"""The capacity plan: a pure function of (host CPUs, host memory, settings, components).
+
+It turns the requested per-component resources into systemd limits that fit the host, and derives
+every size that depends on them (FPM children, InnoDB buffer pool, MariaDB connections, Redis
+maxmemory, nginx workers). Nothing here touches a host.
+
+Rules, in order:
+1. Memory for the OS (``os_reserve_mib``, default 10 % of RAM within 256..2048 MiB) is kept
+   outside every limit. The rest is *usable*.
+2. MemoryMax of the host's components (lb, app slice = instances x per-instance, db, cache) must
+   sum to at most *usable*. If the requests are larger, ``overcommit: scale`` shrinks them in
+   proportion (never below a component's floor: the least it can run in) and records why;
+   ``overcommit: refuse`` refuses with the numbers. If even the floors do not fit: refusal.
+3. CPUQuota ceilings are scaled the same way so their sum never exceeds the host's CPUs: a
+   runaway component cannot starve the others.
+4. MemoryHigh is 90 % of MemoryMax: the kernel reclaims before it kills.
+5. Derived sizes come from the planned (not requested) budgets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from lbstack.settings import Settings
+
+COMPONENTS = ("lb", "app", "db", "cache")
+SLICE_PARENT = "lbstack.slice"
+
+MEMORY_HIGH_FRACTION = 0.90  # MemoryHigh as a share of MemoryMax
+OS_RESERVE_FRACTION = 0.10  # default OS reserve as a share of RAM ...
+OS_RESERVE_MIN_MIB, OS_RESERVE_MAX_MIB = 256, 2048  # ... within these bounds
+FPM_MASTER_MIB = 32  # an FPM master process
+OPCACHE_MIB = 128  # opcache.memory_consumption: shared memory per FPM master
+MIN_CHILDREN = 2  # fewer FPM workers than this is not a pool
+INNODB_FRACTION = 0.60  # buffer pool share of MariaDB's MemoryMax
+INNODB_CHUNK_MIB = 128  # innodb_buffer_pool_chunk_size: the pool is a multiple of it
+INNODB_MIN_MIB = 128
+DB_BASE_MIB = 160  # MariaDB's own overhead besides pool and connections
+DB_PER_CONNECTION_MIB = 3  # thread stack + per-session buffers, typical OLTP
+REDIS_FRACTION = 0.75  # maxmemory share of Redis' MemoryMax (fork copy-on-write, fragmentation)
+NGINX_CONNECTIONS_PER_CLIENT = 2  # a proxied request holds a client and an upstream connection
+NGINX_CONNECTION_SLACK = 1.25
+MIN_SOMAXCONN = 4096
+
+# The least each component can run in: below this the plan refuses rather than pretend.
+FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1}
+FLOOR_MEMORY_MIB = {
+    "lb": 64,
+    "db": DB_BASE_MIB + INNODB_MIN_MIB + 64,
+    "cache": 64,
+}
+
+
+def instance_floor_mib(s: Settings) -> int:
+    """Least memory one FPM instance runs in: master, OPcache and MIN_CHILDREN workers."""
+    return math.ceil((FPM_MASTER_MIB + OPCACHE_MIB + MIN_CHILDREN * s.php_worker_memory_mib) / MEMORY_HIGH_FRACTION)
+
+
+class PlanError(ValueError):
+    """The stack cannot fit the host; the message carries the numbers."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """systemd resource limits for one unit or slice."""
+
+    cpu_quota_pct: int  # CPUQuota=, percent of one CPU
+    memory_high_mib: int  # MemoryHigh=
+    memory_max_mib: int  # MemoryMax=
+    tasks_max: int  # TasksMax=
+
+    @property
+    def cpu_quota_us(self) -> int:
+        """cfs quota per 100 ms period (cgroup v1 cpu.cfs_quota_us, v2 first field of cpu.max)."""
+        return self.cpu_quota_pct * 1000
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """One thing the plan changed from what the settings asked for, and why."""
+
+    component: str
+    what: str
+    requested: str
+    planned: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    host_cpus: float
+    host_memory_mib: int
+    capacity_source: str  # "host" or "override"
+    os_reserve_mib: int
+    usable_memory_mib: int
+    components: tuple[str, ...]  # the components placed on this host
+    slices: dict[str, str]  # component -> slice unit
+    limits: dict[str, Limits]  # component -> limits of its slice (app = all instances)
+    instances: int
+    instance_limits: Limits | None  # each FPM instance unit
+    php_max_children: int
+    db_max_connections: int
+    innodb_buffer_pool_mib: int
+    redis_maxmemory_mib: int
+    nginx_worker_processes: int
+    nginx_worker_connections: int
+    nginx_worker_rlimit_nofile: int
+    sysctl: dict[str, str]
+    adjustments: tuple[Adjustment, ...] = field(default=())
+
+    def to_data(self) -> dict:
+        return asdict(self)
+
+    @property
+    def memory_max_total_mib(self) -> int:
+        return sum(limit.memory_max_mib for limit in self.limits.values())
+
+    @property
+    def cpu_quota_total_pct(self) -> int:
+        return sum(limit.cpu_quota_pct for limit in self.limits.values())
+
+
+def os_reserve_mib(memory_mib: int, s: Settings) -> int:
+    if s.os_reserve_mib is not None:
+        return s.os_reserve_mib
+    return int(min(OS_RESERVE_MAX_MIB, max(OS_RESERVE_MIN_MIB, memory_mib * OS_RESERVE_FRACTION)))
+
+
+def _requested(s: Settings, components: tuple[str, ...]) -> tuple[dict[str, float], dict[str, int]]:
+    cpus = {"lb": s.lb_cpus, "app": s.app_cpus * s.instances, "db": s.db_cpus, "cache": s.cache_cpus}
+    memory = {
+        "lb": s.lb_memory_mib,
+        "app": s.app_memory_mib * s.instances,
+        "db": s.db_memory_mib,
+        "cache": s.cache_memory_mib,
+    }
+    return {c: cpus[c] for c in components}, {c: memory[c] for c in components}
+
+
+def _fit(requested: dict[str, float], floors: dict[str, float], budget: float) -> dict[str, float]:
+    """Scale ``requested`` proportionally into ``budget``, raising pinned items to their floor.
+
+    Water-filling: items whose scaled share falls below their floor get the floor, and the rest
+    of the budget is shared in proportion among the others. Caller checks sum(floors) <= budget.
+    """
+    pinned: dict[str, float] = {}
+    while True:
+        free = {c: v for c, v in requested.items() if c not in pinned}
+        remaining = budget - sum(pinned.values())
+        factor = remaining / sum(free.values())
+        newly = {c: floors[c] for c, v in free.items() if v * factor < floors[c]}
+        if not newly:
+            return {**pinned, **{c: v * factor for c, v in free.items()}}
+        pinned.update(newly)
+
+
+def _refusal(what: str, unit: str, budget: float, rows: dict[str, tuple[float, float]], fix: str) -> PlanError:
+    lines = [f"{what}: the stack needs more than the host has ({budget:g} {unit} usable)."]
+    for component, (req, floor) in rows.items():
+        lines.append(f"  {component:<6} requested {req:g} {unit}, needs at least {floor:g} {unit}")
+    total_req = sum(r for r, _ in rows.values())
+    total_floor = sum(f for _, f in rows.values())
+    lines.append(f"  total  requested {total_req:g} {unit}, needs at least {total_floor:g} {unit}")
+    lines.append(fix)
+    return PlanError("\n".join(lines))
+
+
+def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: tuple[str, ...] = COMPONENTS) -> Plan:
+    """Plan every limit for the ``components`` placed on a host of this size."""
+    components = tuple(c for c in COMPONENTS if c in components)
+    if not components:
+        raise PlanError("no lbstack component is placed on this host: put it in one of the groups lb, app, db, cache.")
+    source = "host"
+    if s.capacity_cpus is not None:
+        host_cpus, source = s.capacity_cpus, "override"
+    if s.capacity_memory_mib is not None:
+        host_memory_mib, source = s.capacity_memory_mib, "override"
+    if host_cpus <= 0 or host_memory_mib <= 0:
+        raise PlanError(f"host reports {host_cpus} CPUs and {host_memory_mib} MiB: cannot plan.")
+    reserve = os_reserve_mib(host_memory_mib, s)
+    usable = host_memory_mib - reserve
+    req_cpus, req_mem = _requested(s, components)
+    floor_mem = {c: FLOOR_MEMORY_MIB.get(c, 0) for c in components}
+    if "app" in components:
+        floor_mem["app"] = instance_floor_mib(s) * s.instances
+    floor_cpu = {c: FLOOR_CPUS[c] * (s.instances if c == "app" else 1) for c in components}
+    adjustments: list[Adjustment] = []
+
+    if sum(floor_mem.values()) > usable:
+        raise _refusal("memory", "MiB", usable, {c: (req_mem[c], floor_mem[c]) for c in components},
+                       "Use a bigger host, fewer instances (instances) or smaller php_worker_memory_mib.")
+    planned_mem = {c: float(v) for c, v in req_mem.items()}
+    if sum(req_mem.values()) > usable:
+        if s.overcommit == "refuse":
+            raise _refusal("memory", "MiB", usable, {c: (req_mem[c], floor_mem[c]) for c in components},
+                           "Lower the *_memory_mib settings, or set overcommit: scale to fit them to the host.")
+        planned_mem = _fit({c: float(v) for c, v in req_mem.items()}, {c: float(v) for c, v in floor_mem.items()}, usable)
+
+    if sum(floor_cpu.values()) > host_cpus:
+        raise _refusal("cpu", "vCPU", host_cpus, {c: (req_cpus[c], floor_cpu[c]) for c in components},
+                       "Use a bigger host or fewer instances.")
+    planned_cpu = dict(req_cpus)
+    if sum(req_cpus.values()) > host_cpus + 1e-9:
+        if s.overcommit == "refuse":
+            raise _refusal("cpu", "vCPU", host_cpus, {c: (req_cpus[c], floor_cpu[c]) for c in components},
+                           "Lower the *_cpus settings, or set overcommit: scale to fit them to the host.")
+        planned_cpu = _fit(req_cpus, floor_cpu, host_cpus)
+
+    n = s.instances if "app" in components else 0
+    # Per-instance budgets are whole MiB/percent; the app slice is exactly the sum of its instances,
+    # so rounding never lets the slice exceed what was planned.
+    instance_cpu_pct = math.floor(planned_cpu["app"] * 100 / n) if n else 0
+    instance_mem = math.floor(planned_mem["app"] / n) if n else 0
+    mem = {c: math.floor(planned_mem[c]) for c in components}
+    cpu_pct = {c: math.floor(planned_cpu[c] * 100) for c in components}
+    if n:
+        mem["app"], cpu_pct["app"] = instance_mem * n, instance_cpu_pct * n
+    if sum(req_mem.values()) > usable:
+        why = (f"requests total {sum(req_mem.values())} MiB but the host has {usable} MiB usable "
+               f"({host_memory_mib} MiB - {reserve} MiB OS reserve)")
+        adjustments += [Adjustment(c, "MemoryMax", f"{req_mem[c]} MiB", f"{mem[c]} MiB", why) for c in components]
+    if sum(req_cpus.values()) > host_cpus + 1e-9:
+        why = f"CPU ceilings total {sum(req_cpus.values()):g} vCPU but the host has {host_cpus:g}"
+        adjustments += [
+            Adjustment(c, "CPUQuota", f"{req_cpus[c] * 100:.0f}%", f"{cpu_pct[c]}%", why) for c in components
+        ]
+
+    children = 0
+    instance_limits = None
+    if n:
+        instance_high = math.floor(instance_mem * MEMORY_HIGH_FRACTION)
+        by_memory = (instance_high - FPM_MASTER_MIB - OPCACHE_MIB) // s.php_worker_memory_mib
+        children = max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory))
+        if by_memory > s.php_max_children_cap:
+            adjustments.append(Adjustment(
+                "app", "pm.max_children", f"{by_memory} (memory allows)", str(children),
+                f"php_max_children_cap is {s.php_max_children_cap}"))
+        instance_limits = Limits(instance_cpu_pct, instance_high, instance_mem, children + 16)
+
+    max_connections = n * children + s.db_connection_headroom if "db" in components else 0
+    if "db" in components and "app" not in components:
+        # Split topology: the db host cannot see the app hosts' plan; size for the settings.
+        n_remote = s.instances
+        by_memory = (math.floor(s.app_memory_mib * MEMORY_HIGH_FRACTION) - FPM_MASTER_MIB - OPCACHE_MIB) // s.php_worker_memory_mib
+        max_connections = n_remote * max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory)) + s.db_connection_headroom
+    buffer_pool = 0
+    if "db" in components:
+        db_high = math.floor(mem["db"] * MEMORY_HIGH_FRACTION)
+        room = db_high - DB_BASE_MIB - max_connections * DB_PER_CONNECTION_MIB
+        pool = min(mem["db"] * INNODB_FRACTION, room)
+        buffer_pool = int(pool // INNODB_CHUNK_MIB * INNODB_CHUNK_MIB)
+        if buffer_pool < INNODB_MIN_MIB:
+            raise PlanError(
+                f"db: {mem['db']} MiB for MariaDB cannot hold {max_connections} connections "
+                f"(x{DB_PER_CONNECTION_MIB} MiB) and a {INNODB_MIN_MIB} MiB buffer pool. "
+                "Raise db_memory_mib, or lower instances, php_max_children_cap or db_connection_headroom."
+            )
+    redis_max = math.floor(mem["cache"] * REDIS_FRACTION) if "cache" in components else 0
+
+    workers = conns = nofile = 0
+    if "lb" in components:
+        workers = max(1, math.ceil(planned_cpu["lb"] - 1e-9))
+        conns = max(1024, math.ceil(s.lb_max_clients * NGINX_CONNECTIONS_PER_CLIENT * NGINX_CONNECTION_SLACK / workers))
+        nofile = 2 * conns
+
+    tasks = {"lb": workers + 16, "app": (children + 16) * n, "db": max_connections + 64, "cache": 32}
+    limits = {
+        c: Limits(cpu_pct[c], math.floor(mem[c] * MEMORY_HIGH_FRACTION), mem[c], tasks[c]) for c in components
+    }
+    if n:  # the app slice's MemoryHigh is the sum of its instances', like its other limits
+        limits["app"] = Limits(cpu_pct["app"], instance_limits.memory_high_mib * n, mem["app"], tasks["app"])
+    somaxconn = max(MIN_SOMAXCONN, 1 << math.ceil(math.log2(max(1, s.lb_max_clients))))
+    sysctl = {
+        "net.core.somaxconn": str(somaxconn),
+        "net.ipv4.tcp_max_syn_backlog": str(2 * somaxconn),
+        "net.core.netdev_max_backlog": str(2 * somaxconn),
+        "net.ipv4.ip_local_port_range": "10240 65000",
+        "net.ipv4.tcp_tw_reuse": "1",
+        "net.ipv4.tcp_fin_timeout": "15",
+        "fs.file-max": str(max(262144, 4 * nofile)),
+        "vm.overcommit_memory": "1",
+        "vm.swappiness": "10",
+    }
+    return Plan(
+        host_cpus=host_cpus,
+        host_memory_mib=host_memory_mib,
+        capacity_source=source,
+        os_reserve_mib=reserve,
+        usable_memory_mib=usable,
+        components=components,
+        slices={c: f"lbstack-{c}.slice" for c in components},
+        limits=limits,
+        instances=n,
+        instance_limits=instance_limits,
+        php_max_children=children,
+        db_max_connections=max_connections,
+        innodb_buffer_pool_mib=buffer_pool,
+        redis_maxmemory_mib=redis_max,
+        nginx_worker_processes=workers,
+        nginx_worker_connections=conns,
+        nginx_worker_rlimit_nofile=nofile,
+        sysctl=sysctl,
+        adjustments=tuple(adjustments),
+    )

@@ -1,0 +1,364 @@
+"""Typed settings for lbstack: every field defined once, with its unit, default and meaning.
+
+Settings come from inventory data: each host carries them under the ``lbstack`` key, built by
+:func:`inventory_data` inside the inventory file, so a bad value stops pyinfra while it loads the
+inventory, before any host is contacted. :func:`load` is the single entry point; it refuses
+unknown keys (suggesting the closest known one), wrong types and impossible values, naming the
+key and the fix. The README's settings table is generated from :data:`FIELDS`
+(``lbstack settings-doc``) and a test fails when they disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from lbstack import REPO_ROOT
+
+LB_METHODS = ("least_conn", "ip_hash", "round_robin")
+OVERCOMMIT_POLICIES = ("scale", "refuse")
+TLS_MODES = ("off", "self_signed", "files")
+# Debian 12 ships PHP 8.2 only; other versions need a third-party repository lbstack does not add.
+SUPPORTED_PHP_VERSIONS = ("8.2",)
+SAMPLE_APP = "sample"
+MAX_INSTANCES = 16
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used. The message names the key and the fix."""
+
+
+def _doc(text: str, unit: str = "", check: Callable[[str, Any], None] | None = None) -> dict:
+    return {"doc": text, "unit": unit, "check": check}
+
+
+# -- value checks: each raises SettingsError naming the key and the fix ---------------------------
+
+
+def _positive_int(maximum: int | None = None) -> Callable[[str, Any], None]:
+    def check(key: str, value: int) -> None:
+        if value < 1:
+            raise SettingsError(f"{key}: must be at least 1, got {value}. Set {key} to a positive integer.")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{key}: at most {maximum} is supported, got {value}. Lower {key}.")
+
+    return check
+
+
+def _positive_cpus(key: str, value: float) -> None:
+    if value < 0.1:
+        raise SettingsError(
+            f"{key}: must be at least 0.1 vCPU, got {value}. Give {key} a fraction of a CPU such as 0.5."
+        )
+
+
+def _memory(minimum_mib: int) -> Callable[[str, Any], None]:
+    def check(key: str, value: int) -> None:
+        if value < minimum_mib:
+            raise SettingsError(
+                f"{key}: must be at least {minimum_mib} MiB, got {value}. Raise {key} (the unit is MiB)."
+            )
+
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], None]:
+    def check(key: str, value: str) -> None:
+        if value not in choices:
+            raise SettingsError(f"{key}: {value!r} is not one of {', '.join(choices)}. Pick one of them.")
+
+    return check
+
+
+def _server_names(key: str, value: list[str]) -> None:
+    if not value:
+        raise SettingsError(f"{key}: needs at least one name, e.g. ['example.com', 'www.example.com'].")
+    for name in value:
+        if not isinstance(name, str):
+            raise SettingsError(f"{key}: {name!r} is not a string. Write host names as strings.")
+        if name == "_" or name == "localhost":
+            continue
+        labels = name[2:].split(".") if name.startswith("*.") else name.split(".")
+        if len(name) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+            raise SettingsError(
+                f"{key}: {name!r} is not a valid host name (lower-case letters, digits and '-' "
+                "between dots, optionally starting with '*.'). Fix or remove it."
+            )
+
+
+def _php_version(key: str, value: str) -> None:
+    if not re.fullmatch(r"\d+\.\d+", value):
+        raise SettingsError(f"{key}: {value!r} is not a PHP version like '8.2'. Write it as MAJOR.MINOR.")
+    if value not in SUPPORTED_PHP_VERSIONS:
+        raise SettingsError(
+            f"{key}: PHP {value} is not packaged by Debian 12; supported: "
+            f"{', '.join(SUPPORTED_PHP_VERSIONS)}. Set {key} to one of them."
+        )
+
+
+def _app_source(key: str, value: str) -> None:
+    if not value.strip():
+        raise SettingsError(
+            f"{key}: is empty. Use {SAMPLE_APP!r} for the bundled sample app, a directory or "
+            ".tar.gz archive path, or 'git+URL@REF'."
+        )
+    if value == SAMPLE_APP or value.startswith("git+"):
+        if value.startswith("git+") and "@" not in value[4:].rsplit("/", 1)[-1]:
+            raise SettingsError(f"{key}: {value!r} names no ref. Write it as 'git+URL@REF' (branch, tag or commit).")
+        return
+    path = Path(value)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.exists():
+        raise SettingsError(
+            f"{key}: {value!r} does not exist on this machine. Point {key} at the app's directory "
+            f"or archive, or use {SAMPLE_APP!r}."
+        )
+    if path.is_file() and not path.name.endswith((".tar.gz", ".tgz")):
+        raise SettingsError(f"{key}: {value!r} is a file but not a .tar.gz archive. Give a directory or .tar.gz.")
+
+
+def _username(key: str, value: str) -> None:
+    if not _USERNAME.match(value):
+        raise SettingsError(f"{key}: {value!r} is not a valid user name (lower-case, at most 32 characters).")
+
+
+def _ntp_servers(key: str, value: list[str]) -> None:
+    for server in value:
+        if not isinstance(server, str) or not re.fullmatch(r"[A-Za-z0-9.:-]+", server):
+            raise SettingsError(f"{key}: {server!r} is not a host name or address. Fix or remove it.")
+
+
+def _optional_positive(key: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise SettingsError(f"{key}: must be positive, got {value}. Remove {key} to use the host's own value.")
+
+
+def _non_negative(key: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise SettingsError(f"{key}: must be 0 or more, got {value}. Remove {key} for the automatic reserve.")
+
+
+def _absolute_path(key: str, value: str) -> None:
+    if value and not value.startswith("/"):
+        raise SettingsError(f"{key}: {value!r} must be an absolute path on the host, e.g. /etc/ssl/private/site.key.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """lbstack settings. Field metadata carries the documentation shown in the README."""
+
+    # Topology -------------------------------------------------------------------------------
+    instances: int = field(default=5, metadata=_doc(
+        "Number of PHP-FPM app instances (separate FPM masters) behind the load balancer.",
+        "count", _positive_int(MAX_INSTANCES)))
+    lb_method: str = field(default="least_conn", metadata=_doc(
+        "nginx upstream method: least_conn, ip_hash (sticky by client IP) or round_robin.",
+        "", _one_of(LB_METHODS)))
+    lb_max_clients: int = field(default=2000, metadata=_doc(
+        "Concurrent client connections the load balancer must hold; sizes nginx worker_connections.",
+        "connections", _positive_int(1_000_000)))
+    server_names: list[str] = field(default_factory=lambda: ["_"], metadata=_doc(
+        "nginx server_name values; '_' answers any name.", "", _server_names))
+    tls: str = field(default="off", metadata=_doc(
+        "TLS on 443: off, self_signed (rehearsals) or files (certificate paths below).",
+        "", _one_of(TLS_MODES)))
+    tls_certificate_path: str = field(default="", metadata=_doc(
+        "Certificate chain on the host, when tls is 'files'.", "path", _absolute_path))
+    tls_key_path: str = field(default="", metadata=_doc(
+        "Private key on the host, when tls is 'files'.", "path", _absolute_path))
+    php_version: str = field(default="8.2", metadata=_doc(
+        "PHP version of the FPM pools (Debian 12 packages 8.2).", "", _php_version))
+    app_source: str = field(default=SAMPLE_APP, metadata=_doc(
+        "App to deploy: 'sample' (bundled), a directory or .tar.gz path, or 'git+URL@REF'.",
+        "", _app_source))
+    app_user: str = field(default="lbstack", metadata=_doc(
+        "System user that owns the releases and runs the FPM workers.", "", _username))
+
+    # Resources requested per component (the plan scales them down when the host is smaller) ---
+    lb_cpus: float = field(default=1.0, metadata=_doc(
+        "CPU ceiling requested for nginx.", "vCPU", _positive_cpus))
+    lb_memory_mib: int = field(default=2048, metadata=_doc(
+        "Memory requested for nginx.", "MiB", _memory(64)))
+    app_cpus: float = field(default=1.0, metadata=_doc(
+        "CPU ceiling requested per app instance.", "vCPU", _positive_cpus))
+    app_memory_mib: int = field(default=3072, metadata=_doc(
+        "Memory requested per app instance.", "MiB", _memory(128)))
+    db_cpus: float = field(default=3.0, metadata=_doc(
+        "CPU ceiling requested for MariaDB.", "vCPU", _positive_cpus))
+    db_memory_mib: int = field(default=6144, metadata=_doc(
+        "Memory requested for MariaDB.", "MiB", _memory(256)))
+    cache_cpus: float = field(default=0.5, metadata=_doc(
+        "CPU ceiling requested for Redis.", "vCPU", _positive_cpus))
+    cache_memory_mib: int = field(default=3072, metadata=_doc(
+        "Memory requested for Redis.", "MiB", _memory(64)))
+    php_worker_memory_mib: int = field(default=64, metadata=_doc(
+        "Expected resident size of one PHP-FPM worker; divides an instance's budget into pm.max_children.",
+        "MiB", _memory(8)))
+    php_max_children_cap: int = field(default=32, metadata=_doc(
+        "Upper bound on pm.max_children per instance, whatever the memory allows.",
+        "workers", _positive_int(1024)))
+    db_connection_headroom: int = field(default=20, metadata=_doc(
+        "MariaDB connections beyond all PHP workers (admin, backups, cron).",
+        "connections", _positive_int(10_000)))
+
+    # Capacity policy -----------------------------------------------------------------------
+    overcommit: str = field(default="scale", metadata=_doc(
+        "When the requests exceed the host: scale them down to fit (printed) or refuse.",
+        "", _one_of(OVERCOMMIT_POLICIES)))
+    os_reserve_mib: int | None = field(default=None, metadata=_doc(
+        "Memory kept for the OS outside every limit; unset means 10 % of RAM, 256..2048 MiB.",
+        "MiB", _non_negative))
+    capacity_cpus: float | None = field(default=None, metadata=_doc(
+        "Plan as if the host had this many CPUs (rehearse a bigger host's plan); unset uses the host's.",
+        "vCPU", _optional_positive))
+    capacity_memory_mib: int | None = field(default=None, metadata=_doc(
+        "Plan as if the host had this much memory; unset uses the host's.", "MiB", _optional_positive))
+
+    # Base host ---------------------------------------------------------------------------
+    ntp_servers: list[str] = field(default_factory=list, metadata=_doc(
+        "NTP servers for systemd-timesyncd; empty keeps Debian's pool.", "", _ntp_servers))
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain dict of every field, for inventory data and ``--json``."""
+        return dataclasses.asdict(self)
+
+
+FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(Settings)
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    return str(f.type).replace("Optional", "").replace(" ", "")
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Check a raw value against the field's declared type (no silent string-to-number)."""
+    declared = str(f.type)
+    if value is None:
+        if "None" in declared:
+            return None
+        raise SettingsError(f"{f.name}: must not be empty. Remove {f.name} to use its default.")
+    if declared.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{f.name}: must be a whole number, got {value!r}. Write it without quotes, e.g. {f.default!r}.")
+        return value
+    if declared.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{f.name}: must be a number, got {value!r}. Write it without quotes, e.g. 1.5.")
+        return float(value)
+    if declared.startswith("list"):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{f.name}: must be a list, got {value!r}. Write it as a list, e.g. ['a', 'b'].")
+        return list(value)
+    if declared == "str":
+        if not isinstance(value, str):
+            raise SettingsError(f"{f.name}: must be a string, got {value!r}. Quote it.")
+        return value
+    raise AssertionError(f"unhandled settings type {declared}")  # pragma: no cover
+
+
+def _cross_checks(s: Settings) -> None:
+    if s.tls == "files" and not (s.tls_certificate_path and s.tls_key_path):
+        raise SettingsError(
+            "tls_certificate_path/tls_key_path: tls is 'files' but a path is missing. "
+            "Set both to absolute paths on the host, or use tls: self_signed."
+        )
+    if s.tls != "files" and (s.tls_certificate_path or s.tls_key_path):
+        raise SettingsError(
+            "tls_certificate_path/tls_key_path: set but tls is not 'files'. Set tls: files, or remove the paths."
+        )
+    if s.capacity_cpus is not None:
+        for key in ("lb_cpus", "app_cpus", "db_cpus", "cache_cpus"):
+            if getattr(s, key) > s.capacity_cpus:
+                raise SettingsError(
+                    f"{key}: {getattr(s, key)} vCPU is more than the host's {s.capacity_cpus} "
+                    f"(capacity_cpus). Lower {key}."
+                )
+    if s.capacity_memory_mib is not None:
+        for key in ("lb_memory_mib", "app_memory_mib", "db_memory_mib", "cache_memory_mib"):
+            if getattr(s, key) > s.capacity_memory_mib:
+                raise SettingsError(
+                    f"{key}: {getattr(s, key)} MiB is more than the host's {s.capacity_memory_mib} MiB "
+                    f"(capacity_memory_mib). Lower {key}."
+                )
+        if s.capacity_memory_mib < 512:
+            raise SettingsError(
+                f"capacity_memory_mib: {s.capacity_memory_mib} MiB is too small to plan a stack; "
+                "use at least 512."
+            )
+        if s.os_reserve_mib is not None and s.os_reserve_mib >= s.capacity_memory_mib:
+            raise SettingsError(
+                f"os_reserve_mib: {s.os_reserve_mib} MiB leaves nothing of the host's "
+                f"{s.capacity_memory_mib} MiB. Lower os_reserve_mib."
+            )
+
+
+def load(raw: dict[str, Any] | None) -> Settings:
+    """Validate raw settings (from inventory data or YAML) and return :class:`Settings`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"settings must be a mapping of key: value, got {type(raw).__name__}.")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        f = _BY_NAME.get(key)
+        if f is None:
+            close = difflib.get_close_matches(str(key), _BY_NAME, n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else "Remove it; `lbstack settings-doc` lists the keys."
+            raise SettingsError(f"{key}: unknown setting. {hint}")
+        values[key] = _coerce(f, value)
+    for key, value in values.items():
+        check = _BY_NAME[key].metadata["check"]
+        if check is not None and value is not None:
+            check(key, value)
+    settings = Settings(**values)
+    _cross_checks(settings)
+    return settings
+
+
+def load_file(path: str | Path) -> Settings:
+    """Load settings from a YAML file (a mapping of key: value)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not path.exists():
+        raise SettingsError(f"{path}: settings file not found. Check the path.")
+    try:
+        return load(raw)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+
+
+def inventory_data(raw: dict[str, Any] | str | Path, **host_data: Any) -> dict[str, Any]:
+    """Host data for an inventory file: validated settings under ``lbstack`` plus connector data.
+
+    Called while pyinfra loads the inventory, so invalid settings end the run before any
+    connection, with one line naming the key and the fix (no traceback).
+    """
+    try:
+        settings = load_file(raw) if isinstance(raw, (str, Path)) else load(raw)
+    except SettingsError as exc:
+        raise SystemExit(f"lbstack: invalid settings: {exc}") from None
+    return {**host_data, "lbstack": settings.to_data()}
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from :data:`FIELDS`."""
+    rows = ["| key | type | unit | default | meaning |", "|---|---|---|---|---|"]
+    for f in FIELDS:
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = "unset" if default is None else f"`{default!r}`"
+        rows.append(f"| `{f.name}` | {_type_name(f)} | {f.metadata['unit']} | {shown} | {f.metadata['doc']} |")
+    return "\n".join(rows)
