@@ -45,16 +45,18 @@ MIN_SOMAXCONN = 4096
 
 # The least each component can run in: below this the plan refuses rather than pretend.
 FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1}
-FLOOR_MEMORY_MIB = {
-    "lb": 64,
-    "db": DB_BASE_MIB + INNODB_MIN_MIB + 64,
-    "cache": 64,
-}
+FLOOR_MEMORY_MIB = {"lb": 64, "cache": 64}
 
 
 def instance_floor_mib(s: Settings) -> int:
     """Least memory one FPM instance runs in: master, OPcache and MIN_CHILDREN workers."""
     return math.ceil((FPM_MASTER_MIB + OPCACHE_MIB + MIN_CHILDREN * s.php_worker_memory_mib) / MEMORY_HIGH_FRACTION)
+
+
+def db_floor_mib(s: Settings) -> int:
+    """Least memory MariaDB runs in: its base, the smallest pool, and connections for minimal pools."""
+    connections = s.instances * MIN_CHILDREN + s.db_connection_headroom
+    return math.ceil((DB_BASE_MIB + INNODB_MIN_MIB + connections * DB_PER_CONNECTION_MIB) / MEMORY_HIGH_FRACTION)
 
 
 class PlanError(ValueError):
@@ -181,9 +183,9 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     reserve = os_reserve_mib(host_memory_mib, s)
     usable = host_memory_mib - reserve
     req_cpus, req_mem = _requested(s, components)
-    floor_mem = {c: FLOOR_MEMORY_MIB.get(c, 0) for c in components}
-    if "app" in components:
-        floor_mem["app"] = instance_floor_mib(s) * s.instances
+    floor_mem = {"lb": FLOOR_MEMORY_MIB["lb"], "app": instance_floor_mib(s) * s.instances,
+                 "db": db_floor_mib(s), "cache": FLOOR_MEMORY_MIB["cache"]}
+    floor_mem = {c: floor_mem[c] for c in components}
     floor_cpu = {c: FLOOR_CPUS[c] * (s.instances if c == "app" else 1) for c in components}
     adjustments: list[Adjustment] = []
 

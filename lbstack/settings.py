@@ -285,17 +285,17 @@ def _cross_checks(s: Settings) -> None:
                     f"(capacity_cpus). Lower {key}."
                 )
     if s.capacity_memory_mib is not None:
+        if s.capacity_memory_mib < 512:
+            raise SettingsError(
+                f"capacity_memory_mib: {s.capacity_memory_mib} MiB is too small to plan a stack; "
+                "use at least 512."
+            )
         for key in ("lb_memory_mib", "app_memory_mib", "db_memory_mib", "cache_memory_mib"):
             if getattr(s, key) > s.capacity_memory_mib:
                 raise SettingsError(
                     f"{key}: {getattr(s, key)} MiB is more than the host's {s.capacity_memory_mib} MiB "
                     f"(capacity_memory_mib). Lower {key}."
                 )
-        if s.capacity_memory_mib < 512:
-            raise SettingsError(
-                f"capacity_memory_mib: {s.capacity_memory_mib} MiB is too small to plan a stack; "
-                "use at least 512."
-            )
         if s.os_reserve_mib is not None and s.os_reserve_mib >= s.capacity_memory_mib:
             raise SettingsError(
                 f"os_reserve_mib: {s.os_reserve_mib} MiB leaves nothing of the host's "

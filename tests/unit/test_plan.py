@@ -1,0 +1,104 @@
+"""The capacity plan over host sizes and instance counts: every plan fits, or refuses with numbers."""
+
+import itertools
+
+import pytest
+
+from lbstack.plan import (
+    DB_BASE_MIB, DB_PER_CONNECTION_MIB, FPM_MASTER_MIB, OPCACHE_MIB, PlanError, make_plan,
+)
+from lbstack.settings import load
+
+MEMORY_GIB = (1, 2, 4, 8, 16, 32)
+INSTANCES = range(1, 9)
+CPUS = {1: 1, 2: 2, 4: 2, 8: 4, 16: 8, 32: 16}  # a typical VPS shape per memory size
+
+# Which (memory GiB, instances) must be refused: the OS reserve plus each component's floor
+# does not fit. Everything else must produce a plan.
+REFUSED = {(1, n) for n in INSTANCES} | {(2, n) for n in range(4, 9)}
+
+
+@pytest.mark.parametrize("gib,instances", list(itertools.product(MEMORY_GIB, INSTANCES)))
+def test_plan_fits_the_host_or_refuses(gib, instances):
+    settings = load({"instances": instances})
+    memory = gib * 1024
+    cpus = CPUS[gib]
+    if (gib, instances) in REFUSED:
+        with pytest.raises(PlanError) as err:
+            make_plan(cpus, memory, settings)
+        assert "MiB usable" in str(err.value) and "needs at least" in str(err.value)
+        return
+    plan = make_plan(cpus, memory, settings)
+    # hard memory limits never sum past RAM minus the OS reserve
+    assert plan.os_reserve_mib > 0
+    assert plan.memory_max_total_mib <= plan.usable_memory_mib == memory - plan.os_reserve_mib
+    # CPU ceilings never sum past the host's CPUs
+    assert plan.cpu_quota_total_pct <= cpus * 100
+    for limits in plan.limits.values():
+        assert 0 < limits.memory_high_mib < limits.memory_max_mib
+        assert limits.cpu_quota_pct >= 10 and limits.tasks_max > 0
+    # the app slice is exactly its instances
+    inst = plan.instance_limits
+    assert plan.limits["app"].memory_max_mib == inst.memory_max_mib * instances
+    assert plan.limits["app"].cpu_quota_pct == inst.cpu_quota_pct * instances
+    # the pool fits the instance's MemoryHigh
+    assert plan.php_max_children >= 2
+    assert FPM_MASTER_MIB + OPCACHE_MIB + plan.php_max_children * settings.php_worker_memory_mib <= inst.memory_high_mib
+    # MariaDB: every PHP worker can connect, plus headroom; pool + connections fit its MemoryHigh
+    assert plan.db_max_connections == instances * plan.php_max_children + settings.db_connection_headroom
+    db_high = plan.limits["db"].memory_high_mib
+    assert plan.innodb_buffer_pool_mib >= 128 and plan.innodb_buffer_pool_mib % 128 == 0
+    assert DB_BASE_MIB + plan.innodb_buffer_pool_mib + plan.db_max_connections * DB_PER_CONNECTION_MIB <= db_high
+    # Redis leaves room under its MemoryMax; nginx holds 2000 clients plus their upstream connections
+    assert 0 < plan.redis_maxmemory_mib < plan.limits["cache"].memory_max_mib
+    assert plan.nginx_worker_processes * plan.nginx_worker_connections >= 2 * 2000
+    assert plan.nginx_worker_rlimit_nofile >= plan.nginx_worker_connections
+    assert int(plan.sysctl["net.core.somaxconn"]) >= 2000
+    # scaling is explicit: adjustments exist exactly when the requests did not fit
+    requested = 2048 + 3072 * instances + 6144 + 3072
+    assert bool([a for a in plan.adjustments if a.what == "MemoryMax"]) == (requested > plan.usable_memory_mib)
+
+
+def test_seed_profile_on_8_vcpu_16_gb_is_scaled_explicitly():
+    plan = make_plan(8, 16384, load({}))
+    memory = {a.component: a for a in plan.adjustments if a.what == "MemoryMax"}
+    assert set(memory) == {"lb", "app", "db", "cache"}
+    assert memory["app"].requested == "15360 MiB" and "26624 MiB" in memory["app"].why
+    assert plan.memory_max_total_mib <= 16384 - plan.os_reserve_mib
+    cpu = {a.component for a in plan.adjustments if a.what == "CPUQuota"}
+    assert cpu == {"lb", "app", "db", "cache"} and plan.cpu_quota_total_pct <= 800
+    assert plan.instances == 5 and plan.php_max_children >= 8
+
+
+def test_refuse_policy_refuses_with_the_numbers():
+    with pytest.raises(PlanError) as err:
+        make_plan(8, 16384, load({"overcommit": "refuse"}))
+    text = str(err.value)
+    assert "14746 MiB usable" in text and "requested 15360 MiB" in text and "total  requested 26624 MiB" in text
+
+
+def test_capacity_override_wins_over_host_facts():
+    plan = make_plan(2, 24 * 1024, load({"capacity_cpus": 8, "capacity_memory_mib": 16384}))
+    assert (plan.host_cpus, plan.host_memory_mib, plan.capacity_source) == (8, 16384, "override")
+
+
+def test_split_topology_plans_only_the_hosts_components():
+    db_host = make_plan(4, 8192, load({}), components=("db",))
+    assert db_host.components == ("db",) and set(db_host.limits) == {"db"}
+    assert db_host.instance_limits is None
+    # the db host still sizes connections for every remote PHP worker
+    assert db_host.db_max_connections > 5 * 2
+    assert db_host.memory_max_total_mib <= db_host.usable_memory_mib
+
+
+def test_small_requests_are_not_scaled():
+    plan = make_plan(8, 16384, load({"instances": 2, "app_memory_mib": 1024, "db_memory_mib": 2048,
+                                     "cache_memory_mib": 512, "lb_memory_mib": 256, "db_cpus": 1}))
+    assert plan.adjustments == () or all(a.what == "pm.max_children" for a in plan.adjustments)
+    assert plan.limits["db"].memory_max_mib == 2048 and plan.limits["db"].cpu_quota_pct == 100
+
+
+def test_cpu_floor_refusal():
+    with pytest.raises(PlanError) as err:
+        make_plan(0.5, 32768, load({"instances": 8}))
+    assert "vCPU usable" in str(err.value)

@@ -1,0 +1,115 @@
+"""Settings: defaults, and bad input refused with a message naming the key and the fix."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbstack import REPO_ROOT
+from lbstack.settings import FIELDS, SettingsError, load, markdown_table
+
+# (raw settings, the key the message must name, a phrase of the fix)
+BAD = [
+    ({"instancess": 5}, "instancess", "Did you mean 'instances'"),
+    ({"no_such_thing": 1}, "no_such_thing", "unknown setting"),
+    ({"instances": 0}, "instances", "at least 1"),
+    ({"instances": -3}, "instances", "at least 1"),
+    ({"instances": "five"}, "instances", "whole number"),
+    ({"instances": True}, "instances", "whole number"),
+    ({"instances": 2.5}, "instances", "whole number"),
+    ({"instances": 100}, "instances", "at most 16"),
+    ({"lb_method": "random"}, "lb_method", "least_conn, ip_hash, round_robin"),
+    ({"server_names": ["exa mple.com"]}, "server_names", "not a valid host name"),
+    ({"server_names": ["-bad.example.com"]}, "server_names", "not a valid host name"),
+    ({"server_names": "example.com"}, "server_names", "must be a list"),
+    ({"server_names": []}, "server_names", "at least one name"),
+    ({"app_source": ""}, "app_source", "is empty"),
+    ({"app_source": "/nonexistent/app/path"}, "app_source", "does not exist"),
+    ({"app_source": "git+https://example.invalid/app.git"}, "app_source", "names no ref"),
+    ({"php_version": "7.4"}, "php_version", "not packaged by Debian 12"),
+    ({"php_version": "eight"}, "php_version", "MAJOR.MINOR"),
+    ({"tls": "yes"}, "tls", "off, self_signed, files"),
+    ({"tls": "files"}, "tls_certificate_path", "a path is missing"),
+    ({"tls": "files", "tls_certificate_path": "cert.pem", "tls_key_path": "/k"}, "tls_certificate_path", "absolute path"),
+    ({"tls_key_path": "/etc/ssl/k.pem"}, "tls_key_path", "tls is not 'files'"),
+    ({"lb_cpus": 0}, "lb_cpus", "at least 0.1"),
+    ({"db_cpus": -1}, "db_cpus", "at least 0.1"),
+    ({"app_memory_mib": 64}, "app_memory_mib", "at least 128 MiB"),
+    ({"db_memory_mib": "6G"}, "db_memory_mib", "whole number"),
+    ({"capacity_memory_mib": 16384, "db_memory_mib": 32768}, "db_memory_mib", "more than the host"),
+    ({"capacity_cpus": 2, "db_cpus": 3}, "db_cpus", "more than the host"),
+    ({"capacity_memory_mib": 256}, "capacity_memory_mib", "too small"),
+    ({"capacity_cpus": -2}, "capacity_cpus", "must be positive"),
+    ({"os_reserve_mib": -1}, "os_reserve_mib", "0 or more"),
+    ({"overcommit": "maybe"}, "overcommit", "scale, refuse"),
+    ({"app_user": "Root User"}, "app_user", "not a valid user name"),
+    ({"ntp_servers": ["ntp server"]}, "ntp_servers", "not a host name"),
+    ({"php_worker_memory_mib": 0}, "php_worker_memory_mib", "at least 8 MiB"),
+    ({"lb_max_clients": 0}, "lb_max_clients", "at least 1"),
+    ({"instances": None}, "instances", "must not be empty"),
+]
+
+
+def test_defaults_are_the_seed_profile():
+    s = load({})
+    assert (s.instances, s.lb_method, s.php_version, s.tls) == (5, "least_conn", "8.2", "off")
+    assert (s.app_cpus, s.app_memory_mib, s.db_cpus, s.db_memory_mib) == (1.0, 3072, 3.0, 6144)
+    assert (s.cache_cpus, s.cache_memory_mib, s.lb_memory_mib) == (0.5, 3072, 2048)
+
+
+@pytest.mark.parametrize("raw,key,fix", BAD, ids=[f"{k}-{i}" for i, (_, k, _) in enumerate(BAD)])
+def test_bad_settings_are_refused_naming_key_and_fix(raw, key, fix):
+    with pytest.raises(SettingsError) as err:
+        load(raw)
+    message = str(err.value)
+    assert message.startswith(key) or f"{key}:" in message or f"{key}/" in message, message
+    assert fix in message, message
+
+
+def test_good_values_are_kept():
+    s = load({"instances": 3, "lb_method": "ip_hash", "server_names": ["example.com", "*.example.com"],
+              "tls": "files", "tls_certificate_path": "/c.pem", "tls_key_path": "/k.pem",
+              "capacity_cpus": 8, "capacity_memory_mib": 16384, "db_cpus": 2})
+    assert s.instances == 3 and s.lb_method == "ip_hash" and s.server_names[1] == "*.example.com"
+    assert s.db_cpus == 2.0 and isinstance(s.db_cpus, float)
+
+
+def test_every_field_is_documented_with_a_unit_column():
+    for f in FIELDS:
+        assert f.metadata.get("doc"), f"{f.name} has no documentation"
+        assert "unit" in f.metadata
+
+
+def test_readme_settings_table_is_generated_from_the_fields():
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings-table:begin -->") + len("<!-- settings-table:begin -->")
+    end = readme.index("<!-- settings-table:end -->")
+    assert readme[start:end].strip() == markdown_table().strip(), (
+        "README settings table is stale: regenerate it with `lbstack settings-doc`"
+    )
+
+
+def _pyinfra_with(tmp_path: Path, settings: dict) -> subprocess.CompletedProcess:
+    """Run pyinfra with an inventory whose only host cannot be reached (nothing listens on port 9)."""
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "from lbstack.settings import inventory_data\n"
+        f"all = (['127.0.0.1'], inventory_data({settings!r}, ssh_port=9, ssh_connect_retries=0))\n"
+        "lb = app = db = cache = ['127.0.0.1']\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy/full.py"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize("raw,key,fix", [BAD[0], BAD[2], BAD[8], BAD[9], BAD[26]],
+                         ids=["unknown-key", "zero-instances", "lb-method", "server-name", "memory-beyond-host"])
+def test_pyinfra_stops_before_connecting(tmp_path, raw, key, fix):
+    result = _pyinfra_with(tmp_path, raw)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"lbstack: invalid settings: {key}" in output and fix in output, output
+    assert "Connecting to hosts" not in output, output
+    assert "Traceback" not in output, output
