@@ -1,0 +1,51 @@
+"""Inventories load in pyinfra with their settings validated; the Vagrantfile passes Vagrant's own check."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lbstack import REPO_ROOT
+
+
+def test_prod_inventory_places_one_vps_in_every_group():
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventories/prod.py", "debug-inventory", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (host,) = json.loads(result.stdout)
+    assert host["name"] == "vps.example.com"
+    assert {"lb", "app", "db", "cache"} <= set(host["groups"])
+    assert host["data"]["lbstack"]["instances"] == 5 and host["data"]["lbstack"]["tls"] == "files"
+    assert host["data"]["ssh_user"] == "root"
+
+
+@pytest.fixture(scope="module")
+def vagrant():
+    if shutil.which("vagrant") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "vagrant"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True)
+    return shutil.which("vagrant")
+
+
+def test_vagrantfile_validates_with_vagrant(vagrant, tmp_path):
+    result = subprocess.run([vagrant, "validate"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
+    text = (REPO_ROOT / "Vagrantfile").read_text()
+    assert 'box = "debian/bookworm64"' in text and "cpus = 8" in text and "memory = 16384" in text
+    assert "private_network" in text
+    # the check can fail: a wrong key is rejected by Vagrant
+    (tmp_path / "Vagrantfile").write_text(text.replace("node.vm.hostname", "node.vm.hostnam"))
+    broken = subprocess.run([vagrant, "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert broken.returncode != 0
+
+
+def test_vagrant_inventory_uses_the_vagrant_connector():
+    text = (REPO_ROOT / "inventories/vagrant.py").read_text()
+    assert '"@vagrant/lbstack"' in text
+    assert 'config.vm.define "lbstack"' in (REPO_ROOT / "Vagrantfile").read_text()
