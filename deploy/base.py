@@ -48,6 +48,7 @@ def _service_user(settings: Settings) -> None:
         shell="/usr/sbin/nologin",
         system=True,
         create_home=False,
+        ensure_home=False,  # the directory below is root-owned: workers cannot rewrite code
     )
     files.directory(name=f"Directory {APP_HOME}", path=APP_HOME, user="root", group="root", mode="755")
 

@@ -6,16 +6,9 @@ verification of the live state against the capacity plan.
 
 from pyinfra import host
 
-from deploy import base, host_context, limits
-from lbstack.operations import verify
+from deploy import base, host_context, limits, verification
 
 settings, plan = host_context(host)
 base.base(settings, plan)
 limits.limits(settings, plan)
-verify(
-    name="Verify the host against the capacity plan",
-    settings=settings,
-    plan=plan,
-    base_packages=base.PACKAGES,
-    sysctl_file=base.SYSCTL_FILE,
-)
+verification.verification(settings, plan)

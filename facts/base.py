@@ -43,7 +43,7 @@ class SysctlValues(FactBase):
         quoted = " ".join(shlex.quote(k) for k in keys)
         return (
             f"echo @file; cat {shlex.quote(path)} 2>/dev/null || true; echo @live; "
-            f"for k in {quoted}; do v=$(sysctl -n \"$k\" 2>/dev/null) && echo \"$k = $v\"; done"
+            f"for k in {quoted}; do v=$(sysctl -n \"$k\" 2>/dev/null) && echo \"$k = $v\"; done; true"
         )
 
     def process(self, output) -> dict[str, dict[str, str]]:

@@ -54,6 +54,11 @@ def _failed(state_, host_, count: int) -> bool:
     return False
 
 
+def _unreadable(state_, host_, reason: str) -> bool:
+    host_.log_styled(f"verification failed: could not read the host's state: {reason}", fg="red")
+    return False
+
+
 @operation(is_idempotent=False)
 def verify(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str):
     """Verify the host against the plan after every other operation ran.
@@ -63,7 +68,11 @@ def verify(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file
     """
     if not state.is_executing:
         return
-    rows = gather_checks(settings, plan, base_packages, sysctl_file)
+    try:
+        rows = gather_checks(settings, plan, base_packages, sysctl_file)
+    except Exception as exc:  # a fact that cannot be read is a failed verification, not a crash
+        yield FunctionCommand(_unreadable, (f"{type(exc).__name__}: {exc}",), {})
+        return
     report.print_tables(report.verification_table(host.name, rows), stderr=True)
     bad = checks.failures(rows)
     if bad:

@@ -122,7 +122,7 @@ def check_base(
     else:
         rows.append(_row("base", "systemd-timesyncd enabled", True, timesync["enabled"]))
         if container:
-            rows.append(Check("base", "systemd-timesyncd running", True, timesync["running"], None,
+            rows.append(Check("base", "systemd-timesyncd running", "True", _show(timesync["running"]), None,
                               f"container ({container}): the clock is the machine's underneath"))
         else:
             rows.append(_row("base", "systemd-timesyncd running", True, timesync["running"]))

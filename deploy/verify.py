@@ -1,0 +1,11 @@
+"""Verification only: read the live state back and compare it with the plan; changes nothing.
+
+    pyinfra -y inventories/prod.py deploy/verify.py
+"""
+
+from pyinfra import host
+
+from deploy import host_context, verification
+
+settings, plan = host_context(host)
+verification.verification(settings, plan)

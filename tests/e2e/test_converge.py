@@ -1,0 +1,178 @@
+"""End to end on real rehearsal hosts (systemd-nspawn with cgroup v1, qemu VM with cgroup v2):
+converge from bare with ``deploy/full.py``, read every planned limit back from the cgroup files,
+re-run with zero changes, and see the planned limits enforced on real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from facts.limits import UnitLimits
+from lbstack import REPO_ROOT
+from lbstack.plan import make_plan
+from lbstack.rehearsal import ssh_run
+from lbstack.settings import load
+from lbstack.verify import check_limits, failures
+
+MIB = 1024 * 1024
+TIMINGS: dict[str, float] = {}
+
+
+def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800) -> dict:
+    """Run pyinfra on one rehearsal host with --json; returns rc, results and stderr."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/rehearsal.py", deploy],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": host_name},
+    )
+    out = {"rc": proc.returncode, "stderr": proc.stderr, "seconds": time.monotonic() - started}
+    try:
+        out["results"] = json.loads(proc.stdout)["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        out["results"] = None
+        out["stdout"] = proc.stdout
+    return out
+
+
+def changed_ops(run: dict) -> list[str]:
+    return [op["name"] for op in run["results"]["operations"] if op["success"]]
+
+
+def failed_ops(run: dict) -> list[str]:
+    return [op["name"] for op in run["results"]["operations"] if op["error"]]
+
+
+def rehearsal_plan():
+    """The plan the rehearsal inventory asks for, read from the inventory as pyinfra loads it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventories/rehearsal.py", "debug-inventory", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )
+    settings = load(json.loads(proc.stdout)[0]["data"]["lbstack"])
+    return make_plan(settings.capacity_cpus, settings.capacity_memory_mib, settings)
+
+
+def remote(info, command: str, timeout: float = 120) -> tuple[int, str, str]:
+    return ssh_run(info, command, timeout_s=timeout)
+
+
+@pytest.fixture(scope="session", params=["nspawn", pytest.param("vm", marks=pytest.mark.vm)])
+def converged(request):
+    """A bare rehearsal host of each kind, converged once with deploy/full.py."""
+    info = request.getfixturevalue(f"{request.param}_host")
+    first = pyinfra(info.name)
+    TIMINGS[f"{request.param} converge from bare"] = first["seconds"]
+    return request.param, info, first
+
+
+def test_converges_from_bare_and_verification_passes(converged):
+    kind, info, first = converged
+    assert first["rc"] == 0, first["stderr"][-4000:]
+    assert not failed_ops(first)
+    # from bare, real work happened: packages installed, slices written and started
+    changed = changed_ops(first)
+    assert any("Install base packages" in name for name in changed), changed
+    assert any("lbstack-app.slice" in name for name in changed), changed
+    assert "all checks passed" in first["stderr"]
+
+
+def test_every_planned_limit_reads_back_from_the_cgroup_files(converged):
+    kind, info, _ = converged
+    plan = rehearsal_plan()
+    fact = UnitLimits()
+    rc, out, err = remote(info, fact.command(units=list(plan.slices.values())))
+    assert rc == 0, err
+    units = fact.process(out.splitlines())
+    expected_version = 2 if kind == "vm" else 1
+    for component, unit in plan.slices.items():
+        limits = plan.limits[component]
+        got = units[unit]
+        assert got["cgroup_version"] == expected_version
+        assert got["active_state"] == "active"
+        cg = got["cgroup"]
+        assert cg["memory_max"] == limits.memory_max_mib * MIB, (unit, cg)
+        assert cg["cpu_quota_us"] * 100_000 // cg["cpu_period_us"] == limits.cpu_quota_us, (unit, cg)
+        assert cg["pids_max"] == limits.tasks_max, (unit, cg)
+        if expected_version == 2:
+            assert cg["memory_high"] == limits.memory_high_mib * MIB, (unit, cg)
+    assert failures(check_limits(plan, units)) == []
+
+
+def test_second_run_changes_nothing(converged):
+    kind, info, _ = converged
+    again = pyinfra(info.name)
+    TIMINGS[f"{kind} no-op re-run"] = again["seconds"]
+    assert again["rc"] == 0, again["stderr"][-4000:]
+    assert changed_ops(again) == [] and failed_ops(again) == []
+
+
+def _cgroup_cpu_usage_us(info, kind: str, cgroup: str) -> int:
+    path = f"/sys/fs/cgroup{cgroup}/cpu.stat" if kind == "vm" else f"/sys/fs/cgroup/cpuacct{cgroup}/cpuacct.usage"
+    rc, out, err = remote(info, f"cat {path}")
+    assert rc == 0, err
+    if kind == "vm":
+        return int(re.search(r"usage_usec (\d+)", out).group(1))
+    return int(out.strip()) // 1000
+
+
+def test_planned_cpu_quota_holds_a_busy_loop(converged):
+    kind, info, _ = converged
+    plan = rehearsal_plan()
+    quota = plan.limits["cache"].cpu_quota_pct / 100
+    unit = "lbstack-test-busy.service"
+    rc, _, err = remote(info, f"systemd-run --unit {unit} --slice lbstack-cache.slice "
+                              "python3 -c 'while True: pass'")
+    assert rc == 0, err
+    try:
+        time.sleep(1)
+        cgroup = "/lbstack.slice/lbstack-cache.slice"
+        before, t0 = _cgroup_cpu_usage_us(info, kind, cgroup), time.monotonic()
+        time.sleep(5)
+        used = (_cgroup_cpu_usage_us(info, kind, cgroup) - before) / 1e6 / (time.monotonic() - t0)
+    finally:
+        remote(info, f"systemctl stop {unit}; systemctl reset-failed {unit} 2>/dev/null; true")
+    assert quota * 0.7 <= used <= quota * 1.2, f"busy loop used {used:.2f} CPU under a {quota:.2f} quota"
+
+
+def test_planned_memory_max_kills_a_process_over_it(converged):
+    kind, info, _ = converged
+    plan = rehearsal_plan()
+    limit_mib = plan.limits["cache"].memory_max_mib
+    grab_mib = limit_mib + 512
+    rc, out, err = remote(
+        info,
+        f"systemd-run --wait --unit lbstack-test-hog --slice lbstack-cache.slice "
+        f"python3 -c 'x = b\"x\" * ({grab_mib} * 1024 * 1024); print(\"survived\")' 2>&1; "
+        "echo rc=$?",
+        timeout=300,
+    )
+    remote(info, "systemctl reset-failed lbstack-test-hog 2>/dev/null; true")
+    result = re.search(r"Finished with result: ([\w-]+)", out)
+    assert result and result.group(1) in ("signal", "oom-kill"), out
+    assert "rc=0" not in out and "survived" not in out
+
+
+def test_verification_fails_naming_what_differs(nspawn_host):
+    """A limit changed behind the deploy's back is caught, named, and fails the run (nspawn host)."""
+    info = nspawn_host
+    assert pyinfra(info.name)["rc"] == 0  # converged (a no-op when the tests above ran first)
+    planned = rehearsal_plan().limits["lb"].tasks_max
+    rc, _, err = remote(info, "systemctl set-property --runtime lbstack-lb.slice TasksMax=7")
+    assert rc == 0, err
+    try:
+        run = pyinfra(info.name, "deploy/verify.py")
+        assert run["rc"] != 0
+        assert re.search(rf"systemd TasksMax\s*│\s*{planned}\s*│\s*7\s*│\s*FAIL", run["stderr"]), run["stderr"][-3000:]
+        assert re.search(r"cgroup v1 pids.max\s*│\s*\d+\s*│\s*7\s*│\s*FAIL", run["stderr"]), run["stderr"][-3000:]
+    finally:
+        remote(info, "rm -rf /run/systemd/system.control/lbstack-lb.slice.d && systemctl daemon-reload")
+    restored = pyinfra(info.name, "deploy/verify.py")
+    assert restored["rc"] == 0, restored["stderr"][-3000:]
