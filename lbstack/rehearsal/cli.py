@@ -1,0 +1,117 @@
+"""``lbstack rehearsal ...``: build, start, list, enter and stop local rehearsal hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import alive, build_image, build_rootfs, down, get_host, list_hosts, snapshot, up
+from .common import RehearsalError, hosts_dir
+
+
+class RehearsalGroup(click.Group):
+    """A click group that turns expected failures into a one-line error and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RehearsalError as error:
+            raise click.ClickException(str(error)) from None
+        except PermissionError as error:
+            raise click.ClickException(f"{error.filename}: permission denied (run as root)") from None
+
+
+rehearsal = RehearsalGroup(
+    "rehearsal",
+    help="Local rehearsal hosts: systemd-nspawn containers and qemu VMs reachable over ssh.",
+)
+
+
+@rehearsal.command()
+@click.option("--vm", "vm_image", is_flag=True, help="Build the VM disk image, not the container rootfs.")
+@click.option("--force", is_flag=True, help="Rebuild even if a cached build of the same recipe exists.")
+def build(vm_image: bool, force: bool) -> None:
+    """Build (or reuse) the golden container rootfs or VM image."""
+    started = time.monotonic()
+    path = build_image(force) if vm_image else build_rootfs(force)
+    click.echo(f"{path} ({time.monotonic() - started:.0f} s)")
+
+
+@rehearsal.command("up")
+@click.argument("name")
+@click.option("--vm", "vm_host", is_flag=True, help="Boot a qemu VM (real kernel, cgroup v2).")
+@click.option("--rootfs", type=click.Path(exists=True, file_okay=False), help="Boot a copy of this tree.")
+@click.option("--memory-mib", type=click.IntRange(512), default=4096, show_default=True, help="VM memory.")
+@click.option("--cpus", type=click.IntRange(1), default=2, show_default=True, help="VM vCPUs.")
+def up_command(name: str, vm_host: bool, rootfs: str | None, memory_mib: int, cpus: int) -> None:
+    """Boot host NAME (a container unless --vm) and wait until ssh answers."""
+    started = time.monotonic()
+    info = up(name, vm_host=vm_host, rootfs=rootfs, memory_mib=memory_mib, cpus=cpus)
+    click.echo(f"{info.name} up in {time.monotonic() - started:.0f} s: "
+               f"ssh -i {info.ssh_key} -p {info.ssh_port} {info.ssh_user}@{info.address}")
+
+
+@rehearsal.command("down")
+@click.argument("name", required=False)
+@click.option("--all", "all_hosts", is_flag=True, help="Tear down every recorded host.")
+@click.option("--keep-rootfs", is_flag=True, help="Containers: keep the rootfs; `up NAME` boots it again.")
+def down_command(name: str | None, all_hosts: bool, keep_rootfs: bool) -> None:
+    """Stop host NAME (or --all) and remove what it left behind."""
+    if bool(name) == all_hosts:
+        raise click.UsageError("give either NAME or --all")
+    names = [info.name for info in list_hosts()] if all_hosts else [name]
+    for each in names:
+        found = down(each, keep_rootfs=keep_rootfs)
+        click.echo(f"{each}: {'down' if found else 'was not up'}")
+
+
+@rehearsal.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the host records as JSON.")
+def list_command(as_json: bool) -> None:
+    """List recorded hosts and kept container rootfs dirs."""
+    hosts = list_hosts()
+    if as_json:
+        records = [dict(dataclasses.asdict(info), alive=alive(info)) for info in hosts]
+        click.echo(json.dumps(records, indent=2))
+        return
+    table = Table("name", "kind", "state", "ssh", "pid", "detail", "up for")
+    for info in hosts:
+        state = "up" if alive(info) else "dead (run down)"
+        detail = info.accel if info.kind == "vm" else f"veth {info.veth}"
+        uptime = f"{(time.time() - info.started_at) / 60:.0f} min"
+        table.add_row(info.name, info.kind, state, f"{info.address}:{info.ssh_port}",
+                      str(info.pid), detail or "", uptime)
+    recorded = {info.name for info in hosts}
+    for kept in sorted(hosts_dir().glob("*/rootfs")):
+        if kept.parent.name not in recorded:
+            table.add_row(kept.parent.name, "nspawn", "stopped (rootfs kept)", "", "", str(kept), "")
+    Console().print(table)
+
+
+@rehearsal.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(name: str, command: tuple[str, ...]) -> None:
+    """Open a shell on NAME, or run COMMAND there: `ssh NAME -- CMD ...`."""
+    info = get_host(name)
+    args = [
+        "ssh", "-i", info.ssh_key, "-p", str(info.ssh_port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+        f"{info.ssh_user}@{info.address}", *command,
+    ]
+    os.execvp("ssh", args)
+
+
+@rehearsal.command("snapshot")
+@click.argument("name")
+@click.argument("dest", type=click.Path(exists=False))
+def snapshot_command(name: str, dest: str) -> None:
+    """Copy the rootfs of running container host NAME to DEST (boot it with `up --rootfs DEST`)."""
+    click.echo(snapshot(name, dest))

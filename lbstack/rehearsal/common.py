@@ -1,0 +1,282 @@
+"""Shared pieces of the rehearsal hosts: state dir, HostInfo records, processes, ssh.
+
+Every host lives in ``<state>/hosts/<name>/``; its ``host.json`` records everything
+teardown needs, so ``down`` works from a fresh process and after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import paramiko
+
+STATE_ENV = "LBSTACK_REHEARSAL_DIR"
+DEFAULT_STATE_DIR = "/var/lib/lbstack-rehearsal"
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class RehearsalError(Exception):
+    """An expected failure with a message meant for the user (no traceback)."""
+
+
+@dataclass
+class HostInfo:
+    """A running rehearsal host, saved as ``<state>/hosts/<name>/host.json``."""
+
+    name: str  # rehearsal host name (also the container/VM hostname)
+    kind: str  # "nspawn" or "vm"
+    address: str  # where sshd answers: container veth address or 127.0.0.1 for VMs
+    ssh_port: int  # 22 for containers, a forwarded loopback port for VMs
+    ssh_user: str  # always "root"
+    ssh_key: str  # path of the private key accepted by the host
+    pid: int  # systemd-nspawn or qemu process id
+    host_dir: str  # <state>/hosts/<name>
+    started_at: float  # unix time of `up`
+    index: int | None = None  # nspawn: network index, addresses 10.213.<index>.1/.2
+    veth: str | None = None  # nspawn: host-side veth interface name
+    cgroups: list[str] = field(default_factory=list)  # nspawn: nspawn-<name> dir per hierarchy
+    proxy_pid: int | None = None  # nspawn: apt proxy process id
+    proxy_address: str | None = None  # nspawn: "10.213.<index>.1:3142"
+    rootfs: str | None = None  # nspawn: the host's own rootfs copy
+    image: str | None = None  # vm: golden image dir the overlay is backed by
+    overlay: str | None = None  # vm: qcow2 overlay over the golden image
+    accel: str | None = None  # vm: "kvm" or "tcg"
+    serial_log: str | None = None  # vm: serial console log
+
+    def save(self) -> None:
+        """Write this record to its host.json (atomically)."""
+        path = Path(self.host_dir) / "host.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+
+
+def state_dir() -> Path:
+    """The state dir (``$LBSTACK_REHEARSAL_DIR`` or /var/lib/lbstack-rehearsal), created 0700."""
+    path = Path(os.environ.get(STATE_ENV, DEFAULT_STATE_DIR))
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def hosts_dir() -> Path:
+    """Directory holding one sub-directory per host."""
+    path = state_dir() / "hosts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def host_dir(name: str) -> Path:
+    """The directory of host ``name`` (not created)."""
+    return hosts_dir() / name
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid host name (also used as hostname), else raise."""
+    if not NAME_RE.match(name):
+        raise RehearsalError(
+            f"invalid host name {name!r}: use 1-31 of a-z, 0-9 and '-', starting with a letter"
+        )
+    return name
+
+
+def require_root() -> None:
+    """Raise unless running as root (cgroups, veths, mmdebstrap and apt need it)."""
+    if os.geteuid() != 0:
+        raise RehearsalError("rehearsal hosts need root: run as root (e.g. with sudo)")
+
+
+def load_host(path: Path) -> HostInfo:
+    """Read one host.json."""
+    return HostInfo(**json.loads(path.read_text()))
+
+
+def list_hosts() -> list[HostInfo]:
+    """All recorded hosts, sorted by name (including ones whose process died)."""
+    files = sorted(hosts_dir().glob("*/host.json"))
+    return [load_host(path) for path in files]
+
+
+def get_host(name: str) -> HostInfo:
+    """The record of host ``name``; RehearsalError if there is none."""
+    path = host_dir(name) / "host.json"
+    if not path.exists():
+        raise RehearsalError(f"no rehearsal host named {name!r} (see `lbstack rehearsal list`)")
+    return load_host(path)
+
+
+def pyinfra_host(info: HostInfo) -> tuple[str, dict]:
+    """The ``(name, data)`` inventory entry that reaches ``info`` with pyinfra's @ssh connector."""
+    return info.name, {
+        "ssh_hostname": info.address,
+        "ssh_port": info.ssh_port,
+        "ssh_user": info.ssh_user,
+        "ssh_key": info.ssh_key,
+        "ssh_known_hosts_file": "/dev/null",
+        "ssh_strict_host_key_checking": "no",
+        "ssh_allow_agent": False,
+        "ssh_look_for_keys": False,
+    }
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` for the duration of the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a command, raising RehearsalError with its stderr tail when it fails."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    result = subprocess.run(cmd, **kwargs)
+    if result.returncode != 0:
+        tail = (result.stderr or "")[-2000:].strip()
+        raise RehearsalError(f"`{' '.join(cmd[:3])} ...` failed (exit {result.returncode}): {tail}")
+    return result
+
+
+def copy_tree(src: Path, dest: Path) -> None:
+    """Copy a root file system tree, keeping owners, modes, xattrs and hard links."""
+    if not src.is_dir():
+        raise RehearsalError(f"rootfs {src} is not a directory")
+    run(["cp", "-a", "--reflink=auto", str(src), str(dest)])
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def pid_matches(pid: int | None, marker: str) -> bool:
+    """True if ``pid`` is a live (non-zombie) process whose command line contains ``marker``.
+
+    The marker guards against killing an unrelated process that reused a stale pid.
+    """
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and marker in cmdline
+
+
+def reap(pid: int) -> None:
+    """Collect ``pid`` if it is an exited child of this process (no zombie left behind)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_process(pid: int | None, marker: str, timeout_s: float) -> None:
+    """SIGTERM ``pid`` if it still is our process (``marker``), SIGKILL after ``timeout_s``."""
+    if not pid:
+        return
+    if not pid_matches(pid, marker):
+        reap(pid)
+        return
+    for signum, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        if wait_until(lambda: reap(pid) or not pid_matches(pid, marker), wait_s):
+            return
+    raise RehearsalError(f"process {pid} ({marker}) did not exit after SIGKILL")
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is true (-> True) or ``timeout_s`` passes (-> False)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+def ssh_connect(info: HostInfo, timeout_s: float = 10.0) -> paramiko.SSHClient:
+    """An authenticated paramiko client for ``info`` (host keys are not checked)."""
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(
+            info.address,
+            port=info.ssh_port,
+            username=info.ssh_user,
+            key_filename=info.ssh_key,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=timeout_s,
+            banner_timeout=timeout_s,
+            auth_timeout=timeout_s,
+        )
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def ssh_run(info: HostInfo, command: str, timeout_s: float = 60.0) -> tuple[int, str, str]:
+    """Run ``command`` on the host over ssh; returns (exit status, stdout, stderr)."""
+    client = ssh_connect(info)
+    try:
+        _, stdout, stderr = client.exec_command(command, timeout=timeout_s)
+        out = stdout.read().decode(errors="replace")
+        err = stderr.read().decode(errors="replace")
+        return stdout.channel.recv_exit_status(), out, err
+    finally:
+        client.close()
+
+
+def wait_for_ssh(info: HostInfo, timeout_s: float, alive, log: Path) -> None:
+    """Wait until ``true`` runs over ssh.
+
+    Raises RehearsalError, quoting the tail of the boot ``log``, after ``timeout_s`` or as
+    soon as ``alive()`` reports that the host process exited.
+    """
+    transport_log = logging.getLogger("paramiko.transport")
+    level = transport_log.level
+    transport_log.setLevel(logging.CRITICAL)  # refused/banner errors while booting are expected
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if not alive():
+                raise RehearsalError(f"{info.name}: host process exited while booting, {_tail(log)}")
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                if ssh_run(info, "true", timeout_s=10)[0] == 0:
+                    return
+            time.sleep(0.5)
+    finally:
+        transport_log.setLevel(level)
+    raise RehearsalError(
+        f"{info.name}: ssh on {info.address}:{info.ssh_port} did not answer in {timeout_s:.0f} s, "
+        + _tail(log)
+    )
+
+
+def _tail(log: Path, chars: int = 1500) -> str:
+    """``log <path>:`` and the last ``chars`` of that file, for error messages."""
+    text = log.read_text(errors="replace")[-chars:] if log.exists() else "(missing)"
+    return f"log {log}:\n{text}"

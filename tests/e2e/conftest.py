@@ -1,0 +1,67 @@
+"""End-to-end fixtures: real rehearsal hosts, one container and one VM per test session.
+
+Hosts are named ``t<pid>-<tag>`` so parallel runs do not collide, and are torn down at the
+end of the session even when tests fail. Everything here needs root (cgroups, veths, qemu);
+the tests fail, rather than skip, without it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from lbstack import rehearsal
+from lbstack.rehearsal import HostInfo, ssh_run
+
+RUN_ID = os.getpid()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers used by the end-to-end tests."""
+    config.addinivalue_line("markers", "vm: needs a qemu VM rehearsal host (boots a VM, slow)")
+
+
+def unique_name(tag: str) -> str:
+    """A host name unique to this test run."""
+    return f"t{RUN_ID}-{tag}"
+
+
+def run(info: HostInfo, cmd: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run shell command ``cmd`` on the host over ssh (paramiko): (exit status, stdout, stderr)."""
+    return ssh_run(info, cmd, timeout_s=timeout)
+
+
+@pytest.fixture(name="run", scope="session")
+def run_fixture():
+    """The :func:`run` helper, for test modules (they cannot import from conftest)."""
+    return run
+
+
+@pytest.fixture(scope="session")
+def host_name():
+    """:func:`unique_name`: ``host_name("x")`` is a host name unique to this run."""
+    return unique_name
+
+
+def _hold(name: str, vm_host: bool) -> Iterator[HostInfo]:
+    """Boot host ``name`` for the duration of a fixture; always tear it down afterwards."""
+    if os.geteuid() != 0:
+        pytest.fail("end-to-end tests need root (rehearsal hosts use cgroups, veths and qemu)")
+    try:
+        yield rehearsal.up(name, vm_host=vm_host)
+    finally:
+        rehearsal.down(name)
+
+
+@pytest.fixture(scope="session")
+def nspawn_host() -> Iterator[HostInfo]:
+    """A running systemd-nspawn rehearsal host (cgroup limits enforced), shared by the session."""
+    yield from _hold(unique_name("n"), vm_host=False)
+
+
+@pytest.fixture(scope="session")
+def vm_host() -> Iterator[HostInfo]:
+    """A running qemu rehearsal VM (real kernel, cgroup v2), shared by the session."""
+    yield from _hold(unique_name("v"), vm_host=True)
