@@ -7,8 +7,10 @@ verification of the live state against the capacity plan.
 from pyinfra import host
 
 from deploy import base, host_context, limits, verification
+from lbstack import report
 
 settings, plan = host_context(host)
+report.print_tables(*report.plan_tables(plan, host.name), stderr=True)
 base.base(settings, plan)
 limits.limits(settings, plan)
 verification.verification(settings, plan)

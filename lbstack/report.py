@@ -11,8 +11,9 @@ from lbstack.verify import Check
 STATUS = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[yellow]n/a[/]"}
 
 
-def plan_tables(plan: Plan) -> list[Table]:
-    head = Table(title=f"Capacity plan: {plan.host_cpus:g} vCPU, {plan.host_memory_mib} MiB "
+def plan_tables(plan: Plan, host_name: str = "") -> list[Table]:
+    where = f" for {host_name}" if host_name else ""
+    head = Table(title=f"Capacity plan{where}: {plan.host_cpus:g} vCPU, {plan.host_memory_mib} MiB "
                        f"({'override' if plan.capacity_source == 'override' else 'host facts'})")
     for column in ("component", "slice", "CPUQuota", "MemoryHigh", "MemoryMax", "TasksMax"):
         head.add_column(column, justify="left" if column in ("component", "slice") else "right")

@@ -26,9 +26,13 @@ def test_prod_inventory_places_one_vps_in_every_group():
 
 @pytest.fixture(scope="module")
 def vagrant():
+    """Vagrant itself, installed from Debian's packages when missing (CI runs as root)."""
     if shutil.which("vagrant") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "vagrant"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "vagrant"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
+            subprocess.run(install, env=env, check=True, capture_output=True)
     return shutil.which("vagrant")
 
 

@@ -1,0 +1,89 @@
+"""Verification from recorded facts: a matching host passes; each kind of difference is named."""
+
+import copy
+import json
+from pathlib import Path
+
+from lbstack.plan import make_plan
+from lbstack.settings import load
+from lbstack.verify import check_base, check_limits, failures
+
+FACTS = Path(__file__).parent.parent / "facts"
+PLAN = make_plan(8, 16384, load({"capacity_cpus": 8, "capacity_memory_mib": 16384}))
+UNITS_V1 = json.loads((FACTS / "limits.UnitLimits/nspawn-cgroup-v1.json").read_text())["fact"]
+SYSCTL = json.loads((FACTS / "base.SysctlValues/nspawn.json").read_text())["fact"]
+
+
+def test_recorded_v1_host_matches_the_plan():
+    rows = check_limits(PLAN, UNITS_V1)
+    assert failures(rows) == []
+    skipped = [r for r in rows if r.ok is None]
+    assert {r.check for r in skipped} == {"cgroup v1 memory.high"}  # v1 has no memory.high
+
+
+def test_a_changed_memory_limit_is_named_with_expected_and_actual():
+    units = copy.deepcopy(UNITS_V1)
+    units["lbstack-db.slice"]["cgroup"]["memory_max"] = 512 * 1024 * 1024
+    (bad,) = failures(check_limits(PLAN, units))
+    assert (bad.component, bad.check) == ("db", "cgroup v1 memory.limit_in_bytes")
+    assert (bad.expected, bad.actual) == (f"{PLAN.limits['db'].memory_max_mib} MiB", "512 MiB")
+
+
+def test_an_unlimited_cpu_quota_and_an_inactive_slice_are_failures():
+    units = copy.deepcopy(UNITS_V1)
+    units["lbstack-app.slice"]["cgroup"]["cpu_quota_us"] = None
+    units["lbstack-app.slice"]["systemd"]["cpu_quota_us_per_s"] = None
+    units["lbstack-cache.slice"]["active_state"] = "inactive"
+    named = {(r.component, r.check, r.actual) for r in failures(check_limits(PLAN, units))}
+    assert ("app", "systemd CPUQuota", "unlimited") in named
+    assert ("app", "cgroup v1 cpu.cfs_quota_us/cfs_period_us", "unlimited") in named
+    assert ("cache", "lbstack-cache.slice active", "inactive") in named
+
+
+def test_a_missing_slice_fails_every_check_for_it():
+    units = {k: v for k, v in UNITS_V1.items() if k != "lbstack-lb.slice"}
+    bad = failures(check_limits(PLAN, units))
+    assert bad and {r.component for r in bad} == {"lb"}
+
+
+def test_v2_memory_high_is_checked():
+    units = copy.deepcopy(UNITS_V1)
+    for unit in units.values():
+        unit["cgroup_version"] = 2
+        if unit["cgroup"]:
+            unit["cgroup"]["memory_high"] = unit["systemd"]["memory_high"]
+    assert failures(check_limits(PLAN, units)) == []
+    units["lbstack-lb.slice"]["cgroup"]["memory_high"] = None
+    (bad,) = failures(check_limits(PLAN, units))
+    assert bad.check == "cgroup v2 memory.high" and bad.actual == "unlimited"
+
+
+def _base(**overrides):
+    args = dict(
+        packages=["curl", "acl"], installed={"curl": ["7"], "acl": ["2"]},
+        users={"lbstack": {"shell": "/usr/sbin/nologin"}}, sysctl=SYSCTL,
+        container="systemd-nspawn", timesync={"enabled": True, "running": False},
+    )
+    args.update(overrides)
+    return check_base(load({}), PLAN, **args)
+
+
+def test_base_in_a_container_checks_the_file_not_the_live_values():
+    rows = _base()
+    assert failures(rows) == []
+    live = [r for r in rows if r.check.startswith("live ")]
+    assert live and all(r.ok is None and "read-only" in r.note for r in live)
+
+
+def test_base_outside_a_container_checks_live_values_and_time_sync():
+    bad = failures(_base(container=None))
+    checks = {r.check for r in bad}
+    assert "live vm.swappiness" in checks  # the recorded live value is 60, the plan says 10
+    assert "systemd-timesyncd running" in checks
+
+
+def test_base_names_missing_packages_and_a_login_shell():
+    bad = failures(_base(installed={"curl": ["7"]}, users={"lbstack": {"shell": "/bin/bash"}}))
+    assert {(r.check, r.actual) for r in bad} == {
+        ("packages installed", "missing acl"), ("user lbstack", "/bin/bash"),
+    }
