@@ -87,3 +87,10 @@ def test_base_names_missing_packages_and_a_login_shell():
     assert {(r.check, r.actual) for r in bad} == {
         ("packages installed", "missing acl"), ("user lbstack", "/bin/bash"),
     }
+
+
+def test_recorded_v2_host_matches_the_plan_including_memory_high():
+    units = json.loads((FACTS / "limits.UnitLimits/vm-cgroup-v2.json").read_text())["fact"]
+    rows = check_limits(PLAN, units)
+    assert failures(rows) == [] and all(r.ok is True for r in rows)
+    assert any(r.check == "cgroup v2 memory.high" for r in rows)
