@@ -341,17 +341,22 @@ def load_file(path: str | Path) -> Settings:
         raise SettingsError(f"{path}: {exc}") from exc
 
 
-def inventory_data(raw: dict[str, Any] | str | Path, **host_data: Any) -> dict[str, Any]:
-    """Host data for an inventory file: validated settings under ``lbstack`` plus connector data.
+def validated(raw: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """Settings (a mapping or a YAML file path) validated into the dict hosts carry as ``lbstack``.
 
-    Called while pyinfra loads the inventory, so invalid settings end the run before any
-    connection, with one line naming the key and the fix (no traceback).
+    For inventory and ``group_data/*.py`` files, which pyinfra loads before connecting: invalid
+    settings end the run there, with one line naming the key and the fix (no traceback).
     """
     try:
         settings = load_file(raw) if isinstance(raw, (str, Path)) else load(raw)
     except SettingsError as exc:
         raise SystemExit(f"lbstack: invalid settings: {exc}") from None
-    return {**host_data, "lbstack": settings.to_data()}
+    return settings.to_data()
+
+
+def inventory_data(raw: dict[str, Any] | str | Path, **host_data: Any) -> dict[str, Any]:
+    """Host data for an inventory file: validated settings under ``lbstack`` plus connector data."""
+    return {**host_data, "lbstack": validated(raw)}
 
 
 def markdown_table() -> str:

@@ -113,3 +113,31 @@ def test_pyinfra_stops_before_connecting(tmp_path, raw, key, fix):
     assert f"lbstack: invalid settings: {key}" in output and fix in output, output
     assert "Connecting to hosts" not in output, output
     assert "Traceback" not in output, output
+
+
+def _pyinfra_group_data(tmp_path: Path, settings: dict) -> subprocess.CompletedProcess:
+    """pyinfra with settings in group_data/all.py, the other place pyinfra reads data from."""
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "all.py").write_text(
+        f"from lbstack.settings import validated\nlbstack = validated({settings!r})\nssh_port = 9\n"
+    )
+    (tmp_path / "inv.py").write_text("lb = app = db = cache = ['127.0.0.1']\n")
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", str(tmp_path / "inv.py"), "debug-inventory", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_group_data_settings_are_loaded_and_validated(tmp_path):
+    good = _pyinfra_group_data(tmp_path, {"instances": 3})
+    assert good.returncode == 0, good.stderr
+    import json
+
+    (host,) = json.loads(good.stdout)
+    assert host["data"]["lbstack"]["instances"] == 3 and host["data"]["lbstack"]["lb_method"] == "least_conn"
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad = _pyinfra_group_data(bad_dir, {"lb_method": "fastest"})
+    assert bad.returncode != 0
+    assert "lbstack: invalid settings: lb_method" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
