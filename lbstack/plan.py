@@ -59,6 +59,13 @@ def db_floor_mib(s: Settings) -> int:
     return math.ceil((DB_BASE_MIB + INNODB_MIN_MIB + connections * DB_PER_CONNECTION_MIB) / MEMORY_HIGH_FRACTION)
 
 
+def _max_children(instance_memory_mib: int, s: Settings) -> tuple[int, int]:
+    """(pm.max_children, what memory alone would allow) for an instance with this MemoryMax."""
+    high = math.floor(instance_memory_mib * MEMORY_HIGH_FRACTION)
+    by_memory = (high - FPM_MASTER_MIB - OPCACHE_MIB) // s.php_worker_memory_mib
+    return max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory)), by_memory
+
+
 class PlanError(ValueError):
     """The stack cannot fit the host; the message carries the numbers."""
 
@@ -231,21 +238,20 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     children = 0
     instance_limits = None
     if n:
-        instance_high = math.floor(instance_mem * MEMORY_HIGH_FRACTION)
-        by_memory = (instance_high - FPM_MASTER_MIB - OPCACHE_MIB) // s.php_worker_memory_mib
-        children = max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory))
+        children, by_memory = _max_children(instance_mem, s)
         if by_memory > s.php_max_children_cap:
             adjustments.append(Adjustment(
                 "app", "pm.max_children", f"{by_memory} (memory allows)", str(children),
                 f"php_max_children_cap is {s.php_max_children_cap}"))
+        instance_high = math.floor(instance_mem * MEMORY_HIGH_FRACTION)
         instance_limits = Limits(instance_cpu_pct, instance_high, instance_mem, children + 16)
 
-    max_connections = n * children + s.db_connection_headroom if "db" in components else 0
-    if "db" in components and "app" not in components:
-        # Split topology: the db host cannot see the app hosts' plan; size for the settings.
-        n_remote = s.instances
-        by_memory = (math.floor(s.app_memory_mib * MEMORY_HIGH_FRACTION) - FPM_MASTER_MIB - OPCACHE_MIB) // s.php_worker_memory_mib
-        max_connections = n_remote * max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory)) + s.db_connection_headroom
+    max_connections = 0
+    if "db" in components:
+        # In a split topology the db host cannot see the app hosts' plan: it sizes for their
+        # requested memory.
+        php_workers = n * children if n else s.instances * _max_children(s.app_memory_mib, s)[0]
+        max_connections = php_workers + s.db_connection_headroom
     buffer_pool = 0
     if "db" in components:
         db_high = math.floor(mem["db"] * MEMORY_HIGH_FRACTION)

@@ -19,7 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import paramiko
 
@@ -129,6 +129,22 @@ def pyinfra_host(info: HostInfo) -> tuple[str, dict]:
         "ssh_allow_agent": False,
         "ssh_look_for_keys": False,
     }
+
+
+def reclaim_name(name: str, kind: str, alive, teardown) -> None:
+    """Before ``up``: refuse if ``name`` is up or of another kind; tear a stale record down.
+
+    Call with the state lock held. ``alive`` and ``teardown`` are the kind's own functions.
+    """
+    record = host_dir(name) / "host.json"
+    if not record.exists():
+        return
+    stale = load_host(record)
+    if stale.kind != kind:
+        raise RehearsalError(f"{name!r} is a {stale.kind} host: run `lbstack rehearsal down {name}`")
+    if alive(stale):
+        raise RehearsalError(f"host {name!r} is already up (`lbstack rehearsal down {name}`)")
+    teardown(stale)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import aptconfig, cgroups
 from .common import (
     HostInfo, RehearsalError, check_name, copy_tree, get_host, host_dir, list_hosts, load_host,
-    locked, pid_matches, remove_tree, require_root, run, state_dir, stop_process, wait_for_ssh,
+    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_process, wait_for_ssh,
     wait_until,
 )
 from .rootfs import INIT_WRAPPER, build_rootfs, ssh_key, write_file
@@ -130,13 +130,7 @@ def _register(name: str, source: Path | None) -> HostInfo:
     """
     path = host_dir(name)
     with locked(state_dir() / ".lock"):
-        if (path / "host.json").exists():
-            stale = load_host(path / "host.json")
-            if stale.kind != "nspawn":
-                raise RehearsalError(f"{name!r} is a {stale.kind} host: run `lbstack rehearsal down {name}`")
-            if alive(stale):
-                raise RehearsalError(f"host {name!r} is already up (`lbstack rehearsal down {name}`)")
-            _teardown(stale)
+        reclaim_name(name, "nspawn", alive, _teardown)
         if source is not None and (path / "rootfs").exists():
             raise RehearsalError(f"{path} holds a kept rootfs: `lbstack rehearsal down {name}` deletes it")
         index = _free_index()

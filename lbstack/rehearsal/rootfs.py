@@ -13,7 +13,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from . import aptconfig
 from .common import RehearsalError, list_hosts, locked, remove_tree, run, state_dir

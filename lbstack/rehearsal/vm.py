@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .common import (
-    HostInfo, RehearsalError, check_name, host_dir, load_host, locked, pid_matches, remove_tree,
+    HostInfo, RehearsalError, check_name, host_dir, load_host, locked, reclaim_name, pid_matches, remove_tree,
     require_root, run, state_dir, stop_process, wait_for_ssh, wait_until,
 )
 from .rootfs import Recipe, base_recipe, build_tree, cached_build, ssh_key
@@ -130,13 +130,7 @@ def _register(name: str, image: Path) -> HostInfo:
     """Claim ``name``: refuse if it is up, tear down a stale record, write the initial host.json."""
     path = host_dir(name)
     with locked(state_dir() / ".lock"):
-        if (path / "host.json").exists():
-            stale = load_host(path / "host.json")
-            if stale.kind != "vm":
-                raise RehearsalError(f"{name!r} is a {stale.kind} host: run `lbstack rehearsal down {name}`")
-            if alive(stale):
-                raise RehearsalError(f"host {name!r} is already up (`lbstack rehearsal down {name}`)")
-            _teardown(stale)
+        reclaim_name(name, "vm", alive, _teardown)
         if (path / "rootfs").exists():
             raise RehearsalError(f"{path} holds a kept rootfs: `lbstack rehearsal down {name}` deletes it")
         remove_tree(path)

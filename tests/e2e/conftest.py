@@ -8,7 +8,7 @@ the tests fail, rather than skip, without it.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
