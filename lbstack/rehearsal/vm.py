@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -84,8 +85,17 @@ def up(name: str, memory_mib: int = 4096, cpus: int = 2, timeout_s: float = BOOT
     try:
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "disk.raw"), "-F", "raw",
              info.overlay])
-        _boot(info, image, accels, memory_mib, cpus)
-        wait_for_ssh(info, timeout_s, alive=lambda: alive(info), log=Path(info.host_dir) / "qemu.log")
+        for attempt in (1, 2):
+            _boot(info, image, accels, memory_mib, cpus)
+            try:
+                wait_for_ssh(info, timeout_s, alive=lambda: alive(info), log=Path(info.host_dir) / "qemu.log")
+                break
+            except RehearsalError as exc:
+                if attempt == 2 or alive(info):  # retry only a qemu that exited while booting
+                    raise
+                with open(Path(info.host_dir) / "boot.log", "a") as log:
+                    log.write(f"attempt {attempt}: {exc}; booting again\n")
+                print(f"{name}: qemu exited while booting, booting again: {exc}", file=sys.stderr)
     except BaseException:
         down(name)
         raise
