@@ -206,17 +206,36 @@ def reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def exited(pid: int) -> bool:
+    """True once ``pid`` is gone or a zombie: its files (and qemu's image locks) are closed.
+
+    A process in the middle of exiting has an empty command line (its memory is released
+    first) while it still holds its files, so "not pid_matches" is not yet "exited".
+    """
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
 def stop_process(pid: int | None, marker: str, timeout_s: float) -> None:
-    """SIGTERM ``pid`` if it still is our process (``marker``), SIGKILL after ``timeout_s``."""
+    """SIGTERM ``pid`` if it still is our process (``marker``), SIGKILL after ``timeout_s``.
+
+    Returns once the process has fully exited (and is reaped, if it is our child).
+    """
     if not pid:
         return
     if not pid_matches(pid, marker):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if not Path(f"/proc/{pid}/cmdline").read_bytes():  # ours, in the middle of exiting
+                wait_until(lambda: exited(pid), 10.0)
         reap(pid)
         return
     for signum, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        if wait_until(lambda: reap(pid) or not pid_matches(pid, marker), wait_s):
+        if wait_until(lambda: exited(pid), wait_s):
+            reap(pid)
             return
     raise RehearsalError(f"process {pid} ({marker}) did not exit after SIGKILL")
 

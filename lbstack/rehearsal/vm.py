@@ -40,6 +40,7 @@ VM_FILES = (
 IMAGE_SIZE_BYTES = 16 * 1024**3  # sparse; room for the stack's packages and data
 KVM_PROBE_S = 15.0
 BOOT_TIMEOUT_S = 300.0
+FIRST_BOOT_WAIT_S = 120.0  # first attempt's ssh wait before booting again
 
 
 def vm_recipe() -> Recipe:
@@ -85,21 +86,37 @@ def up(name: str, memory_mib: int = 4096, cpus: int = 2, timeout_s: float = BOOT
     try:
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "disk.raw"), "-F", "raw",
              info.overlay])
-        for attempt in (1, 2):
+        # A boot normally answers ssh in ~20 s (TCG). A qemu that exits or a guest that hangs
+        # is booted once more from the same overlay, its logs kept, before giving up.
+        for attempt, wait_s in ((1, min(timeout_s, FIRST_BOOT_WAIT_S)), (2, timeout_s)):
             _boot(info, image, accels, memory_mib, cpus)
             try:
-                wait_for_ssh(info, timeout_s, alive=lambda: alive(info), log=Path(info.host_dir) / "qemu.log")
+                wait_for_ssh(info, wait_s, alive=lambda: alive(info), log=Path(info.host_dir) / "qemu.log")
                 break
             except RehearsalError as exc:
-                if attempt == 2 or alive(info):  # retry only a qemu that exited while booting
+                if attempt == 2:
                     raise
+                _keep_logs(info)
+                stop_process(info.pid, _marker(info.name), 10.0)
                 with open(Path(info.host_dir) / "boot.log", "a") as log:
                     log.write(f"attempt {attempt}: {exc}; booting again\n")
-                print(f"{name}: qemu exited while booting, booting again: {exc}", file=sys.stderr)
+                print(f"{name}: boot attempt {attempt} failed, booting again: {exc}", file=sys.stderr)
     except BaseException:
+        _keep_logs(info)
         down(name)
         raise
     return info
+
+
+def _keep_logs(info: HostInfo) -> None:
+    """Copy a failed boot's logs to <state>/failed/<name>-<time>/ before teardown removes them."""
+    dest = state_dir() / "failed" / f"{info.name}-{int(time.time())}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for log in ("serial.log", "qemu.log", "boot.log"):
+        source = Path(info.host_dir) / log
+        if source.exists():
+            shutil.copy(source, dest / log)
+    print(f"{info.name}: boot logs kept in {dest}", file=sys.stderr)
 
 
 def down(name: str) -> bool:
