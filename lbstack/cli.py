@@ -11,9 +11,11 @@ import re
 import sys
 
 import click
+import yaml
 
 from lbstack import report, settings as settings_mod
 from lbstack.plan import COMPONENTS, PlanError, make_plan
+from lbstack.rehearsal.cli import rehearsal
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _SIZE_MIB = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
@@ -86,8 +88,6 @@ def plan(cpus: float, memory: int, settings_file: str | None, overrides: tuple[s
 
 
 def _yaml_value(text: str):
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -100,10 +100,4 @@ def settings_doc() -> None:
     click.echo(settings_mod.markdown_table())
 
 
-def _attach_rehearsal() -> None:
-    from lbstack.rehearsal.cli import rehearsal
-
-    main.add_command(rehearsal)
-
-
-_attach_rehearsal()
+main.add_command(rehearsal)

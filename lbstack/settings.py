@@ -330,12 +330,12 @@ def load(raw: dict[str, Any] | None) -> Settings:
 def load_file(path: str | Path) -> Settings:
     """Load settings from a YAML file (a mapping of key: value)."""
     path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"{path}: settings file not found. Check the path.")
     try:
-        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
-    if not path.exists():
-        raise SettingsError(f"{path}: settings file not found. Check the path.")
     try:
         return load(raw)
     except SettingsError as exc:

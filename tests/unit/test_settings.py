@@ -1,5 +1,6 @@
 """Settings: defaults, and bad input refused with a message naming the key and the fix."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lbstack import REPO_ROOT
-from lbstack.settings import FIELDS, SettingsError, load, markdown_table
+from lbstack.settings import FIELDS, SettingsError, load, load_file, markdown_table
 
 # (raw settings, the key the message must name, a phrase of the fix)
 BAD = [
@@ -131,8 +132,6 @@ def _pyinfra_group_data(tmp_path: Path, settings: dict) -> subprocess.CompletedP
 def test_group_data_settings_are_loaded_and_validated(tmp_path):
     good = _pyinfra_group_data(tmp_path, {"instances": 3})
     assert good.returncode == 0, good.stderr
-    import json
-
     (host,) = json.loads(good.stdout)
     assert host["data"]["lbstack"]["instances"] == 3 and host["data"]["lbstack"]["lb_method"] == "least_conn"
     bad_dir = tmp_path / "bad"
@@ -141,3 +140,20 @@ def test_group_data_settings_are_loaded_and_validated(tmp_path):
     assert bad.returncode != 0
     assert "lbstack: invalid settings: lb_method" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_settings_file_errors_name_the_file(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(SettingsError, match="missing.yaml: settings file not found"):
+        load_file(missing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("instances: [5\n")
+    with pytest.raises(SettingsError, match="broken.yaml: not valid YAML"):
+        load_file(broken)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("instancs: 3\n")
+    with pytest.raises(SettingsError, match="typo.yaml: instancs: unknown setting. Did you mean 'instances'"):
+        load_file(typo)
+    good = tmp_path / "good.yaml"
+    good.write_text("instances: 3\nlb_method: ip_hash\n")
+    assert load_file(good).lb_method == "ip_hash"
