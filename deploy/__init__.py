@@ -48,3 +48,27 @@ def host_context(host: Host) -> tuple[Settings, Plan]:
     except (SettingsError, PlanError) as exc:
         print(f"lbstack: {host.name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def group_hosts(group: str) -> list[Host]:
+    """The inventory's hosts in ``group`` (lb, app, db, cache)."""
+    from pyinfra import inventory
+
+    return list(inventory.get_group(group, []))
+
+
+def same_host(other: Host) -> bool:
+    from pyinfra import host
+
+    return other.name == host.name
+
+
+def private_address(other: Host) -> str:
+    """How the stack's hosts reach ``other``: its ``private_address`` host data, else its name."""
+    return other.data.get("private_address") or other.name
+
+
+def service_dropin(service: str, slice_: str, restart: str = "on-failure", **extra) -> dict:
+    """Template arguments of ``/etc/systemd/system/<service>.d/lbstack.conf``: the service joins
+    its component's slice and restarts by itself after a crash."""
+    return {"service": service, "slice": slice_, "restart": restart, "extra": extra}

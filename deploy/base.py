@@ -14,6 +14,7 @@ from pyinfra.operations import apt, files, server, systemd
 
 from deploy import jinja, template
 from facts.base import Virtualization
+from lbstack.layout import APP_HOME
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -21,7 +22,6 @@ PACKAGES = ["ca-certificates", "curl", "procps", "iproute2", "logrotate", "tzdat
 TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")  # if one is installed, keep it
 SYSCTL_FILE = "/etc/sysctl.d/60-lbstack.conf"
 TIMESYNCD_DROPIN = "/etc/systemd/timesyncd.conf.d/lbstack.conf"
-APP_HOME = "/srv/lbstack"
 
 
 def sysctl_template_data(settings: Settings, plan: Plan) -> dict:

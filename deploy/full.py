@@ -6,11 +6,23 @@ verification of the live state against the capacity plan.
 
 from pyinfra import host
 
-from deploy import base, host_context, limits, verification
+from deploy import app, base, firewall, host_context, limits, mariadb, nginx, php_fpm, redis, secrets, verification
 from lbstack import report
 
 settings, plan = host_context(host)
 report.print_tables(*report.plan_tables(plan, host.name), stderr=True)
 base.base(settings, plan)
+secrets.secrets()
 limits.limits(settings, plan)
+if settings.firewall:
+    firewall.firewall(settings, plan)
+if "db" in plan.components:
+    mariadb.mariadb(settings, plan)
+if "cache" in plan.components:
+    redis.redis(settings, plan)
+if "app" in plan.components:
+    php_fpm.php_fpm(settings, plan)
+    app.app(settings, plan)
+if "lb" in plan.components:
+    nginx.nginx(settings, plan)
 verification.verification(settings, plan)

@@ -1,4 +1,5 @@
-"""lbstack's own pyinfra operations: a unit kept started and enabled, and the verification step."""
+"""lbstack's own pyinfra operations: a unit kept started and enabled, staged files promoted after
+validation, files rendered with secrets on the host, and the verification step."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pyinfra.facts.server import Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from facts.base import SysctlValues, Virtualization
+from facts.files import StagedDiffers
+from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import UnitLimits
 from lbstack import report, verify as checks
 from lbstack.plan import Plan
@@ -23,6 +26,45 @@ def unit_active(unit: str, enabled: bool = True):
         yield StringCommand("systemctl", "start", unit)
     if enabled and fact.get("unit_file_state") not in ("enabled", "static"):
         yield StringCommand("systemctl", "enable", unit)
+
+
+@operation()
+def promote(files: list[tuple[str, str, str]], test: str | None = None):
+    """Copy staged files over their live paths, only if one differs, and only after ``test``.
+
+    ``files``: ``(staged, live, mode)``. ``test`` validates the staged set as a whole (e.g.
+    ``nginx -t -c <staged nginx.conf>``); when it fails the operation fails with the tool's own
+    message and the live files (and the running service) are untouched.
+    """
+    differ = host.get_fact(StagedDiffers, pairs=[list(f) for f in files])
+    if not differ:
+        return
+    if test:
+        yield test
+    for staged, live, mode in files:
+        if live in differ:
+            yield StringCommand("install", "-D", "-m", mode, staged, f"{live}.lbstack-new")
+    # every file is in place before any is renamed over the live one: the set changes together
+    for staged, live, mode in files:
+        if live in differ:
+            yield StringCommand("mv", "-f", f"{live}.lbstack-new", live)
+
+
+@operation()
+def secret_present(secret: str, kind: str):
+    """Create secret ``secret`` on the host with a random value if it is not there (value never read)."""
+    if secret not in host.get_fact(SecretNames):
+        yield StringCommand(HELPER, "ensure", secret, kind)
+
+
+@operation()
+def secret_file(source: str, dest: str, owner: str, group: str, mode: str):
+    """Render ``dest`` on the host from the secret-free ``source``, filling in the secrets there.
+
+    Changes only when the rendered content, owner, group or mode differ (decided on the host).
+    """
+    if not host.get_fact(SecretFileCurrent, source=source, dest=dest, owner=owner, group=group, mode=mode):
+        yield StringCommand(HELPER, "render", source, dest, owner, group, mode)
 
 
 def gather_checks(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str) -> list[checks.Check]:

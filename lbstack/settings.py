@@ -149,6 +149,20 @@ def _non_negative(key: str, value: int | None) -> None:
         raise SettingsError(f"{key}: must be 0 or more, got {value}. Remove {key} for the automatic reserve.")
 
 
+def _sql_name(key: str, value: str) -> None:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", value):
+        raise SettingsError(
+            f"{key}: {value!r} is not a plain name (lower-case letters, digits, '_', at most 32). Rename it."
+        )
+
+
+def _port(key: str, value: int) -> None:
+    if not 1 <= value <= 65535:
+        raise SettingsError(f"{key}: {value} is not a TCP port (1..65535). Set the port sshd listens on.")
+    if value in (80, 443):
+        raise SettingsError(f"{key}: {value} is the web port; sshd cannot share it. Set sshd's own port.")
+
+
 def _absolute_path(key: str, value: str) -> None:
     if value and not value.startswith("/"):
         raise SettingsError(f"{key}: {value!r} must be an absolute path on the host, e.g. /etc/ssl/private/site.key.")
@@ -184,6 +198,13 @@ class Settings:
         "", _app_source))
     app_user: str = field(default="lbstack", metadata=_doc(
         "System user that owns the releases and runs the FPM workers.", "", _username))
+    releases_keep: int = field(default=5, metadata=_doc(
+        "App releases kept on the host (the one in service and the newest before it included), for rollback.",
+        "releases", _positive_int(100)))
+    db_name: str = field(default="lbstack", metadata=_doc(
+        "MariaDB database of the app.", "", _sql_name))
+    db_user: str = field(default="lbstack", metadata=_doc(
+        "MariaDB user of the app: privileges on db_name only, password generated on the host.", "", _sql_name))
 
     # Resources requested per component (the plan scales them down when the host is smaller) ---
     lb_cpus: float = field(default=1.0, metadata=_doc(
@@ -228,6 +249,12 @@ class Settings:
     # Base host ---------------------------------------------------------------------------
     ntp_servers: list[str] = field(default_factory=list, metadata=_doc(
         "NTP servers for systemd-timesyncd; empty keeps Debian's pool.", "", _ntp_servers))
+    firewall: bool = field(default=True, metadata=_doc(
+        "nftables firewall: only ssh_port, 80 and 443 reachable from outside. false leaves the firewall to you.",
+        "", None))
+    ssh_port: int = field(default=22, metadata=_doc(
+        "sshd's port, kept open by the firewall (ports sshd is seen listening on are kept open too).",
+        "port", _port))
 
     def to_data(self) -> dict[str, Any]:
         """Plain dict of every field, for inventory data and ``--json``."""
@@ -261,6 +288,10 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise SettingsError(f"{f.name}: must be a list, got {value!r}. Write it as a list, e.g. ['a', 'b'].")
         return list(value)
+    if declared == "bool":
+        if not isinstance(value, bool):
+            raise SettingsError(f"{f.name}: must be true or false, got {value!r}. Write it without quotes.")
+        return value
     if declared == "str":
         if not isinstance(value, str):
             raise SettingsError(f"{f.name}: must be a string, got {value!r}. Quote it.")

@@ -1,0 +1,138 @@
+"""MariaDB: installed and secured (no anonymous users, no test database, root only over the local
+socket), sized by the plan (buffer pool, max_connections covering every PHP worker, slow log),
+bound to localhost unless the app runs on other hosts, with the app's database and a
+least-privilege user whose password is set on the host from the secret store.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import OperationError, deploy, operation
+from pyinfra.operations import apt, files, server
+
+from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
+from facts.mariadb import Security
+from facts.secrets import HELPER
+from lbstack.operations import unit_active
+from lbstack.plan import INNODB_CHUNK_MIB, Plan
+from lbstack.settings import Settings
+
+CONFIG = "/etc/mysql/mariadb.conf.d/90-lbstack.cnf"
+DROPIN = "/etc/systemd/system/mariadb.service.d/lbstack.conf"
+# what the app needs for its data and its migrations, on its own database only
+APP_PRIVILEGES = ("SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES, "
+                  "CREATE TEMPORARY TABLES, LOCK TABLES, CREATE VIEW, SHOW VIEW, TRIGGER")
+
+
+def app_client_hosts() -> list[str]:
+    """Where the app user may connect from: localhost, or the app hosts' private addresses."""
+    hosts = []
+    for app_host in group_hosts("app") or [host]:
+        hosts.append("localhost" if same_host(app_host) else private_address(app_host))
+    return sorted(set(hosts))
+
+
+def config_template_data(settings: Settings, plan: Plan) -> dict:
+    remote = any(h != "localhost" for h in app_client_hosts())
+    return {
+        "memory_max_mib": plan.limits["db"].memory_max_mib,
+        "bind_address": "0.0.0.0" if remote else "127.0.0.1",
+        "workers": plan.instances * plan.php_max_children,
+        "headroom": settings.db_connection_headroom,
+        "max_connections": plan.db_max_connections,
+        "buffer_pool_mib": plan.innodb_buffer_pool_mib,
+        "chunk_mib": INNODB_CHUNK_MIB,
+        "log_file_mib": max(48, plan.innodb_buffer_pool_mib // 4),
+        "thread_cache": min(plan.db_max_connections, 128),
+    }
+
+
+@deploy("lbstack mariadb")
+def mariadb(settings: Settings, plan: Plan) -> None:
+    apt.packages(name="Install MariaDB", packages=["mariadb-server", "mariadb-client"], no_recommends=True)
+    dropin = files.template(
+        name=f"Render {DROPIN}",
+        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
+        dest=DROPIN,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        **service_dropin("mariadb.service", plan.slices["db"]),
+    )
+    config = files.template(
+        name=f"Render {CONFIG}",
+        src=template(CONFIG),
+        dest=CONFIG,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        **config_template_data(settings, plan),
+    )
+    server.shell(name=f"systemctl daemon-reload ({DROPIN} changed)", commands=["systemctl daemon-reload"],
+                 _if=dropin.did_change)
+    unit_active(name="Start and enable mariadb.service", unit="mariadb.service")
+    server.shell(
+        name="Restart MariaDB (its config or slice changed)",
+        commands=["systemctl restart mariadb.service"],
+        _if=lambda: dropin.did_change() or config.did_change(),
+    )
+    _secured(name="MariaDB: secured (no anonymous users, no test database, root over the socket only)")
+    _app_database(
+        name=f"MariaDB: database {settings.db_name}, user {settings.db_user} (password from the secret store)",
+        database=settings.db_name,
+        user=settings.db_user,
+        client_hosts=app_client_hosts(),
+    )
+
+
+def _sql(statements: str) -> str:
+    return f"mariadb -e {shlex.quote(statements)}"
+
+
+def expected_privileges() -> list[str]:
+    return sorted(p.strip() for p in APP_PRIVILEGES.split(","))
+
+
+@operation()
+def _secured():
+    """No anonymous users, no test database, root only as root@localhost (the local socket)."""
+    state = host.get_fact(Security, app_user="root")
+    if not state.get("answering"):
+        raise OperationError("MariaDB is not answering on its local socket")
+    if state["anonymous_users"]:
+        yield _sql("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES;")
+    if state["test_database"]:
+        yield _sql("DROP DATABASE IF EXISTS test; DELETE FROM mysql.db WHERE Db = 'test' OR Db LIKE 'test\\_%'; "
+                   "FLUSH PRIVILEGES;")
+    for root_host in state["root_hosts"]:
+        if root_host != "localhost":
+            yield _sql(f"DROP USER 'root'@'{root_host}';")
+
+
+@operation()
+def _app_database(database: str, user: str, client_hosts: list[str]):
+    """The app's database, its user on each client host with the stored password, and exactly
+    the app's privileges on that database (nothing global). The password is filled in on the
+    host by lbstack-secrets: the SQL that travels holds only a placeholder."""
+    state = host.get_fact(Security, app_user=user)
+    if not state.get("answering"):
+        raise OperationError("MariaDB is not answering on its local socket")
+    statements = []
+    if database not in state["databases"]:
+        statements.append(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;")
+    for client in client_hosts:
+        account = f"'{user}'@'{client}'"
+        if client not in state["user_hosts"]:
+            statements.append(f"CREATE USER {account} IDENTIFIED BY '@@secret:db_password@@';")
+        elif not state["password_current"].get(client):
+            statements.append(f"ALTER USER {account} IDENTIFIED BY '@@secret:db_password@@';")
+        privileges = state["schema_privileges"].get(client, {})
+        if privileges != {database: expected_privileges()} or state["global_privileges"].get(client, ["USAGE"]) != ["USAGE"]:
+            statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account};")
+            statements.append(f"GRANT {APP_PRIVILEGES} ON `{database}`.* TO {account};")
+    for stale in state["user_hosts"]:
+        if stale not in client_hosts:
+            statements.append(f"DROP USER '{user}'@'{stale}';")
+    if statements:
+        sql = " ".join(statements + ["FLUSH PRIVILEGES;"])
+        yield f"printf '%s\\n' {shlex.quote(sql)} | {HELPER} fill | mariadb"

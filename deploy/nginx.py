@@ -1,0 +1,143 @@
+"""nginx load balancer: upstream over the app instances with the configured method, passive
+health checks and retry on another instance, static files served directly, health endpoints
+(the balancer, the app through it, each instance), ``stub_status`` on localhost, a JSON access log
+naming the upstream of every request, optional TLS.
+
+Every file is rendered to the staging directory and the staged set is checked with ``nginx -t``
+before it replaces the live one; a config that fails leaves the running nginx (and its files)
+untouched and fails the run with nginx's own message.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import apt, files, server
+from pyinfra.operations.util import any_changed
+
+from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
+from lbstack import layout
+from lbstack.operations import promote, unit_active
+from lbstack.plan import Plan
+from lbstack.settings import Settings
+
+NGINX_CONF = "/etc/nginx/nginx.conf"
+SITE_CONF = "/etc/nginx/conf.d/lbstack.conf"
+DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+DROPIN = "/etc/systemd/system/nginx.service.d/lbstack.conf"
+TLS_DIR = f"{layout.ETC}/tls"
+SELF_SIGNED = {"certificate": f"{TLS_DIR}/self-signed.crt", "key": f"{TLS_DIR}/self-signed.key"}
+MAX_FAILS = 3  # passive health: failures within fail_timeout before an instance is skipped
+FAIL_TIMEOUT_S = 10  # ... and for how long it is skipped
+NEXT_UPSTREAM_TRIES = 3
+
+
+def members(plan: Plan) -> list[dict]:
+    """Upstream members: every instance of every app host (unix sockets when on this host)."""
+    result = []
+    for app_host in group_hosts("app") or [host]:
+        for index in range(1, plan.instances + 1):
+            name = layout.instance_name(index)
+            if same_host(app_host):
+                address = f"unix:{layout.fpm_socket(index)}"
+            else:
+                address = f"{private_address(app_host)}:{layout.FPM_PORT_BASE + index}"
+                name = f"{app_host.name}-{name}"
+            result.append({"name": name, "address": address})
+    return result
+
+
+def tls_files(settings: Settings) -> dict | None:
+    if settings.tls == "self_signed":
+        return SELF_SIGNED
+    if settings.tls == "files":
+        return {"certificate": settings.tls_certificate_path, "key": settings.tls_key_path}
+    return None
+
+
+def site_template_data(settings: Settings, plan: Plan) -> dict:
+    return {
+        "lb_method": settings.lb_method,
+        "members": members(plan),
+        "max_fails": MAX_FAILS,
+        "fail_timeout_s": FAIL_TIMEOUT_S,
+        "next_upstream_tries": NEXT_UPSTREAM_TRIES,
+        "backlog": plan.sysctl["net.core.somaxconn"],
+        "tls": tls_files(settings),
+        "server_names": settings.server_names,
+        "document_root": layout.DOCUMENT_ROOT,
+        "ipv6": host.get_fact(File, path="/proc/net/if_inet6") is not None,
+    }
+
+
+def main_template_data(settings: Settings, plan: Plan) -> dict:
+    return {
+        "max_clients": settings.lb_max_clients,
+        "worker_processes": plan.nginx_worker_processes,
+        "worker_connections": plan.nginx_worker_connections,
+        "rlimit_nofile": plan.nginx_worker_rlimit_nofile,
+    }
+
+
+@deploy("lbstack nginx")
+def nginx(settings: Settings, plan: Plan) -> None:
+    apt.packages(name="Install nginx", packages=["nginx"], no_recommends=True)
+    dropin = files.template(
+        name=f"Render {DROPIN}",
+        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
+        dest=DROPIN,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        **service_dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx_worker_rlimit_nofile),
+    )
+    if settings.tls == "self_signed":
+        _self_signed(settings)
+
+    staged = []
+    for live, data in ((NGINX_CONF, main_template_data(settings, plan)), (SITE_CONF, site_template_data(settings, plan))):
+        files.template(
+            name=f"Render {live} (staged)",
+            src=template(live),
+            dest=layout.staged(live),
+            mode="644",
+            jinja_env_kwargs=jinja(),
+            **data,
+        )
+        staged.append((layout.staged(live), live, "644"))
+    config = promote(
+        name=f"Validate (nginx -t) and promote {NGINX_CONF}, {SITE_CONF}",
+        files=staged,
+        test=f"nginx -t -q -c {layout.staged(NGINX_CONF)}",
+    )
+    # the stock site is not included by lbstack's nginx.conf; removed so nobody edits it in vain
+    default_site = files.link(name=f"Remove {DEFAULT_SITE}", path=DEFAULT_SITE, present=False)
+
+    server.shell(name=f"systemctl daemon-reload ({DROPIN} changed)", commands=["systemctl daemon-reload"],
+                 _if=dropin.did_change)
+    unit_active(name="Start and enable nginx.service", unit="nginx.service")
+    server.shell(
+        name="Restart nginx (it moves into its slice)",
+        commands=["systemctl restart nginx.service"],
+        _if=dropin.did_change,
+    )
+    server.shell(
+        name="Reload nginx (validated config changed)",
+        commands=["systemctl reload nginx.service"],
+        _if=any_changed(config, default_site),
+    )
+
+
+def _self_signed(settings: Settings) -> None:
+    files.directory(name=f"Directory {TLS_DIR}", path=TLS_DIR, user="root", group="root", mode="700")
+    if host.get_fact(File, path=SELF_SIGNED["certificate"]):
+        return
+    name = settings.server_names[0] if settings.server_names[0] != "_" else "localhost"
+    server.shell(
+        name=f"Self-signed certificate for {name} in {TLS_DIR}",
+        commands=[
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj /CN=" + name
+            + f" -keyout {SELF_SIGNED['key']} -out {SELF_SIGNED['certificate']} 2>/dev/null",
+            f"chmod 600 {SELF_SIGNED['key']}",
+        ],
+    )

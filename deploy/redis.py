@@ -1,0 +1,71 @@
+"""Redis: the app's sessions and cache. One password (Redis ACL, stored as its SHA-256 in the
+config), ``maxmemory`` from the plan with ``noeviction`` (sessions are never evicted; the app's
+cache keys expire by TTL and a refused cache write is tolerated), append-only persistence so
+sessions survive a restart, bound to localhost unless the app runs on other hosts.
+
+The config is rendered without the secret to the source directory, then written on the host by
+``lbstack-secrets`` with the password's hash filled in; Redis is restarted when it changes.
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import apt, files, server
+
+from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
+from lbstack import layout
+from lbstack.operations import secret_file, unit_active
+from lbstack.plan import Plan
+from lbstack.settings import Settings
+
+CONFIG = "/etc/redis/redis.conf"
+DROPIN = "/etc/systemd/system/redis-server.service.d/lbstack.conf"
+CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
+
+
+def config_template_data(settings: Settings, plan: Plan) -> dict:
+    remote = [private_address(h) for h in group_hosts("app") if not same_host(h)]
+    return {
+        "source": layout.source(CONFIG),
+        "bind": "0.0.0.0" if remote else "127.0.0.1 -::1",
+        "tcp_backlog": 511 if int(plan.sysctl["net.core.somaxconn"]) < 511 else plan.sysctl["net.core.somaxconn"],
+        "maxmemory_mib": plan.redis_maxmemory_mib,
+        "maxclients": plan.instances * plan.php_max_children * max(1, len(group_hosts("app"))) + CLIENT_HEADROOM,
+    }
+
+
+@deploy("lbstack redis")
+def redis(settings: Settings, plan: Plan) -> None:
+    apt.packages(name="Install Redis", packages=["redis-server", "redis-tools"], no_recommends=True)
+    dropin = files.template(
+        name=f"Render {DROPIN}",
+        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
+        dest=DROPIN,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        **service_dropin("redis-server.service", plan.slices["cache"], restart="always"),
+    )
+    files.template(
+        name=f"Render {CONFIG} (secret-free source {layout.source(CONFIG)})",
+        src=template(CONFIG),
+        dest=layout.source(CONFIG),
+        mode="600",
+        jinja_env_kwargs=jinja(),
+        **config_template_data(settings, plan),
+    )
+    config = secret_file(
+        name=f"Write {CONFIG} on the host (password hash filled in there)",
+        source=layout.source(CONFIG),
+        dest=CONFIG,
+        owner="redis",
+        group="redis",
+        mode="640",
+    )
+    server.shell(name=f"systemctl daemon-reload ({DROPIN} changed)", commands=["systemctl daemon-reload"],
+                 _if=dropin.did_change)
+    unit_active(name="Start and enable redis-server.service", unit="redis-server.service")
+    server.shell(
+        name="Restart Redis (its config or slice changed)",
+        commands=["systemctl restart redis-server.service"],
+        _if=lambda: dropin.did_change() or config.did_change(),
+    )

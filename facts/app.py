@@ -1,0 +1,46 @@
+"""Facts about the app's releases on the host."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+COMPLETE_MARKER = ".lbstack-release"
+
+
+class Releases(FactBase):
+    """
+    Releases under ``root``: every ``releases/<id>`` directory, which are complete (their deploy
+    finished: marker file present), and the one ``current`` points to.
+
+    Returns ``{"releases": ["20261124T101500-3f2a9c1d", ...], "complete": [...],
+    "current": "20261124T101500-3f2a9c1d" | None}``, ids in name (= time) order.
+    """
+
+    @staticmethod
+    def default():
+        return {"releases": [], "complete": [], "current": None}
+
+    def command(self, root) -> str:
+        r = shlex.quote(root)
+        return (
+            f"cd {r} 2>/dev/null || exit 0; "
+            "for d in releases/*/; do [ -d \"$d\" ] || continue; d=${d%/}; echo \"@release=${d#releases/}\"; "
+            f"[ -f \"$d/{COMPLETE_MARKER}\" ] && echo \"@complete=${{d#releases/}}\"; done; "
+            "t=$(readlink current 2>/dev/null) && echo \"@current=${t##*/}\"; true"
+        )
+
+    def process(self, output) -> dict:
+        result: dict = {"releases": [], "complete": [], "current": None}
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key == "@release":
+                result["releases"].append(value)
+            elif key == "@complete":
+                result["complete"].append(value)
+            elif key == "@current":
+                result["current"] = value
+        result["releases"].sort()
+        result["complete"].sort()
+        return result

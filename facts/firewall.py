@@ -1,0 +1,51 @@
+"""Facts about the host firewall (nftables): lbstack's table as the kernel holds it."""
+
+from __future__ import annotations
+
+import re
+
+from pyinfra.api import FactBase
+
+_DPORT = re.compile(r"^tcp dport (?:\{ ([^}]*) \}|(\S+)) accept$")
+
+
+class LbstackTable(FactBase):
+    """
+    lbstack's ``inet lbstack`` table, from ``nft list table``.
+
+    Returns ``{"present": True, "input_policy": "drop", "open_tcp_ports": [22, 80, 443],
+    "restricted_rules": 0}`` (``restricted_rules``: accept rules limited to source addresses,
+    for a split topology); ``{"present": False}`` when the table is not loaded.
+    """
+
+    @staticmethod
+    def default():
+        return {"present": False}
+
+    def requires_command(self) -> str:
+        return "nft"
+
+    def command(self) -> str:
+        return "nft list table inet lbstack 2>/dev/null || true"
+
+    def process(self, output) -> dict:
+        lines = [line.strip() for line in output]
+        if not any(line.startswith("table inet lbstack") for line in lines):
+            return {"present": False}
+        result = {"present": True, "input_policy": None, "open_tcp_ports": [], "restricted_rules": 0}
+        chain = None
+        for line in lines:
+            if line.startswith("chain "):
+                chain = line.split()[1]
+            elif chain == "input" and line.startswith("type filter hook input"):
+                match = re.search(r"policy (\w+);", line)
+                result["input_policy"] = match.group(1) if match else None
+            elif chain == "input":
+                match = _DPORT.match(line)
+                if match:
+                    ports = (match.group(1) or match.group(2)).split(",")
+                    result["open_tcp_ports"] += [int(p) for p in (x.strip() for x in ports) if p.isdigit()]
+                elif "saddr" in line and line.endswith("accept"):
+                    result["restricted_rules"] += 1
+        result["open_tcp_ports"].sort()
+        return result

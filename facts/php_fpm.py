@@ -1,0 +1,82 @@
+"""Facts about the PHP-FPM app instances, read from each master's own status page."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from pyinfra.api import FactBase
+
+# keys of FPM's JSON status page, renamed
+STATUS_KEYS = {
+    "pool": "pool", "process manager": "process_manager", "start since": "start_since_s",
+    "accepted conn": "accepted_conn", "listen queue": "listen_queue", "max listen queue": "max_listen_queue",
+    "idle processes": "idle", "active processes": "active", "total processes": "total",
+    "max children reached": "max_children_reached", "slow requests": "slow_requests",
+}
+
+
+class PoolStatus(FactBase):
+    """
+    Each instance's pool status, asked directly on its socket or port (``cgi-fcgi``), not through
+    nginx.
+
+    ``instances`` maps instance name to FPM address (``/run/lbstack/app1/fpm.sock`` or
+    ``10.0.0.2:9001``). Returns per instance either the status::
+
+        {"app1": {"pool": "app1", "process_manager": "static", "start_since_s": 120,
+                  "accepted_conn": 42, "listen_queue": 0, "max_listen_queue": 0, "idle": 20,
+                  "active": 1, "total": 21, "max_children_reached": 0, "slow_requests": 0}}
+
+    or ``{"error": "..."}`` when the instance does not answer.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, instances) -> str:
+        return "cgi-fcgi"
+
+    def command(self, instances) -> str:
+        parts = []
+        for name, address in instances.items():
+            parts.append(
+                f"echo @instance={shlex.quote(name)}; "
+                "SCRIPT_NAME=/fpm-status SCRIPT_FILENAME=/fpm-status QUERY_STRING=json REQUEST_METHOD=GET "
+                f"timeout 5 cgi-fcgi -bind -connect {shlex.quote(address)} 2>&1 || echo \"@error=exit $?\""
+            )
+        return "; ".join(parts) + "; true"
+
+    def process(self, output) -> dict[str, dict]:
+        result: dict[str, dict] = {}
+        name = None
+        body: list[str] = []
+
+        def close() -> None:
+            if name is None:
+                return
+            result[name] = _parse_status(body)
+
+        for line in output:
+            if line.startswith("@instance="):
+                close()
+                name, body = line.split("=", 1)[1].strip(), []
+            else:
+                body.append(line)
+        close()
+        return result
+
+
+def _parse_status(lines: list[str]) -> dict:
+    errors = [line.split("=", 1)[1] for line in lines if line.startswith("@error=")]
+    for line in lines:
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                break
+            return {new: raw[old] for old, new in STATUS_KEYS.items() if old in raw}
+    detail = " ".join(l.strip() for l in lines if l.strip() and not l.startswith("@error="))[:200]
+    return {"error": "; ".join(filter(None, [detail] + errors)) or "no answer"}

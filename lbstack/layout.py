@@ -1,0 +1,52 @@
+"""Where lbstack puts things on a host: one place for the paths, names and ports that deploy
+modules, facts and verification share."""
+
+from __future__ import annotations
+
+ETC = "/etc/lbstack"
+SECRETS_DIR = f"{ETC}/secrets"  # root-only store, one file per secret
+SOURCES_DIR = f"{ETC}/sources"  # secret-free sources of files that get secrets on the host
+STAGE_DIR = "/var/lib/lbstack/staged"  # configs rendered here, validated, then promoted
+LOG_DIR = "/var/log/lbstack"
+
+APP_HOME = "/srv/lbstack"
+APP_ROOT = f"{APP_HOME}/app"
+RELEASES_DIR = f"{APP_ROOT}/releases"
+SHARED_DIR = f"{APP_ROOT}/shared"
+CURRENT = f"{APP_ROOT}/current"
+ENV_FILE = f"{SHARED_DIR}/.env"
+DOCUMENT_ROOT = f"{CURRENT}/public"
+
+FPM_CONFIG_DIR = f"{ETC}/fpm"
+FPM_UNIT = "lbstack-fpm@.service"
+FPM_PORT_BASE = 9000  # split topology: instance N listens on 9000 + N
+UPSTREAM = "lbstack_app"
+
+# secrets: name -> kind (how lbstack-secrets generates it)
+SECRETS = {"db_password": "password", "redis_password": "password", "app_key": "app_key"}
+
+
+def instance_name(index: int) -> str:
+    return f"app{index}"
+
+
+def fpm_unit(index: int) -> str:
+    return f"lbstack-fpm@{index}.service"
+
+
+def fpm_config(index: int) -> str:
+    return f"{FPM_CONFIG_DIR}/app{index}.conf"
+
+
+def fpm_socket(index: int) -> str:
+    return f"/run/lbstack/app{index}/fpm.sock"
+
+
+def staged(path: str) -> str:
+    """The staging copy of a live path: /etc/nginx/nginx.conf -> /var/lib/lbstack/staged/etc/nginx/nginx.conf."""
+    return STAGE_DIR + path
+
+
+def source(path: str) -> str:
+    """The secret-free source of a file that gets secrets on the host."""
+    return SOURCES_DIR + path
