@@ -8,11 +8,10 @@ component. Only the components placed on this host (its inventory groups) get a 
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files
 
 from deploy import jinja, template
-from lbstack.operations import unit_active
+from lbstack.operations import daemon_reload, unit_active
 from lbstack.plan import SLICE_PARENT, Plan
 from lbstack.settings import Settings
 
@@ -55,10 +54,7 @@ def limits(settings: Settings, plan: Plan) -> None:
             jinja_env_kwargs=jinja(),
             **slice_template_data(plan, component),
         ))
-    server.shell(
-        name="systemctl daemon-reload (slice files changed)",
-        commands=["systemctl daemon-reload"],
-        _if=any_changed(*rendered),
-    )
+    daemon_reload(name="systemctl daemon-reload (if a slice changed on disk)",
+                  units=[SLICE_PARENT] + [plan.slices[c] for c in plan.components])
     for component in plan.components:
         unit_active(name=f"Start and enable {plan.slices[component]}", unit=plan.slices[component])

@@ -15,7 +15,7 @@ from pyinfra.operations import apt, files, server
 from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
 from facts.mariadb import Security
 from facts.secrets import HELPER
-from lbstack.operations import unit_active
+from lbstack.operations import daemon_reload, unit_in_slice, unit_active
 from lbstack.plan import INNODB_CHUNK_MIB, Plan
 from lbstack.settings import Settings
 
@@ -68,11 +68,12 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **config_template_data(settings, plan),
     )
-    server.shell(name=f"systemctl daemon-reload ({DROPIN} changed)", commands=["systemctl daemon-reload"],
-                 _if=dropin.did_change)
+    daemon_reload(name="systemctl daemon-reload (if mariadb.service changed on disk)", units=["mariadb.service"])
     unit_active(name="Start and enable mariadb.service", unit="mariadb.service")
+    unit_in_slice(name=f"mariadb.service in {plan.slices['db']} (restart if outside)", unit="mariadb.service",
+                  slice_unit=plan.slices["db"])
     server.shell(
-        name="Restart MariaDB (its config or slice changed)",
+        name="Restart MariaDB (its config or drop-in changed)",
         commands=["systemctl restart mariadb.service"],
         _if=lambda: dropin.did_change() or config.did_change(),
     )

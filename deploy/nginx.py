@@ -18,7 +18,7 @@ from pyinfra.operations.util import any_changed
 
 from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
 from lbstack import layout
-from lbstack.operations import promote, unit_active
+from lbstack.operations import daemon_reload, unit_in_slice, promote, unit_active
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -113,11 +113,12 @@ def nginx(settings: Settings, plan: Plan) -> None:
     # the stock site is not included by lbstack's nginx.conf; removed so nobody edits it in vain
     default_site = files.link(name=f"Remove {DEFAULT_SITE}", path=DEFAULT_SITE, present=False)
 
-    server.shell(name=f"systemctl daemon-reload ({DROPIN} changed)", commands=["systemctl daemon-reload"],
-                 _if=dropin.did_change)
+    daemon_reload(name="systemctl daemon-reload (if nginx.service changed on disk)", units=["nginx.service"])
     unit_active(name="Start and enable nginx.service", unit="nginx.service")
+    unit_in_slice(name=f"nginx.service in {plan.slices['lb']} (restart if outside)", unit="nginx.service",
+                  slice_unit=plan.slices["lb"])
     server.shell(
-        name="Restart nginx (it moves into its slice)",
+        name="Restart nginx (its drop-in changed)",
         commands=["systemctl restart nginx.service"],
         _if=dropin.did_change,
     )

@@ -17,9 +17,9 @@ from pyinfra.facts.files import FindFiles
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy import group_hosts, jinja, template
+from deploy import jinja, template
 from lbstack import layout
-from lbstack.operations import promote, unit_active
+from lbstack.operations import daemon_reload, promote, unit_active
 from lbstack.plan import OPCACHE_MIB, Plan
 from lbstack.settings import Settings
 
@@ -115,11 +115,8 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
         files=staged,
         test=test,
     )
-    server.shell(
-        name=f"systemctl daemon-reload ({UNIT_FILE} changed)",
-        commands=["systemctl daemon-reload"],
-        _if=unit.did_change,
-    )
+    daemon_reload(name="systemctl daemon-reload (if the instance units changed on disk)",
+                  units=[layout.fpm_unit(i) for i in indexes])
     for index in indexes:
         unit_active(name=f"Start and enable {layout.fpm_unit(index)}", unit=layout.fpm_unit(index))
     # one instance at a time, so the balancer always has the others

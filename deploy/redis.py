@@ -14,7 +14,7 @@ from pyinfra.operations import apt, files, server
 
 from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
 from lbstack import layout
-from lbstack.operations import secret_file, unit_active
+from lbstack.operations import daemon_reload, unit_in_slice, secret_file, unit_active
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -61,11 +61,13 @@ def redis(settings: Settings, plan: Plan) -> None:
         group="redis",
         mode="640",
     )
-    server.shell(name=f"systemctl daemon-reload ({DROPIN} changed)", commands=["systemctl daemon-reload"],
-                 _if=dropin.did_change)
+    daemon_reload(name="systemctl daemon-reload (if redis-server.service changed on disk)",
+                  units=["redis-server.service"])
     unit_active(name="Start and enable redis-server.service", unit="redis-server.service")
+    unit_in_slice(name=f"redis-server.service in {plan.slices['cache']} (restart if outside)", unit="redis-server.service",
+                  slice_unit=plan.slices["cache"])
     server.shell(
-        name="Restart Redis (its config or slice changed)",
+        name="Restart Redis (its config or drop-in changed)",
         commands=["systemctl restart redis-server.service"],
         _if=lambda: dropin.did_change() or config.did_change(),
     )

@@ -1,21 +1,84 @@
-"""Verification: the last step of every run, comparing lbstack's facts with the capacity plan."""
+"""Verification: the last step of every run, comparing lbstack's facts with the capacity plan.
+
+Each component placed on the host is read back: units active, enabled and inside their slice with
+the planned limits; every FPM pool answering on its own socket with its planned size; the release
+in service; MariaDB and Redis answering with the app's credentials and the planned sizes; the
+upstream nginx has loaded; the health endpoints; requests through the balancer reaching every
+instance; the firewall. Any difference fails the run with a component/check/expected/actual table.
+"""
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import File
 
-from deploy import base
-from lbstack.operations import verify
+from deploy import base, firewall, nginx
+from deploy.php_fpm import listen_address
+from facts.app import Releases
+from facts.firewall import LbstackTable
+from facts.http import Distribution, HttpStatus
+from facts.limits import UnitLimits
+from facts.mariadb import AppLogin, Security
+from facts.nginx import Upstreams
+from facts.php_fpm import PoolStatus
+from facts.redis import AppConnection
+from lbstack import layout, verify as checks
+from lbstack.operations import base_checks, verify
 from lbstack.plan import Plan
 from lbstack.settings import Settings
+
+DISTRIBUTION_REQUESTS = 100
+SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-server.service"}
+
+
+def local_url(settings: Settings, path: str) -> str:
+    return f"http://127.0.0.1{path}"
+
+
+def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
+    """Read the host with lbstack's facts and compare everything with the plan."""
+    rows = base_checks(settings, plan, base.PACKAGES, base.SYSCTL_FILE)
+    components = plan.components
+    units = [SERVICES[c] for c in ("lb", "db", "cache") if c in components]
+    if "app" in components:
+        units += [layout.fpm_unit(i) for i in range(1, plan.instances + 1)]
+    services = host.get_fact(UnitLimits, units=units)
+    if settings.firewall:
+        rows += checks.check_firewall(firewall.template_data(settings, plan)["ssh_ports"] + [80, 443],
+                                      host.get_fact(LbstackTable))
+    if "db" in components:
+        rows += checks.check_service("db", SERVICES["db"], plan.slices["db"], services.get(SERVICES["db"]))
+        rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user))
+    if "cache" in components:
+        rows += checks.check_service("cache", SERVICES["cache"], plan.slices["cache"], services.get(SERVICES["cache"]))
+    if "app" in components:
+        for index in range(1, plan.instances + 1):
+            unit = layout.fpm_unit(index)
+            rows += checks.check_service("app", unit, plan.slices["app"], services.get(unit), plan.instance_limits)
+        addresses = {layout.instance_name(i): listen_address(i) for i in range(1, plan.instances + 1)}
+        rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=addresses))
+        releases = host.get_fact(Releases, root=layout.APP_ROOT)
+        env = host.get_fact(File, path=layout.ENV_FILE)
+        env_state = {"user": env["user"], "group": env["group"], "mode": env["mode"]} if env else None
+        rows += checks.check_release(releases["current"], releases["complete"], env_state, settings.app_user)
+        rows += checks.check_app_backends(host.get_fact(AppLogin, env_file=layout.ENV_FILE),
+                                          host.get_fact(AppConnection, env_file=layout.ENV_FILE),
+                                          plan, settings.db_name)
+    if "lb" in components:
+        rows += checks.check_service("lb", SERVICES["lb"], plan.slices["lb"], services.get(SERVICES["lb"]))
+        members = nginx.members(plan)
+        rows += checks.check_upstream([m["address"] for m in members], settings.lb_method,
+                                      host.get_fact(Upstreams))
+        paths = ["/health", "/app-health"] + [f"/instances/{m['name']}/health" for m in members] + ["/api/ujian/health"]
+        rows += checks.check_http(host.get_fact(HttpStatus, urls=[local_url(settings, p) for p in paths]))
+        rows += checks.check_distribution(
+            host.get_fact(Distribution, url=local_url(settings, "/api/ujian/health"), requests=DISTRIBUTION_REQUESTS),
+            [m["name"] for m in members], settings.lb_method,
+        )
+    return rows
 
 
 @deploy("lbstack verification")
 def verification(settings: Settings, plan: Plan) -> None:
-    verify(
-        name="Verify the host against the capacity plan",
-        settings=settings,
-        plan=plan,
-        base_packages=base.PACKAGES,
-        sysctl_file=base.SYSCTL_FILE,
-    )
+    verify(name="Verify the host against the capacity plan", gather=lambda: gather(settings, plan))

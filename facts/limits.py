@@ -14,7 +14,7 @@ from pyinfra.api import FactBase
 # systemctl show properties read for each unit
 PROPERTIES = (
     "Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "ControlGroup",
-    "CPUQuotaPerSecUSec", "MemoryHigh", "MemoryMax", "TasksMax",
+    "CPUQuotaPerSecUSec", "MemoryHigh", "MemoryMax", "TasksMax", "NeedDaemonReload",
 )
 # cgroup files read per layout: v1 as <controller>/<file>, v2 as <file>
 V1_FILES = ("memory/memory.limit_in_bytes", "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us", "pids/pids.max")
@@ -56,6 +56,7 @@ class UnitLimits(FactBase):
             "lbstack-app.slice": {
                 "load_state": "loaded", "active_state": "active", "sub_state": "active",
                 "unit_file_state": "enabled", "control_group": "/lbstack.slice/lbstack-app.slice",
+                "need_daemon_reload": False,      # its files changed since systemd loaded them
                 "cgroup_version": 1,              # 1 (legacy/hybrid) or 2 (unified)
                 "systemd": {                      # from systemctl show
                     "cpu_quota_us_per_s": 420000, # CPUQuota: 420 % -> 420000 us per second
@@ -125,6 +126,8 @@ def _systemd_property(unit: dict, key: str, value: str) -> None:
     }
     if key in simple:
         unit[simple[key]] = value
+    elif key == "NeedDaemonReload":
+        unit["need_daemon_reload"] = value == "yes"
     elif key == "CPUQuotaPerSecUSec":
         unit["systemd"]["cpu_quota_us_per_s"] = parse_timespan_us(value)
     elif key == "MemoryHigh":

@@ -34,7 +34,9 @@ class AppLogin(FactBase):
         return (
             _env_reader(env_file)
             + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
-            'MYSQL_PWD="$(v DB_PASSWORD)" mariadb --connect-timeout=5 -h "$(v DB_HOST)" -P "$(v DB_PORT)" '
+            # "localhost" is the socket, as PHP's mysqlnd reads it; a port would force TCP
+            'h="$(v DB_HOST)"; p=""; [ "$h" = localhost ] || p="--port=$(v DB_PORT)"; '
+            'MYSQL_PWD="$(v DB_PASSWORD)" mariadb --connect-timeout=5 -h "$h" $p '
             '-u "$(v DB_USERNAME)" -D "$(v DB_DATABASE)" -N -B -e '
             "\"SELECT CONCAT('@ok=', CURRENT_USER(), ' ', DATABASE(), ' ', "
             "(SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()))\" "

@@ -44,7 +44,7 @@ class PoolStatus(FactBase):
             parts.append(
                 f"echo @instance={shlex.quote(name)}; "
                 "SCRIPT_NAME=/fpm-status SCRIPT_FILENAME=/fpm-status QUERY_STRING=json REQUEST_METHOD=GET "
-                f"timeout 5 cgi-fcgi -bind -connect {shlex.quote(address)} 2>&1 || echo \"@error=exit $?\""
+                f"timeout 5 cgi-fcgi -bind -connect {shlex.quote(address)} 2>&1 || echo \"@error=exit $?\"; echo"
             )
         return "; ".join(parts) + "; true"
 

@@ -3,6 +3,8 @@ validation, files rendered with secrets on the host, and the verification step."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyinfra import host, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
@@ -26,6 +28,25 @@ def unit_active(unit: str, enabled: bool = True):
         yield StringCommand("systemctl", "start", unit)
     if enabled and fact.get("unit_file_state") not in ("enabled", "static"):
         yield StringCommand("systemctl", "enable", unit)
+
+
+@operation()
+def daemon_reload(units: list[str]):
+    """``systemctl daemon-reload`` if systemd says any of ``units`` changed on disk since it loaded
+    them (also after an interrupted run that wrote a file but never reloaded)."""
+    facts = host.get_fact(UnitLimits, units=units)
+    if any(f.get("need_daemon_reload") for f in facts.values()):
+        yield StringCommand("systemctl", "daemon-reload")
+
+
+@operation()
+def unit_in_slice(unit: str, slice_unit: str):
+    """Restart ``unit`` if it runs outside ``slice_unit`` (its Slice= drop-in is newer than the
+    process). Decided from the live cgroup, so a run interrupted before the restart still ends
+    with the service in its slice."""
+    fact = host.get_fact(UnitLimits, units=[unit]).get(unit, {})
+    if fact.get("active_state") == "active" and f"/{slice_unit}/" not in fact.get("control_group", "") + "/":
+        yield StringCommand("systemctl", "restart", unit)
 
 
 @operation()
@@ -67,8 +88,8 @@ def secret_file(source: str, dest: str, owner: str, group: str, mode: str):
         yield StringCommand(HELPER, "render", source, dest, owner, group, mode)
 
 
-def gather_checks(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str) -> list[checks.Check]:
-    """Read the live state with lbstack's facts and compare it with the plan."""
+def base_checks(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str) -> list[checks.Check]:
+    """Read the base host and the slices with lbstack's facts and compare them with the plan."""
     virt = host.get_fact(Virtualization)
     installed = host.get_fact(DebPackages)
     timesync = None
@@ -91,27 +112,28 @@ def gather_checks(settings: Settings, plan: Plan, base_packages: list[str], sysc
     return rows + checks.check_limits(plan, units)
 
 
-def _failed(state_, host_, count: int) -> bool:
-    host_.log_styled(f"verification failed: {count} check(s) differ from the plan (table above)", fg="red")
+def _failed(state, host, count: int) -> bool:  # noqa: ARG001 (pyinfra passes state and host by name)
+    host.log_styled(f"verification failed: {count} check(s) differ from the plan (table above)", fg="red")
     return False
 
 
-def _unreadable(state_, host_, reason: str) -> bool:
-    host_.log_styled(f"verification failed: could not read the host's state: {reason}", fg="red")
+def _unreadable(state, host, reason: str) -> bool:  # noqa: ARG001
+    host.log_styled(f"verification failed: could not read the host's state: {reason}", fg="red")
     return False
 
 
 @operation(is_idempotent=False)
-def verify(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str):
+def verify(gather: Callable[[], list[checks.Check]]):
     """Verify the host against the plan after every other operation ran.
 
-    Runs only while executing (at plan time the host has not converged yet). Reports no change
-    when everything matches; otherwise prints the table and fails the run.
+    ``gather`` reads the live state with lbstack's facts and returns the check rows. Runs only
+    while executing (at plan time the host has not converged yet). Reports no change when
+    everything matches; otherwise prints the table and fails the run.
     """
     if not state.is_executing:
         return
     try:
-        rows = gather_checks(settings, plan, base_packages, sysctl_file)
+        rows = gather()
     except Exception as exc:  # a fact that cannot be read is a failed verification, not a crash
         yield FunctionCommand(_unreadable, (f"{type(exc).__name__}: {exc}",), {})
         return

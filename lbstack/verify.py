@@ -131,3 +131,159 @@ def check_base(
 
 def failures(rows: list[Check]) -> list[Check]:
     return [r for r in rows if r.ok is False]
+
+
+# -- the stack's components ----------------------------------------------------------------------
+
+
+def _limits_text(limits: Limits, high: bool = True) -> str:
+    parts = [f"CPU {limits.cpu_quota_pct}%"]
+    if high:
+        parts.append(f"high {limits.memory_high_mib} MiB")
+    parts += [f"max {limits.memory_max_mib} MiB", f"tasks {limits.tasks_max}"]
+    return " · ".join(parts)
+
+
+def _fact_limits_text(fact: dict, source: str, high: bool = True) -> str:
+    if source == "systemd":
+        sd = fact.get("systemd", {})
+        values = {"cpu": _quota_pct(sd.get("cpu_quota_us_per_s"), 1_000_000), "high": sd.get("memory_high"),
+                  "max": sd.get("memory_max"), "tasks": sd.get("tasks_max")}
+    else:
+        cg = fact.get("cgroup", {})
+        values = {"cpu": _quota_pct(cg.get("cpu_quota_us"), cg.get("cpu_period_us")), "high": cg.get("memory_high"),
+                  "max": cg.get("memory_max"), "tasks": cg.get("pids_max")}
+    parts = [f"CPU {values['cpu']}"]
+    if high:
+        parts.append(f"high {_mib_str(values['high'])}")
+    parts += [f"max {_mib_str(values['max'])}", f"tasks {_show(values['tasks'])}"]
+    return " · ".join(parts)
+
+
+def check_service(component: str, unit: str, slice_unit: str, fact: dict | None, limits: Limits | None = None) -> list[Check]:
+    """A service: active and enabled, running inside its component's slice, and (for the FPM
+    instances) under its own planned limits, as systemd and the cgroup files say."""
+    fact = fact or {}
+    state = f"{fact.get('active_state', 'absent')}, {fact.get('unit_file_state', 'absent')}"
+    rows = [
+        Check(component, f"{unit} state", "active, enabled", state,
+              fact.get("active_state") == "active" and fact.get("unit_file_state") in ("enabled", "static")),
+    ]
+    cgroup_path = fact.get("control_group", "")
+    in_slice = f"/{slice_unit}/" in cgroup_path + "/"
+    rows.append(Check(component, f"{unit} slice", slice_unit, cgroup_path or "-", in_slice))
+    if limits is not None:
+        rows.append(_row(component, f"{unit} limits (systemd)", _limits_text(limits), _fact_limits_text(fact, "systemd")))
+        version = fact.get("cgroup_version", 0)
+        if fact.get("cgroup"):
+            rows.append(_row(component, f"{unit} limits (cgroup v{version})", _limits_text(limits, high=version == 2),
+                             _fact_limits_text(fact, "cgroup", high=version == 2)))
+        else:
+            rows.append(Check(component, f"{unit} limits (cgroup)", _limits_text(limits), "no cgroup", False,
+                              "the unit is not running"))
+    return rows
+
+
+def check_pools(plan: Plan, status: dict[str, dict]) -> list[Check]:
+    """Each instance's FPM pool, from its own status page: answering, static, planned size."""
+    rows = []
+    for index in range(1, plan.instances + 1):
+        name = f"app{index}"
+        pool = status.get(name, {"error": "not asked"})
+        if "error" in pool:
+            rows.append(Check("app", f"{name} pool status", f"static, {plan.php_max_children} workers",
+                              "no answer", False, pool["error"][:120]))
+            continue
+        rows.append(_row("app", f"{name} pool status", f"static, {plan.php_max_children} workers",
+                         f"{pool.get('process_manager')}, {pool.get('total')} workers"))
+    return rows
+
+
+def check_release(current: str | None, complete: list[str], env_file: dict | None, app_user: str) -> list[Check]:
+    rows = [
+        Check("app", "release in service", "a complete release", current or "none",
+              current is not None and current in complete),
+    ]
+    if env_file:
+        actual = f"{env_file.get('user')}:{env_file.get('group')} {env_file.get('mode')}"
+    else:
+        actual = "absent"
+    rows.append(_row("app", ".env owner and mode", f"{app_user}:{app_user} 640", actual))
+    return rows
+
+
+def check_app_backends(login: dict, redis: dict, plan: Plan, database: str) -> list[Check]:
+    """MariaDB and Redis answering with the app's own credentials (from its .env)."""
+    rows = [
+        Check("app", "MariaDB login with the app's credentials", f"ok ({database})",
+              f"ok ({login.get('database')})" if login.get("ok") else "failed",
+              bool(login.get("ok")) and login.get("database") == database, login.get("error", "")[:120]),
+        Check("app", "Redis PING with the app's credentials", "PONG", redis.get("ping", "failed"),
+              bool(redis.get("ok")), redis.get("error", "")[:120]),
+    ]
+    if redis.get("ok"):
+        config = redis.get("config", {})
+        rows.append(_row("cache", "Redis maxmemory", f"{plan.redis_maxmemory_mib} MiB",
+                         _mib_str(config.get("maxmemory")) if isinstance(config.get("maxmemory"), int) else "-"))
+        rows.append(_row("cache", "Redis maxmemory-policy", "noeviction", config.get("maxmemory-policy")))
+    return rows
+
+
+def check_mariadb(plan: Plan, security: dict) -> list[Check]:
+    if not security.get("answering"):
+        return [Check("db", "MariaDB answering (root, local socket)", "yes", "no", False)]
+    variables = security.get("variables", {})
+    pool = variables.get("innodb_buffer_pool_size")
+    return [
+        _row("db", "anonymous users", 0, security["anonymous_users"]),
+        _row("db", "test database", "absent", "present" if security["test_database"] else "absent"),
+        _row("db", "root accounts", "localhost", ", ".join(security["root_hosts"])),
+        _row("db", "max_connections", plan.db_max_connections, int(variables.get("max_connections", -1))),
+        _row("db", "innodb_buffer_pool_size", f"{plan.innodb_buffer_pool_mib} MiB",
+             _mib_str(int(pool)) if pool and pool.isdigit() else "-"),
+    ]
+
+
+def check_upstream(expected: list[str], method: str, upstreams: dict) -> list[Check]:
+    """The upstream nginx loaded: exactly the planned members, the configured method, none down."""
+    live = upstreams.get("lbstack_app")
+    if live is None:
+        return [Check("lb", "upstream lbstack_app", "present", "absent", False, "not in `nginx -T`")]
+    addresses = [s["address"] for s in live["servers"]]
+    down = [s["address"] for s in live["servers"] if s["down"]]
+    return [
+        _row("lb", "upstream members", ", ".join(expected), ", ".join(addresses)),
+        _row("lb", "upstream method", method, live["method"]),
+        _row("lb", "upstream members marked down", "none", ", ".join(down) or "none"),
+    ]
+
+
+def check_http(statuses: dict[str, int]) -> list[Check]:
+    return [_row("lb", f"GET {url}", 200, code) for url, code in statuses.items()]
+
+
+def check_distribution(distribution: dict, instances: list[str], method: str) -> list[Check]:
+    """Requests through the balancer: all answered 200; spread over every instance, or for
+    ip_hash all on one (one client address)."""
+    total = distribution.get("requests", 0)
+    ok = distribution.get("statuses", {}).get("200", 0)
+    reached = sorted(i for i in distribution.get("instances", {}) if i in instances)
+    counts = ", ".join(f"{i}: {n}" for i, n in sorted(distribution.get("instances", {}).items()))
+    rows = [_row("lb", f"{total} requests through the balancer answered 200", total, ok)]
+    if method == "ip_hash":
+        rows.append(Check("lb", "one client stays on one instance (ip_hash)", "1 instance",
+                          f"{len(reached)} ({counts})", len(reached) == 1 and sum(distribution["instances"].values()) == total))
+    else:
+        rows.append(Check("lb", "requests reached every instance", f"{len(instances)} instances",
+                          f"{len(reached)} ({counts})", reached == sorted(instances)))
+    return rows
+
+
+def check_firewall(expected_ports: list[int], table: dict) -> list[Check]:
+    if not table.get("present"):
+        return [Check("base", "firewall table inet lbstack", "loaded", "absent", False)]
+    return [
+        _row("base", "firewall input policy", "drop", table.get("input_policy")),
+        _row("base", "firewall open TCP ports", ", ".join(map(str, expected_ports)),
+             ", ".join(map(str, table.get("open_tcp_ports", [])))),
+    ]

@@ -30,7 +30,9 @@ final class SessionController extends Controller
             [$id, $count] = $session->hit(is_string($id) ? $id : null);
         } catch (Throwable $e) {
             $this->app->log()->warningThrottled('session', 'Session store unavailable: ' . $e->getMessage());
-            return Response::json(['error' => 'session store unavailable', 'instance' => $this->app->instance()], 503)
+            // 500, not 503: Redis is shared, another instance would fail the same way, and nginx
+            // counts a 503 against this instance (fastcgi_next_upstream http_503, max_fails).
+            return Response::json(['error' => 'session store unavailable', 'instance' => $this->app->instance()], 500)
                 ->header('Cache-Control', 'no-store');
         }
 
