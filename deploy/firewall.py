@@ -19,6 +19,7 @@ from lbstack.operations import promote, unit_active
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
+PACKAGES = ["nftables"]
 CONFIG = "/etc/nftables.conf"
 PRIVATE_PORTS = (3306, 6379)  # plus the FPM ports 9001..
 
@@ -42,7 +43,7 @@ def template_data(settings: Settings, plan: Plan) -> dict:
 
 @deploy("lbstack firewall")
 def firewall(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install nftables", packages=["nftables"], no_recommends=True)
+    apt.packages(name="Install nftables", packages=PACKAGES, no_recommends=True)
     files.template(
         name=f"Render {CONFIG} (staged)",
         src=template(CONFIG),

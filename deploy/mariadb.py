@@ -19,6 +19,7 @@ from lbstack.operations import daemon_reload, unit_in_slice, unit_active
 from lbstack.plan import INNODB_CHUNK_MIB, Plan
 from lbstack.settings import Settings
 
+PACKAGES = ["mariadb-server", "mariadb-client"]
 CONFIG = "/etc/mysql/mariadb.conf.d/90-lbstack.cnf"
 DROPIN = "/etc/systemd/system/mariadb.service.d/lbstack.conf"
 # what the app needs for its data and its migrations, on its own database only
@@ -51,7 +52,7 @@ def config_template_data(settings: Settings, plan: Plan) -> dict:
 
 @deploy("lbstack mariadb")
 def mariadb(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install MariaDB", packages=["mariadb-server", "mariadb-client"], no_recommends=True)
+    apt.packages(name="Install MariaDB", packages=PACKAGES, no_recommends=True)
     dropin = files.template(
         name=f"Render {DROPIN}",
         src=template("/etc/systemd/system/component.service.d/lbstack.conf"),

@@ -22,6 +22,7 @@ from lbstack.operations import daemon_reload, unit_in_slice, promote, unit_activ
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
+PACKAGES = ["nginx"]
 NGINX_CONF = "/etc/nginx/nginx.conf"
 SITE_CONF = "/etc/nginx/conf.d/lbstack.conf"
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
@@ -82,7 +83,7 @@ def main_template_data(settings: Settings, plan: Plan) -> dict:
 
 @deploy("lbstack nginx")
 def nginx(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install nginx", packages=["nginx"], no_recommends=True)
+    apt.packages(name="Install nginx", packages=PACKAGES, no_recommends=True)
     dropin = files.template(
         name=f"Render {DROPIN}",
         src=template("/etc/systemd/system/component.service.d/lbstack.conf"),

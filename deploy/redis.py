@@ -18,6 +18,7 @@ from lbstack.operations import daemon_reload, unit_in_slice, secret_file, unit_a
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
+PACKAGES = ["redis-server", "redis-tools"]
 CONFIG = "/etc/redis/redis.conf"
 DROPIN = "/etc/systemd/system/redis-server.service.d/lbstack.conf"
 CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
@@ -36,7 +37,7 @@ def config_template_data(settings: Settings, plan: Plan) -> dict:
 
 @deploy("lbstack redis")
 def redis(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install Redis", packages=["redis-server", "redis-tools"], no_recommends=True)
+    apt.packages(name="Install Redis", packages=PACKAGES, no_recommends=True)
     dropin = files.template(
         name=f"Render {DROPIN}",
         src=template("/etc/systemd/system/component.service.d/lbstack.conf"),

@@ -15,6 +15,8 @@ import pytest
 from lbstack import rehearsal
 from lbstack.rehearsal import HostInfo, ssh_run
 
+from e2e_helpers import TIMINGS, pyinfra
+
 RUN_ID = os.getpid()
 
 
@@ -65,3 +67,12 @@ def nspawn_host() -> Iterator[HostInfo]:
 def vm_host() -> Iterator[HostInfo]:
     """A running qemu rehearsal VM (real kernel, cgroup v2), shared by the session."""
     yield from _hold(unique_name("v"), vm_host=True)
+
+
+@pytest.fixture(scope="session", params=["nspawn", pytest.param("vm", marks=pytest.mark.vm)])
+def converged(request):
+    """A bare rehearsal host of each kind, converged once with deploy/full.py."""
+    info = request.getfixturevalue(f"{request.param}_host")
+    first = pyinfra(info.name)
+    TIMINGS[f"{request.param} converge from bare"] = first["seconds"]
+    return request.param, info, first

@@ -5,72 +5,13 @@ re-run with zero changes, and see the planned limits enforced on real processes.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import time
 
-import pytest
-
 from facts.limits import UnitLimits
-from lbstack import REPO_ROOT
-from lbstack.plan import make_plan
-from lbstack.rehearsal import ssh_run
-from lbstack.settings import load
 from lbstack.verify import check_limits, failures
 
-MIB = 1024 * 1024
-TIMINGS: dict[str, float] = {}
-
-
-def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800) -> dict:
-    """Run pyinfra on one rehearsal host with --json; returns rc, results and stderr."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/rehearsal.py", deploy],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": host_name},
-    )
-    out = {"rc": proc.returncode, "stderr": proc.stderr, "seconds": time.monotonic() - started}
-    try:
-        out["results"] = json.loads(proc.stdout)["results"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        out["results"] = None
-        out["stdout"] = proc.stdout
-    return out
-
-
-def changed_ops(run: dict) -> list[str]:
-    return [op["name"] for op in run["results"]["operations"] if op["success"]]
-
-
-def failed_ops(run: dict) -> list[str]:
-    return [op["name"] for op in run["results"]["operations"] if op["error"]]
-
-
-def rehearsal_plan():
-    """The plan the rehearsal inventory asks for, read from the inventory as pyinfra loads it."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "inventories/rehearsal.py", "debug-inventory", "--json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
-    )
-    settings = load(json.loads(proc.stdout)[0]["data"]["lbstack"])
-    return make_plan(settings.capacity_cpus, settings.capacity_memory_mib, settings)
-
-
-def remote(info, command: str, timeout: float = 120) -> tuple[int, str, str]:
-    return ssh_run(info, command, timeout_s=timeout)
-
-
-@pytest.fixture(scope="session", params=["nspawn", pytest.param("vm", marks=pytest.mark.vm)])
-def converged(request):
-    """A bare rehearsal host of each kind, converged once with deploy/full.py."""
-    info = request.getfixturevalue(f"{request.param}_host")
-    first = pyinfra(info.name)
-    TIMINGS[f"{request.param} converge from bare"] = first["seconds"]
-    return request.param, info, first
+from e2e_helpers import MIB, TIMINGS, changed_ops, failed_ops, pyinfra, rehearsal_plan, remote
 
 
 def test_converges_from_bare_and_verification_passes(converged):

@@ -1,0 +1,95 @@
+"""Helpers of the end-to-end tests: run pyinfra on a rehearsal host, read its results, run
+commands on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from lbstack import REPO_ROOT
+from lbstack.plan import make_plan
+from lbstack.rehearsal import ssh_run
+from lbstack.settings import load
+
+MIB = 1024 * 1024
+TIMINGS: dict[str, float] = {}
+
+
+def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800, settings: dict | None = None,
+            env: dict | None = None, cwd=REPO_ROOT) -> dict:
+    """Run pyinfra on one rehearsal host with --json; returns rc, results, stdout and stderr.
+
+    ``settings`` replaces the rehearsal inventory's settings (written to a YAML file)."""
+    started = time.monotonic()
+    extra = {"LBSTACK_REHEARSAL_HOSTS": host_name, **(env or {})}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        if settings is not None:
+            yaml.safe_dump(settings, handle)
+            handle.flush()
+            extra["LBSTACK_SETTINGS"] = handle.name
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/rehearsal.py", deploy],
+            cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **extra},
+        )
+    out = {"rc": proc.returncode, "stderr": proc.stderr, "stdout": proc.stdout,
+           "seconds": time.monotonic() - started}
+    try:
+        out["results"] = json.loads(proc.stdout)["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        out["results"] = None
+    return out
+
+
+def changed_ops(run: dict) -> list[str]:
+    return [op["name"] for op in run["results"]["operations"] if op["success"]]
+
+
+def failed_ops(run: dict) -> list[str]:
+    return [op["name"] for op in run["results"]["operations"] if op["error"]]
+
+
+def rehearsal_plan():
+    """The plan the rehearsal inventory asks for, read from the inventory as pyinfra loads it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventories/rehearsal.py", "debug-inventory", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )
+    settings = load(json.loads(proc.stdout)[0]["data"]["lbstack"])
+    return make_plan(settings.capacity_cpus, settings.capacity_memory_mib, settings)
+
+
+def remote(info, command: str, timeout: float = 120) -> tuple[int, str, str]:
+    return ssh_run(info, command, timeout_s=timeout)
+
+
+# the rehearsal inventory's own settings, as a base for variations
+REHEARSAL_SETTINGS = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "ntp_servers": ["127.0.0.1"]}
+
+
+def http(url: str, headers: dict | None = None, timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """GET ``url`` from this machine (a rehearsal host's address): status, headers, body."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def served_by(base: str, path: str, requests: int, headers: dict | None = None) -> list[str]:
+    """Which instance answered each of ``requests`` GETs (X-Lbstack-Instance), in order."""
+    seen = []
+    for _ in range(requests):
+        status, hdrs, _ = http(base + path, headers)
+        assert status == 200, (path, status)
+        seen.append(hdrs.get("x-lbstack-instance", "-"))
+    return seen
