@@ -55,6 +55,6 @@ def limits(settings: Settings, plan: Plan) -> None:
             **slice_template_data(plan, component),
         ))
     daemon_reload(name="systemctl daemon-reload (if a slice changed on disk)",
-                  units=[SLICE_PARENT] + [plan.slices[c] for c in plan.components])
+                  units=[SLICE_PARENT] + [plan.slices[c] for c in plan.components], changed=rendered)
     for component in plan.components:
         unit_active(name=f"Start and enable {plan.slices[component]}", unit=plan.slices[component])

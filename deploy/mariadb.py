@@ -69,7 +69,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **config_template_data(settings, plan),
     )
-    daemon_reload(name="systemctl daemon-reload (if mariadb.service changed on disk)", units=["mariadb.service"])
+    daemon_reload(name="systemctl daemon-reload (if mariadb.service changed on disk)", units=["mariadb.service"], changed=[dropin])
     unit_active(name="Start and enable mariadb.service", unit="mariadb.service")
     unit_in_slice(name=f"mariadb.service in {plan.slices['db']} (restart if outside)", unit="mariadb.service",
                   slice_unit=plan.slices["db"])

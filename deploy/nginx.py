@@ -114,7 +114,7 @@ def nginx(settings: Settings, plan: Plan) -> None:
     # the stock site is not included by lbstack's nginx.conf; removed so nobody edits it in vain
     default_site = files.link(name=f"Remove {DEFAULT_SITE}", path=DEFAULT_SITE, present=False)
 
-    daemon_reload(name="systemctl daemon-reload (if nginx.service changed on disk)", units=["nginx.service"])
+    daemon_reload(name="systemctl daemon-reload (if nginx.service changed on disk)", units=["nginx.service"], changed=[dropin])
     unit_active(name="Start and enable nginx.service", unit="nginx.service")
     unit_in_slice(name=f"nginx.service in {plan.slices['lb']} (restart if outside)", unit="nginx.service",
                   slice_unit=plan.slices["lb"])

@@ -116,7 +116,7 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
         test=test,
     )
     daemon_reload(name="systemctl daemon-reload (if the instance units changed on disk)",
-                  units=[layout.fpm_unit(i) for i in indexes])
+                  units=[layout.fpm_unit(i) for i in indexes], changed=[unit])
     for index in indexes:
         unit_active(name=f"Start and enable {layout.fpm_unit(index)}", unit=layout.fpm_unit(index))
     # one instance at a time, so the balancer always has the others

@@ -63,7 +63,7 @@ def redis(settings: Settings, plan: Plan) -> None:
         mode="640",
     )
     daemon_reload(name="systemctl daemon-reload (if redis-server.service changed on disk)",
-                  units=["redis-server.service"])
+                  units=["redis-server.service"], changed=[dropin])
     unit_active(name="Start and enable redis-server.service", unit="redis-server.service")
     unit_in_slice(name=f"redis-server.service in {plan.slices['cache']} (restart if outside)", unit="redis-server.service",
                   slice_unit=plan.slices["cache"])

@@ -31,9 +31,14 @@ def unit_active(unit: str, enabled: bool = True):
 
 
 @operation()
-def daemon_reload(units: list[str]):
-    """``systemctl daemon-reload`` if systemd says any of ``units`` changed on disk since it loaded
-    them (also after an interrupted run that wrote a file but never reloaded)."""
+def daemon_reload(units: list[str], changed: list | None = None):
+    """``systemctl daemon-reload`` if one of the ``changed`` operations (unit files, drop-ins)
+    changed something in this run, or systemd says one of ``units`` changed on disk since it
+    loaded it (a run interrupted before its reload). systemd's own flag alone misses a drop-in
+    directory that did not exist when the unit was loaded."""
+    if state.is_executing and any(op.did_change() for op in changed or []):
+        yield StringCommand("systemctl", "daemon-reload")
+        return
     facts = host.get_fact(UnitLimits, units=units)
     if any(f.get("need_daemon_reload") for f in facts.values()):
         yield StringCommand("systemctl", "daemon-reload")

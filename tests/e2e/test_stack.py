@@ -7,10 +7,8 @@ it (LB method, broken templates, a stopped instance) put it back before they end
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from pathlib import Path
