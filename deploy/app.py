@@ -30,20 +30,22 @@ ARCHIVES_DIR = "/var/lib/lbstack/archives"
 STORAGE_DIRS = ("app/public", "framework/cache/data", "framework/sessions", "framework/views", "logs")
 
 
-def env_template_data(settings: Settings) -> dict:
-    def address(group: str) -> str:
-        hosts = group_hosts(group) or [host]
-        local = "localhost" if group == "db" else "127.0.0.1"  # MariaDB: "localhost" is the socket
-        return local if any(same_host(h) for h in hosts) else private_address(hosts[0])
+def backend_address(group: str) -> str:
+    """How the app reaches the db or cache group: locally, or the first such host's address."""
+    hosts = group_hosts(group) or [host]
+    local = "localhost" if group == "db" else "127.0.0.1"  # MariaDB: "localhost" is the socket
+    return local if any(same_host(h) for h in hosts) else private_address(hosts[0])
 
+
+def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
     name = settings.server_names[0]
     scheme = "https" if settings.tls != "off" else "http"
     return {
         "app_url": f"{scheme}://{'localhost' if name == '_' else name}",
-        "db_host": address("db"),
+        "db_host": db_host,
         "db_name": settings.db_name,
         "db_user": settings.db_user,
-        "redis_host": address("cache"),
+        "redis_host": redis_host,
     }
 
 
@@ -79,7 +81,7 @@ def app(settings: Settings, plan: Plan) -> None:
         dest=layout.source(layout.ENV_FILE),
         mode="600",
         jinja_env_kwargs=jinja(),
-        **env_template_data(settings),
+        **env_template_data(settings, backend_address("db"), backend_address("cache")),
     )
     env = secret_file(
         name=f"Write {layout.ENV_FILE} on the host (secrets filled in there; mode 640, {user})",

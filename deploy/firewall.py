@@ -30,13 +30,17 @@ def sshd_ports() -> list[int]:
     return sorted({int(m) for m in re.findall(r":(\d+)\s", output + " ")})
 
 
-def template_data(settings: Settings, plan: Plan) -> dict:
-    others = sorted({private_address(h) for g in ("lb", "app", "db", "cache") for h in group_hosts(g)
-                     if not same_host(h)})
+def stack_peers() -> list[str]:
+    """The other hosts of the stack (split topology), by private address."""
+    return sorted({private_address(h) for g in ("lb", "app", "db", "cache") for h in group_hosts(g)
+                   if not same_host(h)})
+
+
+def template_data(settings: Settings, plan: Plan, listening_ssh: list[int], peers: list[str]) -> dict:
     fpm_ports = [layout.FPM_PORT_BASE + i for i in range(1, plan.instances + 1)]
     return {
-        "ssh_ports": sorted({settings.ssh_port, *sshd_ports()}),
-        "private_sources": others,
+        "ssh_ports": sorted({settings.ssh_port, *listening_ssh}),
+        "private_sources": peers,
         "private_ports": list(PRIVATE_PORTS) + fpm_ports,
     }
 
@@ -50,7 +54,7 @@ def firewall(settings: Settings, plan: Plan) -> None:
         dest=layout.staged(CONFIG),
         mode="755",
         jinja_env_kwargs=jinja(),
-        **template_data(settings, plan),
+        **template_data(settings, plan, sshd_ports(), stack_peers()),
     )
     rules = promote(
         name=f"Validate (nft --check) and promote {CONFIG}",

@@ -35,8 +35,8 @@ def app_client_hosts() -> list[str]:
     return sorted(set(hosts))
 
 
-def config_template_data(settings: Settings, plan: Plan) -> dict:
-    remote = any(h != "localhost" for h in app_client_hosts())
+def config_template_data(settings: Settings, plan: Plan, client_hosts: list[str]) -> dict:
+    remote = any(h != "localhost" for h in client_hosts)
     return {
         "memory_max_mib": plan.limits["db"].memory_max_mib,
         "bind_address": "0.0.0.0" if remote else "127.0.0.1",
@@ -67,7 +67,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         dest=CONFIG,
         mode="644",
         jinja_env_kwargs=jinja(),
-        **config_template_data(settings, plan),
+        **config_template_data(settings, plan, app_client_hosts()),
     )
     daemon_reload(name="systemctl daemon-reload (if mariadb.service changed on disk)", units=["mariadb.service"], changed=[dropin])
     unit_active(name="Start and enable mariadb.service", unit="mariadb.service")

@@ -57,10 +57,10 @@ def tls_files(settings: Settings) -> dict | None:
     return None
 
 
-def site_template_data(settings: Settings, plan: Plan) -> dict:
+def site_template_data(settings: Settings, plan: Plan, upstream: list[dict], ipv6: bool) -> dict:
     return {
         "lb_method": settings.lb_method,
-        "members": members(plan),
+        "members": upstream,
         "max_fails": MAX_FAILS,
         "fail_timeout_s": FAIL_TIMEOUT_S,
         "next_upstream_tries": NEXT_UPSTREAM_TRIES,
@@ -68,7 +68,7 @@ def site_template_data(settings: Settings, plan: Plan) -> dict:
         "tls": tls_files(settings),
         "server_names": settings.server_names,
         "document_root": layout.DOCUMENT_ROOT,
-        "ipv6": host.get_fact(File, path="/proc/net/if_inet6") is not None,
+        "ipv6": ipv6,
     }
 
 
@@ -96,7 +96,8 @@ def nginx(settings: Settings, plan: Plan) -> None:
         _self_signed(settings)
 
     staged = []
-    for live, data in ((NGINX_CONF, main_template_data(settings, plan)), (SITE_CONF, site_template_data(settings, plan))):
+    for live, data in ((NGINX_CONF, main_template_data(settings, plan)), (SITE_CONF, site_template_data(
+            settings, plan, members(plan), ipv6=bool(host.get_fact(File, path="/proc/net/if_inet6"))))):
         files.template(
             name=f"Render {live} (staged)",
             src=template(live),

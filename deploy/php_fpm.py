@@ -44,13 +44,13 @@ def listen_address(index: int) -> str:
     return f"0.0.0.0:{layout.FPM_PORT_BASE + index}"
 
 
-def instance_template_data(settings: Settings, plan: Plan, index: int) -> dict:
+def instance_template_data(settings: Settings, plan: Plan, index: int, listen: str) -> dict:
     return {
         "instance": layout.instance_name(index),
         "index": index,
         "php_version": settings.php_version,
         "app_user": settings.app_user,
-        "listen": listen_address(index),
+        "listen": listen,
         "max_children": plan.php_max_children,
         "worker_memory_mib": settings.php_worker_memory_mib * 2,  # memory_limit: twice the expected size
     }
@@ -105,7 +105,7 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
             dest=layout.staged(live),
             mode="644",
             jinja_env_kwargs=jinja(),
-            **instance_template_data(settings, plan, index),
+            **instance_template_data(settings, plan, index, listen_address(index)),
         )
         staged.append((layout.staged(live), live, "644"))
     fpm = f"/usr/sbin/php-fpm{version}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
+from deploy import group_hosts, jinja, same_host, service_dropin, template
 from lbstack import layout
 from lbstack.operations import daemon_reload, unit_in_slice, secret_file, unit_active
 from lbstack.plan import Plan
@@ -24,14 +24,13 @@ DROPIN = "/etc/systemd/system/redis-server.service.d/lbstack.conf"
 CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
 
 
-def config_template_data(settings: Settings, plan: Plan) -> dict:
-    remote = [private_address(h) for h in group_hosts("app") if not same_host(h)]
+def config_template_data(settings: Settings, plan: Plan, remote_clients: bool, app_hosts: int) -> dict:
     return {
         "source": layout.source(CONFIG),
-        "bind": "0.0.0.0" if remote else "127.0.0.1 -::1",
+        "bind": "0.0.0.0" if remote_clients else "127.0.0.1 -::1",
         "tcp_backlog": 511 if int(plan.sysctl["net.core.somaxconn"]) < 511 else plan.sysctl["net.core.somaxconn"],
         "maxmemory_mib": plan.redis_maxmemory_mib,
-        "maxclients": plan.instances * plan.php_max_children * max(1, len(group_hosts("app"))) + CLIENT_HEADROOM,
+        "maxclients": plan.instances * plan.php_max_children * max(1, app_hosts) + CLIENT_HEADROOM,
     }
 
 
@@ -52,7 +51,8 @@ def redis(settings: Settings, plan: Plan) -> None:
         dest=layout.source(CONFIG),
         mode="600",
         jinja_env_kwargs=jinja(),
-        **config_template_data(settings, plan),
+        **config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
+                               app_hosts=len(group_hosts("app"))),
     )
     config = secret_file(
         name=f"Write {CONFIG} on the host (password hash filled in there)",

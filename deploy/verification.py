@@ -47,7 +47,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         units += [layout.fpm_unit(i) for i in range(1, plan.instances + 1)]
     services = host.get_fact(UnitLimits, units=units)
     if settings.firewall:
-        rows += checks.check_firewall(firewall.template_data(settings, plan)["ssh_ports"] + [80, 443],
+        rows += checks.check_firewall(firewall.template_data(settings, plan, firewall.sshd_ports(), [])["ssh_ports"] + [80, 443],
                                       host.get_fact(LbstackTable))
     if "db" in components:
         rows += checks.check_service("db", SERVICES["db"], plan.slices["db"], services.get(SERVICES["db"]))

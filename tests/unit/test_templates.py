@@ -45,3 +45,114 @@ def test_sysctl_file_has_every_planned_key_once():
 def test_timesyncd_dropin_lists_servers():
     text = render(base.TIMESYNCD_DROPIN, ntp_servers=["ntp1.example.net", "10.0.0.1"])
     assert "NTP=ntp1.example.net 10.0.0.1" in text
+
+
+# -- the stack's components ----------------------------------------------------------------------
+
+from deploy import app, firewall, mariadb, nginx, php_fpm, redis  # noqa: E402
+from lbstack import layout  # noqa: E402
+
+SETTINGS = load({})
+LOCAL_MEMBERS = [{"name": f"app{i}", "address": f"unix:{layout.fpm_socket(i)}"} for i in range(1, 6)]
+
+
+def _upstream(text: str) -> str:
+    return text[text.index("upstream lbstack_app {"):text.index("}", text.index("upstream lbstack_app {"))]
+
+
+@pytest.mark.parametrize("method, line", [("least_conn", "least_conn;"), ("ip_hash", "ip_hash;"), ("round_robin", None)])
+def test_site_upstream_has_every_instance_and_the_method(method, line):
+    settings = load({"lb_method": method})
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(settings, PLAN, LOCAL_MEMBERS, ipv6=False))
+    upstream = _upstream(text)
+    for i in range(1, 6):
+        assert f"server unix:/run/lbstack/app{i}/fpm.sock max_fails=3 fail_timeout=10s;" in upstream
+    methods = [m for m in ("least_conn;", "ip_hash;") if m in upstream]
+    assert methods == ([line] if line else [])
+    # no FastCGI keepalive (pins static workers: performance-facts)
+    assert "keepalive" not in upstream and "fastcgi_keep_conn" not in text
+    assert "listen [::]" not in text and "listen 443" not in text
+
+
+def test_site_health_paths_status_and_realpath_root():
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(SETTINGS, PLAN, LOCAL_MEMBERS, ipv6=True))
+    for path in ["/health", "/app-health", "/nginx-status"] + [f"/instances/app{i}/health" for i in range(1, 6)]:
+        assert f"location = {path} {{" in text
+    assert "stub_status;" in text
+    assert "fastcgi_param SCRIPT_FILENAME $realpath_root/index.php;" in text
+    assert "fastcgi_next_upstream error timeout invalid_header;" in text
+    assert f"backlog={PLAN.sysctl['net.core.somaxconn']}" in text and "listen [::]:80" in text
+
+
+def test_site_tls_files_and_self_signed():
+    settings = load({"tls": "files", "tls_certificate_path": "/etc/ssl/a.crt", "tls_key_path": "/etc/ssl/a.key"})
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(settings, PLAN, LOCAL_MEMBERS, ipv6=False))
+    assert "listen 443 ssl http2" in text and "ssl_certificate /etc/ssl/a.crt;" in text
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(load({"tls": "self_signed"}), PLAN, LOCAL_MEMBERS, False))
+    assert f"ssl_certificate {nginx.SELF_SIGNED['certificate']};" in text
+
+
+def test_nginx_conf_is_sized_by_the_plan_and_includes_relative_paths():
+    text = render(nginx.NGINX_CONF, **nginx.main_template_data(SETTINGS, PLAN))
+    assert f"worker_connections {PLAN.nginx_worker_connections};" in text
+    assert PLAN.nginx_worker_connections * PLAN.nginx_worker_processes > 2 * SETTINGS.lb_max_clients
+    assert f"worker_rlimit_nofile {PLAN.nginx_worker_rlimit_nofile};" in text
+    assert "include conf.d/*.conf;" in text  # the staged copy validates as a whole
+    assert "sites-enabled" not in text and '"upstream":"$upstream_addr"' in text
+
+
+def test_fpm_instance_pool_from_the_plan():
+    data = php_fpm.instance_template_data(SETTINGS, PLAN, 3, layout.fpm_socket(3))
+    text = render(f"{layout.FPM_CONFIG_DIR}/app.conf", **data)
+    assert "[app3]" in text and "listen = /run/lbstack/app3/fpm.sock" in text
+    assert "pm = static" in text and f"pm.max_children = {PLAN.php_max_children}" in text
+    assert "pm.status_path = /fpm-status" in text and "ping.path = /fpm-ping" in text
+    assert "env[LBSTACK_INSTANCE] = app3" in text and "slowlog = /var/log/lbstack/app3-slow.log" in text
+    assert "\nlisten.backlog" not in text  # 511 failed 99.6 % of requests (performance-facts)
+    tcp = render(f"{layout.FPM_CONFIG_DIR}/app.conf", **php_fpm.instance_template_data(SETTINGS, PLAN, 2, "0.0.0.0:9002"))
+    assert "listen = 0.0.0.0:9002" in tcp and "listen.owner" not in tcp
+
+
+def test_fpm_unit_carries_the_instance_limits():
+    text = render(php_fpm.UNIT_FILE, **php_fpm.unit_template_data(SETTINGS, PLAN))
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read_string(text)
+    lim = PLAN.instance_limits
+    service = unit["Service"]
+    assert service["Slice"] == "lbstack-app.slice"
+    assert (service["CPUQuota"], service["MemoryMax"], service["TasksMax"]) == (
+        f"{lim.cpu_quota_pct}%", f"{lim.memory_max_mib}M", str(lim.tasks_max))
+    assert service["Restart"] == "always" and "--fpm-config /etc/lbstack/fpm/app%i.conf" in service["ExecStart"]
+
+
+def test_mariadb_config_from_the_plan():
+    text = render(mariadb.CONFIG, **mariadb.config_template_data(SETTINGS, PLAN, ["localhost"]))
+    assert "bind-address = 127.0.0.1" in text
+    assert f"max_connections = {PLAN.db_max_connections}" in text
+    assert f"innodb_buffer_pool_size = {PLAN.innodb_buffer_pool_mib}M" in text
+    assert "slow_query_log = ON" in text
+    remote = render(mariadb.CONFIG, **mariadb.config_template_data(SETTINGS, PLAN, ["10.0.0.5"]))
+    assert "bind-address = 0.0.0.0" in remote
+
+
+def test_redis_config_holds_no_secret_and_never_evicts():
+    text = render(redis.CONFIG, **redis.config_template_data(SETTINGS, PLAN, remote_clients=False, app_hosts=1))
+    assert f"maxmemory {PLAN.redis_maxmemory_mib}mb" in text and "maxmemory-policy noeviction" in text
+    assert "user default on #@@sha256:redis_password@@" in text and "requirepass" not in text
+    assert "bind 127.0.0.1 -::1" in text and "appendonly yes" in text
+
+
+def test_env_holds_placeholders_not_secrets():
+    text = render(layout.ENV_FILE, **app.env_template_data(SETTINGS, "localhost", "127.0.0.1"))
+    for name in layout.SECRETS:
+        assert f"@@secret:{name}@@" in text
+    assert "DB_HOST=localhost" in text and "SESSION_DRIVER=redis" in text
+
+
+def test_firewall_opens_only_ssh_and_web_on_a_single_host():
+    text = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [22, 2222], []))
+    assert "policy drop;" in text and "tcp dport { 22, 2222 } accept" in text and "tcp dport { 80, 443 } accept" in text
+    assert "saddr" not in text and "flush ruleset" not in text
+    split = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [], ["10.0.0.2", "10.0.0.3"]))
+    assert "ip saddr { 10.0.0.2, 10.0.0.3 } tcp dport { 3306, 6379, 9001, 9002, 9003, 9004, 9005 } accept" in split
