@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lbstack.plan import make_plan
 from lbstack.settings import load
+from lbstack import verify as _v
 from lbstack.verify import check_base, check_limits, failures
 
 FACTS = Path(__file__).parent.parent / "facts"
@@ -94,3 +95,57 @@ def test_recorded_v2_host_matches_the_plan_including_memory_high():
     rows = check_limits(PLAN, units)
     assert failures(rows) == [] and all(r.ok is True for r in rows)
     assert any(r.check == "cgroup v2 memory.high" for r in rows)
+
+
+# -- the stack's components, from recorded facts ---------------------------------------------------
+
+_CASES = Path(__file__).parents[1] / "facts"
+
+
+def _fact(name: str) -> object:
+    return json.loads((_CASES / name / "nspawn.json").read_text())["fact"]
+
+
+def _members():
+    return [f"unix:/run/lbstack/app{i}/fpm.sock" for i in range(1, 6)]
+
+
+def test_recorded_upstream_matches_and_a_missing_member_is_named():
+    upstreams = _fact("nginx.Upstreams")
+    assert _v.failures(_v.check_upstream(_members(), "least_conn", upstreams)) == []
+    rows = _v.check_upstream(_members() + ["unix:/run/lbstack/app6/fpm.sock"], "ip_hash", upstreams)
+    bad = {r.check for r in _v.failures(rows)}
+    assert bad == {"upstream members", "upstream method"}
+
+
+def test_distribution_spread_and_ip_hash_stickiness():
+    spread = _fact("http.Distribution")
+    names = [f"app{i}" for i in range(1, 6)]
+    assert _v.failures(_v.check_distribution(spread, names, "least_conn")) == []
+    assert [r.check for r in _v.failures(_v.check_distribution(spread, names, "ip_hash"))] == [
+        "one client stays on one instance (ip_hash)"]
+    missing = {**spread, "instances": {k: v for k, v in spread["instances"].items() if k != "app3"}}
+    assert _v.failures(_v.check_distribution(missing, names, "least_conn"))[0].actual.startswith("4 (")
+
+
+def test_pools_from_recorded_status_and_a_silent_instance():
+    pools = _fact("php_fpm.PoolStatus")
+    rows = _v.check_pools(PLAN, pools)
+    assert [r.check for r in _v.failures(rows)] == ["app3 pool status", "app4 pool status", "app5 pool status"]
+    assert rows[0].ok and rows[0].actual == f"static, {PLAN.php_max_children} workers"
+
+
+def test_recorded_mariadb_matches_the_plan_and_redis_answers():
+    assert _v.failures(_v.check_mariadb(PLAN, _fact("mariadb.Security"))) == []
+    rows = _v.check_app_backends(_fact("mariadb.AppLogin"), _fact("redis.AppConnection"), PLAN, "lbstack")
+    assert _v.failures(rows) == []
+    rows = _v.check_app_backends({"ok": False, "error": "ERROR 1045"}, {"ok": False, "error": "WRONGPASS"}, PLAN,
+                                 "lbstack")
+    assert len(_v.failures(rows)) == 2
+
+
+def test_firewall_table_is_compared_with_the_expected_ports():
+    table = _fact("firewall.LbstackTable")
+    assert _v.failures(_v.check_firewall([22, 80, 443], table)) == []
+    assert _v.failures(_v.check_firewall([2222, 80, 443], table))[0].check == "firewall open TCP ports"
+    assert _v.failures(_v.check_firewall([22, 80, 443], {"present": False}))[0].actual == "absent"
