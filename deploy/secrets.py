@@ -21,9 +21,10 @@ import yaml
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from deploy import jinja, template
+from deploy import group_hosts, jinja, template
 from lbstack.layout import ETC, SECRETS, SECRETS_DIR, SOURCES_DIR, STAGE_DIR
 from lbstack.operations import secret_present
+from lbstack.plan import COMPONENTS
 from facts.secrets import HELPER
 
 _ALPHABET = re.compile(r"[A-Za-z0-9+/=:._-]{16,256}")
@@ -75,6 +76,11 @@ def secrets() -> None:
         store=SECRETS_DIR,
     )
     given = supplied()
+    hosts = {h.name for group in COMPONENTS for h in group_hosts(group)}
+    missing = [name for name in SECRETS if name not in given]
+    if len(hosts) > 1 and missing:
+        _refuse(f"the stack spans {len(hosts)} hosts, which must share their secrets: supply "
+                + ", ".join(f"LBSTACK_SECRET_{m.upper()}" for m in missing) + " (or LBSTACK_SECRETS_FILE).")
     for name, kind in SECRETS.items():
         if name in given:
             files.put(

@@ -49,6 +49,13 @@ BAD = [
     ({"php_worker_memory_mib": 0}, "php_worker_memory_mib", "at least 8 MiB"),
     ({"lb_max_clients": 0}, "lb_max_clients", "at least 1"),
     ({"instances": None}, "instances", "must not be empty"),
+    ({"firewall": "yes"}, "firewall", "true or false"),
+    ({"firewall": 1}, "firewall", "true or false"),
+    ({"ssh_port": 80}, "ssh_port", "web port"),
+    ({"ssh_port": 70000}, "ssh_port", "1..65535"),
+    ({"db_name": "My-App"}, "db_name", "plain name"),
+    ({"db_user": "x" * 40}, "db_user", "plain name"),
+    ({"releases_keep": 0}, "releases_keep", "at least 1"),
 ]
 
 
