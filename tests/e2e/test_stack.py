@@ -276,3 +276,24 @@ def test_stopped_instance_fails_verification_naming_it(stack):
         fixed = pyinfra(info.name)
     assert fixed["rc"] == 0, fixed["stderr"][-3000:]
     assert http(base + "/instances/app3/health")[0] == 200
+
+
+def test_self_signed_tls_serves_https(stack):
+    info, _, base = stack
+    import ssl
+    import urllib.request
+
+    try:
+        run = pyinfra(info.name, settings={**REHEARSAL_SETTINGS, "tls": "self_signed"})
+        assert run["rc"] == 0, run["stderr"][-4000:]
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with urllib.request.urlopen(f"https://{info.address}/api/ujian/health", context=context, timeout=10) as r:
+            assert r.status == 200 and r.headers["X-Lbstack-Instance"] in INSTANCES
+        rc, out, _ = remote(info, "stat -c '%U %a' /etc/lbstack/tls/self-signed.key")
+        assert out.strip() == "root 600"
+    finally:
+        back = pyinfra(info.name)
+        assert back["rc"] == 0, back["stderr"][-4000:]
+    rc, out, _ = remote(info, "nginx -T 2>/dev/null | grep -c 'listen 443' || true")
+    assert out.strip() == "0"
