@@ -1,4 +1,4 @@
-"""Measure and print the foundation's timings on this machine:
+"""Measure and print the stack's timings on this machine:
 
     rootfs build      golden Debian 12 rootfs with mmdebstrap (--fresh rebuilds it; cached otherwise)
     host boot         nspawn rehearsal host from the golden rootfs to ssh answering

@@ -69,10 +69,34 @@ def vm_host() -> Iterator[HostInfo]:
     yield from _hold(unique_name("v"), vm_host=True)
 
 
+_CONVERGED: dict[str, tuple] = {}
+
+
+def _converge(request, kind: str) -> tuple:
+    """Converge the session's bare ``kind`` host once with deploy/full.py: (kind, info, run)."""
+    if kind not in _CONVERGED:
+        info = request.getfixturevalue(f"{kind}_host")
+        first = pyinfra(info.name)
+        TIMINGS[f"{kind} converge from bare"] = first["seconds"]
+        _CONVERGED[kind] = (kind, info, first)
+    return _CONVERGED[kind]
+
+
 @pytest.fixture(scope="session", params=["nspawn", pytest.param("vm", marks=pytest.mark.vm)])
 def converged(request):
     """A bare rehearsal host of each kind, converged once with deploy/full.py."""
-    info = request.getfixturevalue(f"{request.param}_host")
-    first = pyinfra(info.name)
-    TIMINGS[f"{request.param} converge from bare"] = first["seconds"]
-    return request.param, info, first
+    return _converge(request, request.param)
+
+
+@pytest.fixture(scope="session")
+def converged_nspawn(request):
+    """The session's nspawn host, converged once (the same host and run as ``converged``)."""
+    return _converge(request, "nspawn")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the timings the end-to-end tests saw (informational; bench/ measures them properly)."""
+    if TIMINGS:
+        terminalreporter.write_sep("-", "rehearsal host timings")
+        for label, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{label}: {seconds:.1f} s")
