@@ -53,7 +53,7 @@ def main() -> None:
     kind = "vm" if args.vm else "nspawn"
     name = f"bench-{kind}-{os.getpid()}"
     results: dict[str, float | str] = {"kind": kind}
-    print(f"lbstack foundation timings ({kind}, {'fresh' if args.fresh else 'cached'} image)")
+    print(f"lbstack timings ({kind}, {'fresh' if args.fresh else 'cached'} image)")
     if args.vm:
         timed("image build", results, build_image, force=args.fresh)
     else:
