@@ -68,7 +68,31 @@ def private_address(other: Host) -> str:
     return other.data.get("private_address") or other.name
 
 
-def service_dropin(service: str, slice_: str, restart: str = "on-failure", **extra) -> dict:
+def service_dropin_data(service: str, slice_: str, restart: str = "on-failure", **extra) -> dict:
     """Template arguments of ``/etc/systemd/system/<service>.d/lbstack.conf``: the service joins
     its component's slice and restarts by itself after a crash."""
     return {"service": service, "slice": slice_, "restart": restart, "extra": extra}
+
+
+def service_dropin(service: str, slice_: str, restart: str = "on-failure", **extra):
+    """Render a packaged service's lbstack drop-in; returns the operation (for ``_if``)."""
+    from pyinfra.operations import files
+
+    path = f"/etc/systemd/system/{service}.d/lbstack.conf"
+    return files.template(
+        name=f"Render {path}",
+        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
+        dest=path,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        **service_dropin_data(service, slice_, restart, **extra),
+    )
+
+
+def service_in_slice(service: str, slice_: str, dropin) -> None:
+    """The service loaded with its drop-in, started, enabled, and running inside its slice."""
+    from lbstack.operations import daemon_reload, unit_active, unit_in_slice
+
+    daemon_reload(name=f"systemctl daemon-reload (if {service} changed on disk)", units=[service], changed=[dropin])
+    unit_active(name=f"Start and enable {service}", unit=service)
+    unit_in_slice(name=f"{service} in {slice_} (restart if outside)", unit=service, slice_unit=slice_)

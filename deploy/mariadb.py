@@ -12,16 +12,14 @@ from pyinfra import host
 from pyinfra.api import OperationError, deploy, operation
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
+from deploy import group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
 from facts.mariadb import Security
 from facts.secrets import HELPER
-from lbstack.operations import daemon_reload, unit_in_slice, unit_active
 from lbstack.plan import INNODB_CHUNK_MIB, Plan
 from lbstack.settings import Settings
 
 PACKAGES = ["mariadb-server", "mariadb-client"]
 CONFIG = "/etc/mysql/mariadb.conf.d/90-lbstack.cnf"
-DROPIN = "/etc/systemd/system/mariadb.service.d/lbstack.conf"
 # what the app needs for its data and its migrations, on its own database only
 APP_PRIVILEGES = ("SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES, "
                   "CREATE TEMPORARY TABLES, LOCK TABLES, CREATE VIEW, SHOW VIEW, TRIGGER")
@@ -53,14 +51,7 @@ def config_template_data(settings: Settings, plan: Plan, client_hosts: list[str]
 @deploy("lbstack mariadb")
 def mariadb(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install MariaDB", packages=PACKAGES, no_recommends=True)
-    dropin = files.template(
-        name=f"Render {DROPIN}",
-        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
-        dest=DROPIN,
-        mode="644",
-        jinja_env_kwargs=jinja(),
-        **service_dropin("mariadb.service", plan.slices["db"]),
-    )
+    dropin = service_dropin("mariadb.service", plan.slices["db"])
     config = files.template(
         name=f"Render {CONFIG}",
         src=template(CONFIG),
@@ -69,10 +60,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **config_template_data(settings, plan, app_client_hosts()),
     )
-    daemon_reload(name="systemctl daemon-reload (if mariadb.service changed on disk)", units=["mariadb.service"], changed=[dropin])
-    unit_active(name="Start and enable mariadb.service", unit="mariadb.service")
-    unit_in_slice(name=f"mariadb.service in {plan.slices['db']} (restart if outside)", unit="mariadb.service",
-                  slice_unit=plan.slices["db"])
+    service_in_slice("mariadb.service", plan.slices["db"], dropin)
     server.shell(
         name="Restart MariaDB (its config or drop-in changed)",
         commands=["systemctl restart mariadb.service"],

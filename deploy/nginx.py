@@ -16,9 +16,9 @@ from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from deploy import group_hosts, jinja, private_address, same_host, service_dropin, template
+from deploy import group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
 from lbstack import layout
-from lbstack.operations import daemon_reload, unit_in_slice, promote, unit_active
+from lbstack.operations import promote
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -26,7 +26,6 @@ PACKAGES = ["nginx"]
 NGINX_CONF = "/etc/nginx/nginx.conf"
 SITE_CONF = "/etc/nginx/conf.d/lbstack.conf"
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-DROPIN = "/etc/systemd/system/nginx.service.d/lbstack.conf"
 TLS_DIR = f"{layout.ETC}/tls"
 SELF_SIGNED = {"certificate": f"{TLS_DIR}/self-signed.crt", "key": f"{TLS_DIR}/self-signed.key"}
 MAX_FAILS = 3  # passive health: failures within fail_timeout before an instance is skipped
@@ -84,14 +83,7 @@ def main_template_data(settings: Settings, plan: Plan) -> dict:
 @deploy("lbstack nginx")
 def nginx(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install nginx", packages=PACKAGES, no_recommends=True)
-    dropin = files.template(
-        name=f"Render {DROPIN}",
-        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
-        dest=DROPIN,
-        mode="644",
-        jinja_env_kwargs=jinja(),
-        **service_dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx_worker_rlimit_nofile),
-    )
+    dropin = service_dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx_worker_rlimit_nofile)
     if settings.tls == "self_signed":
         _self_signed(settings)
 
@@ -115,10 +107,7 @@ def nginx(settings: Settings, plan: Plan) -> None:
     # the stock site is not included by lbstack's nginx.conf; removed so nobody edits it in vain
     default_site = files.link(name=f"Remove {DEFAULT_SITE}", path=DEFAULT_SITE, present=False)
 
-    daemon_reload(name="systemctl daemon-reload (if nginx.service changed on disk)", units=["nginx.service"], changed=[dropin])
-    unit_active(name="Start and enable nginx.service", unit="nginx.service")
-    unit_in_slice(name=f"nginx.service in {plan.slices['lb']} (restart if outside)", unit="nginx.service",
-                  slice_unit=plan.slices["lb"])
+    service_in_slice("nginx.service", plan.slices["lb"], dropin)
     server.shell(
         name="Restart nginx (its drop-in changed)",
         commands=["systemctl restart nginx.service"],

@@ -12,15 +12,14 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, same_host, service_dropin, template
+from deploy import group_hosts, jinja, same_host, service_dropin, service_in_slice, template
 from lbstack import layout
-from lbstack.operations import daemon_reload, unit_in_slice, secret_file, unit_active
+from lbstack.operations import secret_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
 PACKAGES = ["redis-server", "redis-tools"]
 CONFIG = "/etc/redis/redis.conf"
-DROPIN = "/etc/systemd/system/redis-server.service.d/lbstack.conf"
 CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
 
 
@@ -37,14 +36,7 @@ def config_template_data(settings: Settings, plan: Plan, remote_clients: bool, a
 @deploy("lbstack redis")
 def redis(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install Redis", packages=PACKAGES, no_recommends=True)
-    dropin = files.template(
-        name=f"Render {DROPIN}",
-        src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
-        dest=DROPIN,
-        mode="644",
-        jinja_env_kwargs=jinja(),
-        **service_dropin("redis-server.service", plan.slices["cache"], restart="always"),
-    )
+    dropin = service_dropin("redis-server.service", plan.slices["cache"], restart="always")
     files.template(
         name=f"Render {CONFIG} (secret-free source {layout.source(CONFIG)})",
         src=template(CONFIG),
@@ -62,11 +54,7 @@ def redis(settings: Settings, plan: Plan) -> None:
         group="redis",
         mode="640",
     )
-    daemon_reload(name="systemctl daemon-reload (if redis-server.service changed on disk)",
-                  units=["redis-server.service"], changed=[dropin])
-    unit_active(name="Start and enable redis-server.service", unit="redis-server.service")
-    unit_in_slice(name=f"redis-server.service in {plan.slices['cache']} (restart if outside)", unit="redis-server.service",
-                  slice_unit=plan.slices["cache"])
+    service_in_slice("redis-server.service", plan.slices["cache"], dropin)
     server.shell(
         name="Restart Redis (its config or drop-in changed)",
         commands=["systemctl restart redis-server.service"],
