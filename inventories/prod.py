@@ -7,7 +7,14 @@ Groups place the components: ``lb`` (nginx), ``app`` (PHP-FPM instances), ``db``
 ``cache`` (Redis). One VPS is in all four; a split topology lists other hosts per group and the
 same code deploys each component to its group. Settings (see the README's table, or
 ``lbstack settings-doc``) are validated here, while pyinfra loads this file: a bad value stops the
-run before any connection. Secrets are not settings: lbstack generates them on the host.
+run before any connection. Secrets are not settings: lbstack generates them on the host
+(``/etc/lbstack/secrets/``, root only) unless supplied through ``LBSTACK_SECRET_*`` or
+``LBSTACK_SECRETS_FILE`` (required when the stack spans several hosts). A split topology also
+gives each host its ``private_address`` (how the other hosts reach it), e.g.
+``("db1.example.com", {"private_address": "10.0.0.3"})``.
+
+The firewall keeps ``ssh_port`` (and any port sshd listens on), 80 and 443 open; set
+``"firewall": False`` to manage the firewall yourself.
 """
 
 from lbstack.settings import inventory_data
