@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import sys
 
+from pyinfra import host as current_host, inventory
 from pyinfra.api.host import Host
 from pyinfra.facts.hardware import Cpus, Memory
+from pyinfra.operations import files
 
 from lbstack import TEMPLATES, settings as settings_mod
+from lbstack.operations import daemon_reload, unit_active, unit_in_slice
 from lbstack.plan import COMPONENTS, Plan, PlanError, make_plan
 from lbstack.settings import Settings, SettingsError
 
@@ -52,15 +55,12 @@ def host_context(host: Host) -> tuple[Settings, Plan]:
 
 def group_hosts(group: str) -> list[Host]:
     """The inventory's hosts in ``group`` (lb, app, db, cache)."""
-    from pyinfra import inventory
-
     return list(inventory.get_group(group, []))
 
 
 def same_host(other: Host) -> bool:
-    from pyinfra import host
-
-    return other.name == host.name
+    """Whether ``other`` is the host being deployed now."""
+    return other.name == current_host.name
 
 
 def private_address(other: Host) -> str:
@@ -76,8 +76,6 @@ def service_dropin_data(service: str, slice_: str, restart: str = "on-failure", 
 
 def service_dropin(service: str, slice_: str, restart: str = "on-failure", **extra):
     """Render a packaged service's lbstack drop-in; returns the operation (for ``_if``)."""
-    from pyinfra.operations import files
-
     path = f"/etc/systemd/system/{service}.d/lbstack.conf"
     return files.template(
         name=f"Render {path}",
@@ -91,8 +89,6 @@ def service_dropin(service: str, slice_: str, restart: str = "on-failure", **ext
 
 def service_in_slice(service: str, slice_: str, dropin) -> None:
     """The service loaded with its drop-in, started, enabled, and running inside its slice."""
-    from lbstack.operations import daemon_reload, unit_active, unit_in_slice
-
     daemon_reload(name=f"systemctl daemon-reload (if {service} changed on disk)", units=[service], changed=[dropin])
     unit_active(name=f"Start and enable {service}", unit=service)
     unit_in_slice(name=f"{service} in {slice_} (restart if outside)", unit=service, slice_unit=slice_)

@@ -19,7 +19,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, private_address, same_host, template
+from deploy import group_hosts, jinja, php_fpm, private_address, same_host, template
 from facts.app import COMPLETE_MARKER, Releases
 from lbstack import layout, release
 from lbstack.operations import secret_file
@@ -113,12 +113,9 @@ def app(settings: Settings, plan: Plan) -> None:
             commands=[artisan(settings, path, "config:cache")],
             _if=env.did_change,
         )
-    units = " ".join(layout.fpm_unit(i) for i in range(1, plan.instances + 1))
-    server.shell(
-        name="Reload the app instances one at a time (new release or environment)",
-        commands=[f"for u in {units}; do systemctl reload-or-restart $u; done"],
-        _if=lambda: state["current"] != release_id or env.did_change(),
-    )
+    php_fpm.one_at_a_time(plan, "reload-or-restart",
+                          "Reload the app instances one at a time (new release or environment)",
+                          lambda: state["current"] != release_id or env.did_change())
     _cleanup(settings, state, release_id)
 
 

@@ -36,10 +36,15 @@ def stack_peers() -> list[str]:
                    if not same_host(h)})
 
 
-def template_data(settings: Settings, plan: Plan, listening_ssh: list[int], peers: list[str]) -> dict:
+def open_ssh_ports(settings: Settings) -> list[int]:
+    """``ssh_port`` plus every port sshd listens on now."""
+    return sorted({settings.ssh_port, *sshd_ports()})
+
+
+def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], peers: list[str]) -> dict:
     fpm_ports = [layout.FPM_PORT_BASE + i for i in range(1, plan.instances + 1)]
     return {
-        "ssh_ports": sorted({settings.ssh_port, *listening_ssh}),
+        "ssh_ports": ssh_ports,
         "private_sources": peers,
         "private_ports": list(PRIVATE_PORTS) + fpm_ports,
     }
@@ -54,7 +59,7 @@ def firewall(settings: Settings, plan: Plan) -> None:
         dest=layout.staged(CONFIG),
         mode="755",
         jinja_env_kwargs=jinja(),
-        **template_data(settings, plan, sshd_ports(), stack_peers()),
+        **template_data(settings, plan, open_ssh_ports(settings), stack_peers()),
     )
     rules = promote(
         name=f"Validate (nft --check) and promote {CONFIG}",

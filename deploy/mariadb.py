@@ -66,9 +66,9 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         commands=["systemctl restart mariadb.service"],
         _if=lambda: dropin.did_change() or config.did_change(),
     )
-    _secured(name="MariaDB: secured (no anonymous users, no test database, root over the socket only)")
-    _app_database(
-        name=f"MariaDB: database {settings.db_name}, user {settings.db_user} (password from the secret store)",
+    _secured_with_app_database(
+        name=f"MariaDB: secured (no anonymous users, no test database, root over the socket only); "
+             f"database {settings.db_name}, user {settings.db_user} (password from the secret store)",
         database=settings.db_name,
         user=settings.db_user,
         client_hosts=app_client_hosts(),
@@ -84,9 +84,13 @@ def expected_privileges() -> list[str]:
 
 
 @operation()
-def _secured():
-    """No anonymous users, no test database, root only as root@localhost (the local socket)."""
-    state = host.get_fact(Security, app_user="root")
+def _secured_with_app_database(database: str, user: str, client_hosts: list[str]):
+    """A secured server (no anonymous users, no test database, root only as root@localhost over
+    the socket), the app's database, its user on each client host with the stored password, and
+    exactly the app's privileges on that database (nothing global), from one read of the server.
+    The password is filled in on the host by lbstack-secrets: the SQL that travels holds only a
+    placeholder."""
+    state = host.get_fact(Security, app_user=user)
     if not state.get("answering"):
         raise OperationError("MariaDB is not answering on its local socket")
     if state["anonymous_users"]:
@@ -97,16 +101,6 @@ def _secured():
     for root_host in state["root_hosts"]:
         if root_host != "localhost":
             yield _sql(f"DROP USER 'root'@'{root_host}';")
-
-
-@operation()
-def _app_database(database: str, user: str, client_hosts: list[str]):
-    """The app's database, its user on each client host with the stored password, and exactly
-    the app's privileges on that database (nothing global). The password is filled in on the
-    host by lbstack-secrets: the SQL that travels holds only a placeholder."""
-    state = host.get_fact(Security, app_user=user)
-    if not state.get("answering"):
-        raise OperationError("MariaDB is not answering on its local socket")
     statements = []
     if database not in state["databases"]:
         statements.append(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;")
@@ -117,7 +111,8 @@ def _app_database(database: str, user: str, client_hosts: list[str]):
         elif not state["password_current"].get(client):
             statements.append(f"ALTER USER {account} IDENTIFIED BY '@@secret:db_password@@';")
         privileges = state["schema_privileges"].get(client, {})
-        if privileges != {database: expected_privileges()} or state["global_privileges"].get(client, ["USAGE"]) != ["USAGE"]:
+        global_privileges = state["global_privileges"].get(client, ["USAGE"])
+        if privileges != {database: expected_privileges()} or global_privileges != ["USAGE"]:
             statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account};")
             statements.append(f"GRANT {APP_PRIVILEGES} ON `{database}`.* TO {account};")
     for stale in state["user_hosts"]:

@@ -119,19 +119,17 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
                   units=[layout.fpm_unit(i) for i in indexes], changed=[unit])
     for index in indexes:
         unit_active(name=f"Start and enable {layout.fpm_unit(index)}", unit=layout.fpm_unit(index))
-    # one instance at a time, so the balancer always has the others
-    units = " ".join(layout.fpm_unit(i) for i in indexes)
-    server.shell(
-        name=f"Restart the instances one at a time ({UNIT_FILE} changed)",
-        commands=[f"for u in {units}; do systemctl restart $u; done"],
-        _if=unit.did_change,
-    )
-    server.shell(
-        name="Reload the instances one at a time (their config or PHP settings changed)",
-        commands=[f"for u in {units}; do systemctl reload-or-restart $u; done"],
-        _if=any_changed(configs, ini),
-    )
+    one_at_a_time(plan, "restart", f"Restart the instances one at a time ({UNIT_FILE} changed)", unit.did_change)
+    one_at_a_time(plan, "reload-or-restart",
+                  "Reload the instances one at a time (their config or PHP settings changed)", any_changed(configs, ini))
     _remove_surplus(plan)
+
+
+def one_at_a_time(plan: Plan, action: str, name: str, when) -> None:
+    """``systemctl <action>`` each instance in turn (``when``: the ``_if`` condition), so the
+    balancer always has the others."""
+    units = " ".join(layout.fpm_unit(i) for i in range(1, plan.instances + 1))
+    server.shell(name=name, commands=[f"for u in {units}; do systemctl {action} $u; done"], _if=when)
 
 
 def _remove_surplus(plan: Plan) -> None:

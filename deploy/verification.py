@@ -13,11 +13,15 @@ import time
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Users
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from deploy import base, firewall, nginx
 from deploy.php_fpm import listen_address
 from facts.app import Releases
+from facts.base import SysctlValues, Virtualization
 from facts.firewall import LbstackTable
 from facts.http import Distribution, HttpStatus
 from facts.limits import UnitLimits
@@ -26,7 +30,7 @@ from facts.nginx import Upstreams
 from facts.php_fpm import PoolStatus
 from facts.redis import AppConnection
 from lbstack import layout, verify as checks
-from lbstack.operations import base_checks, verify
+from lbstack.operations import verify
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -38,16 +42,38 @@ def local_url(settings: Settings, path: str) -> str:
     return f"http://127.0.0.1{path}"
 
 
+def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
+    """The base host: packages, service user, kernel settings, time sync."""
+    virt = host.get_fact(Virtualization)
+    installed = host.get_fact(DebPackages)
+    timesync = None
+    if "systemd-timesyncd" in installed:
+        unit = "systemd-timesyncd.service"
+        timesync = {
+            "enabled": host.get_fact(SystemdEnabled, services=[unit]).get(unit, False),
+            "running": host.get_fact(SystemdStatus, services=[unit]).get(unit, False),
+        }
+    return checks.check_base(
+        settings, plan,
+        packages=base.PACKAGES,
+        installed=installed,
+        users=host.get_fact(Users),
+        sysctl=host.get_fact(SysctlValues, path=base.SYSCTL_FILE, keys=list(plan.sysctl)),
+        container=virt["container"],
+        timesync=timesync,
+    )
+
+
 def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     """Read the host with lbstack's facts and compare everything with the plan."""
-    rows = base_checks(settings, plan, base.PACKAGES, base.SYSCTL_FILE)
     components = plan.components
-    units = [SERVICES[c] for c in ("lb", "db", "cache") if c in components]
+    units = list(plan.slices.values()) + [SERVICES[c] for c in ("lb", "db", "cache") if c in components]
     if "app" in components:
         units += [layout.fpm_unit(i) for i in range(1, plan.instances + 1)]
-    services = host.get_fact(UnitLimits, units=units)
+    services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
+    rows = base_checks(settings, plan) + checks.check_limits(plan, services)
     if settings.firewall:
-        rows += checks.check_firewall(firewall.template_data(settings, plan, firewall.sshd_ports(), [])["ssh_ports"] + [80, 443],
+        rows += checks.check_firewall(firewall.open_ssh_ports(settings) + [80, 443],
                                       host.get_fact(LbstackTable))
     if "db" in components:
         rows += checks.check_service("db", SERVICES["db"], plan.slices["db"], services.get(SERVICES["db"]))

@@ -9,6 +9,12 @@ from pyinfra.api import FactBase
 COMPLETE_MARKER = ".lbstack-release"
 
 
+def env_reader(env_file: str) -> str:
+    """Shell function ``v KEY``: the value of KEY in the app's .env, read on the host (for facts
+    that connect as the app; no value leaves the host)."""
+    return f"v() {{ sed -n \"s/^$1=//p\" {shlex.quote(env_file)} | head -n1 | sed 's/^\"\\(.*\\)\"$/\\1/'; }}; "
+
+
 class Releases(FactBase):
     """
     Releases under ``root``: every ``releases/<id>`` directory, which are complete (their deploy

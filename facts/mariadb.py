@@ -7,12 +7,9 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from facts.app import env_reader
+
 STORE_SECRET = "/etc/lbstack/secrets/db_password"
-
-
-def _env_reader(env_file: str) -> str:
-    """Shell function ``v KEY``: the value of KEY in the app's .env (on the host)."""
-    return f"v() {{ sed -n \"s/^$1=//p\" {shlex.quote(env_file)} | head -n1 | sed 's/^\"\\(.*\\)\"$/\\1/'; }}; "
 
 
 class AppLogin(FactBase):
@@ -32,7 +29,7 @@ class AppLogin(FactBase):
 
     def command(self, env_file) -> str:
         return (
-            _env_reader(env_file)
+            env_reader(env_file)
             + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
             # "localhost" is the socket, as PHP's mysqlnd reads it; a port would force TCP
             'h="$(v DB_HOST)"; p=""; [ "$h" = localhost ] || p="--port=$(v DB_PORT)"; '

@@ -6,7 +6,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.mariadb import _env_reader
+from facts.app import env_reader
 
 CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "appendonly", "bind")
 
@@ -31,7 +31,7 @@ class AppConnection(FactBase):
         cli = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
         config = "; ".join(f"echo @config={k}=$({cli} CONFIG GET {k} 2>&1 | sed -n 2p)" for k in CONFIG_KEYS)
         return (
-            _env_reader(env_file)
+            env_reader(env_file)
             + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
             f"echo @ping=$({cli} PING 2>&1 | head -n1); {config}; true"
         )

@@ -7,17 +7,11 @@ from collections.abc import Callable
 
 from pyinfra import host, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.server import Users
-from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from facts.base import SysctlValues, Virtualization
 from facts.files import StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import UnitLimits
 from lbstack import report, verify as checks
-from lbstack.plan import Plan
-from lbstack.settings import Settings
 
 
 @operation()
@@ -91,30 +85,6 @@ def secret_file(source: str, dest: str, owner: str, group: str, mode: str):
     """
     if not host.get_fact(SecretFileCurrent, source=source, dest=dest, owner=owner, group=group, mode=mode):
         yield StringCommand(HELPER, "render", source, dest, owner, group, mode)
-
-
-def base_checks(settings: Settings, plan: Plan, base_packages: list[str], sysctl_file: str) -> list[checks.Check]:
-    """Read the base host and the slices with lbstack's facts and compare them with the plan."""
-    virt = host.get_fact(Virtualization)
-    installed = host.get_fact(DebPackages)
-    timesync = None
-    if "systemd-timesyncd" in installed:
-        unit = "systemd-timesyncd.service"
-        timesync = {
-            "enabled": host.get_fact(SystemdEnabled, services=[unit]).get(unit, False),
-            "running": host.get_fact(SystemdStatus, services=[unit]).get(unit, False),
-        }
-    rows = checks.check_base(
-        settings, plan,
-        packages=base_packages,
-        installed=installed,
-        users=host.get_fact(Users),
-        sysctl=host.get_fact(SysctlValues, path=sysctl_file, keys=list(plan.sysctl)),
-        container=virt["container"],
-        timesync=timesync,
-    )
-    units = host.get_fact(UnitLimits, units=list(plan.slices.values()))
-    return rows + checks.check_limits(plan, units)
 
 
 def _failed(state, host, count: int) -> bool:  # noqa: ARG001 (pyinfra passes state and host by name)
