@@ -77,7 +77,8 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
         enabled=False,
     )
     files.directory(name=f"Directory {layout.LOG_DIR}", path=layout.LOG_DIR, user="root", group="root", mode="755")
-    files.directory(name=f"Directory {layout.FPM_CONFIG_DIR}", path=layout.FPM_CONFIG_DIR, user="root", group="root", mode="755")
+    files.directory(name=f"Directory {layout.FPM_CONFIG_DIR}", path=layout.FPM_CONFIG_DIR, user="root", group="root",
+                    mode="755")
 
     ini = files.template(
         name=f"Render {ini_path(settings)}",
@@ -121,7 +122,8 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
         unit_active(name=f"Start and enable {layout.fpm_unit(index)}", unit=layout.fpm_unit(index))
     one_at_a_time(plan, "restart", f"Restart the instances one at a time ({UNIT_FILE} changed)", unit.did_change)
     one_at_a_time(plan, "reload-or-restart",
-                  "Reload the instances one at a time (their config or PHP settings changed)", any_changed(configs, ini))
+                  "Reload the instances one at a time (their config or PHP settings changed)",
+                  any_changed(configs, ini))
     _remove_surplus(plan)
 
 
