@@ -18,10 +18,11 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from deploy import base, firewall, nginx
+from deploy import base, firewall, mariadb, nginx, php_fpm, redis
 from deploy.php_fpm import listen_address
 from facts.app import Releases
 from facts.base import SysctlValues, Virtualization
+from facts.files import Directives
 from facts.firewall import LbstackTable
 from facts.http import Distribution, HttpStatus
 from facts.limits import UnitLimits
@@ -40,6 +41,16 @@ SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-serv
 
 def local_url(settings: Settings, path: str) -> str:
     return f"http://127.0.0.1{path}"
+
+
+def component_packages(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
+    """The Debian packages each placed component installs."""
+    wanted = {"lb": nginx.PACKAGES, "app": php_fpm.packages(settings), "db": mariadb.PACKAGES,
+              "cache": redis.PACKAGES}
+    found = {c: list(p) for c, p in wanted.items() if c in components}
+    if settings.firewall:
+        found["firewall"] = list(firewall.PACKAGES)
+    return found
 
 
 def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
@@ -72,6 +83,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         units += [layout.fpm_unit(i) for i in range(1, plan.instances + 1)]
     services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
     rows = base_checks(settings, plan) + checks.check_limits(plan, services)
+    installed = host.get_fact(DebPackages)
+    for component, packages in component_packages(settings, components).items():
+        rows += checks.check_packages(component, packages, installed)
     if settings.firewall:
         rows += checks.check_firewall(firewall.open_ssh_ports(settings) + [80, 443],
                                       host.get_fact(LbstackTable))
@@ -80,6 +94,8 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user))
     if "cache" in components:
         rows += checks.check_service("cache", SERVICES["cache"], plan.slices["cache"], services.get(SERVICES["cache"]))
+        rows += checks.check_redis_file(plan, host.get_fact(Directives, path=redis.CONFIG,
+                                                            keys=["maxmemory", "maxmemory-policy"]))
     if "app" in components:
         for index in range(1, plan.instances + 1):
             unit = layout.fpm_unit(index)

@@ -21,12 +21,13 @@ class Releases(FactBase):
     finished: marker file present), and the one ``current`` points to.
 
     Returns ``{"releases": ["20261124T101500-3f2a9c1d", ...], "complete": [...],
-    "current": "20261124T101500-3f2a9c1d" | None}``, ids in name (= time) order.
+    "current": "20261124T101500-3f2a9c1d" | None, "activated_at": 1795000000 | None}``, ids in
+    name (= time) order; ``activated_at`` is when ``current`` was last switched (epoch seconds).
     """
 
     @staticmethod
     def default():
-        return {"releases": [], "complete": [], "current": None}
+        return {"releases": [], "complete": [], "current": None, "activated_at": None}
 
     def command(self, root) -> str:
         r = shlex.quote(root)
@@ -34,11 +35,12 @@ class Releases(FactBase):
             f"cd {r} 2>/dev/null || exit 0; "
             "for d in releases/*/; do [ -d \"$d\" ] || continue; d=${d%/}; echo \"@release=${d#releases/}\"; "
             f"[ -f \"$d/{COMPLETE_MARKER}\" ] && echo \"@complete=${{d#releases/}}\"; done; "
-            "t=$(readlink current 2>/dev/null) && echo \"@current=${t##*/}\"; true"
+            "t=$(readlink current 2>/dev/null) && echo \"@current=${t##*/}\" "
+            "&& echo \"@activated=$(stat -c %Y current)\"; true"
         )
 
     def process(self, output) -> dict:
-        result: dict = {"releases": [], "complete": [], "current": None}
+        result: dict = {"releases": [], "complete": [], "current": None, "activated_at": None}
         for line in output:
             key, _, value = line.strip().partition("=")
             if key == "@release":
@@ -47,6 +49,8 @@ class Releases(FactBase):
                 result["complete"].append(value)
             elif key == "@current":
                 result["current"] = value
+            elif key == "@activated":
+                result["activated_at"] = int(value)
         result["releases"].sort()
         result["complete"].sort()
         return result

@@ -3,9 +3,12 @@ and only then promoted over the live file."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
+
+_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class StagedDiffers(FactBase):
@@ -30,3 +33,70 @@ class StagedDiffers(FactBase):
 
     def process(self, output) -> list[str]:
         return [line.strip() for line in output if line.strip()]
+
+
+class StagedDiff(FactBase):
+    """
+    Unified diffs between live files and their staged copies under ``root`` (what promotion would
+    change), for every staged file: ``root/etc/nginx/nginx.conf`` is the copy of
+    ``/etc/nginx/nginx.conf``. Only secret-free files are staged, so the diff can be shown.
+
+    Returns ``{"/etc/nginx/nginx.conf": "--- ... (live)\n+++ ... (lbstack)\n@@ ..."}`` for each
+    live file that differs (a missing live file diffs against nothing).
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, root) -> str:
+        r = shlex.quote(root)
+        return (
+            f"[ -d {r} ] || exit 0; cd {r} && find . -type f | sort | while read -r f; do "
+            'live="/${f#./}"; a="$live"; [ -e "$a" ] || a=/dev/null; '
+            'cmp -s "$a" "$f" && continue; echo "@file=$live"; '
+            'diff -u --label "$live (live)" --label "$live (lbstack)" "$a" "$f"; done; true'
+        )
+
+    def process(self, output) -> dict[str, str]:
+        diffs: dict[str, list[str]] = {}
+        current = None
+        for line in output:
+            if line.startswith("@file="):
+                current = line[6:].strip()
+                diffs[current] = []
+            elif current is not None:
+                diffs[current].append(line.rstrip("\n"))
+        return {path: "\n".join(lines) + "\n" for path, lines in diffs.items()}
+
+
+class Directives(FactBase):
+    """
+    The first value of each of ``keys`` in a ``key value`` config file (e.g. redis.conf), read
+    without the rest of the file (which may hold secrets).
+
+    Returns ``{"maxmemory": "1275mb", "maxmemory-policy": "noeviction"}``; a key that is absent is
+    missing from the result; ``None`` when the file is absent.
+    """
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self, path, keys) -> str:
+        p = shlex.quote(path)
+        bad = [k for k in keys if not _KEY.fullmatch(k)]
+        if bad:
+            raise ValueError(f"not a config key: {bad}")
+        pattern = "|".join(keys)
+        return (f"[ -r {p} ] || exit 0; echo @present; "
+                f"grep -E {shlex.quote(f'^[[:space:]]*({pattern})[[:space:]]')} {p} || true")
+
+    def process(self, output) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for line in output:
+            if line.strip() == "@present":
+                continue
+            key, _, value = line.strip().partition(" ")
+            values.setdefault(key, value.strip())
+        return values

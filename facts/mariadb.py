@@ -160,3 +160,40 @@ class Security(FactBase):
 def _grantee_host(grantee: str) -> str:
     """"'lbstack'@'localhost'" -> "localhost"."""
     return grantee.rpartition("@")[2].strip("'")
+
+
+STATUS_VARIABLES = ("Uptime", "Threads_connected", "Threads_running", "Max_used_connections", "Connections",
+                    "Aborted_connects", "Aborted_clients", "Slow_queries", "Questions",
+                    "Innodb_buffer_pool_pages_total", "Innodb_buffer_pool_pages_free")
+
+
+class ServerStatus(FactBase):
+    """
+    The server's counters (``SHOW GLOBAL STATUS``) and its connection limit, as root on the socket.
+
+    Returns ``{"answering": True, "status": {"Threads_connected": 6, "Slow_queries": 0, ...},
+    "max_connections": 125}`` or ``{"answering": False}``.
+    """
+
+    @staticmethod
+    def default():
+        return {"answering": False}
+
+    def requires_command(self) -> str:
+        return "mariadb"
+
+    def command(self) -> str:
+        names = ",".join(f"'{n}'" for n in STATUS_VARIABLES)
+        sql = (f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names}); "
+               "SHOW GLOBAL VARIABLES WHERE Variable_name = 'max_connections'")
+        return f"mariadb --connect-timeout=5 -N -B -e {shlex.quote(sql)} 2>/dev/null || true"
+
+    def process(self, output) -> dict:
+        values: dict = {}
+        for line in output:
+            name, _, value = line.strip().partition("\t")
+            if name and value.isdigit():
+                values[name] = int(value)
+        if not values:
+            return {"answering": False}
+        return {"answering": True, "max_connections": values.pop("max_connections", None), "status": values}

@@ -51,3 +51,59 @@ class AppConnection(FactBase):
         if not result["ok"]:
             return {"ok": False, "error": result.get("ping", "no answer")}
         return result
+
+
+INFO_KEYS = ("uptime_in_seconds", "connected_clients", "blocked_clients", "rejected_connections",
+             "used_memory", "used_memory_peak", "maxmemory", "maxmemory_policy", "mem_fragmentation_ratio",
+             "keyspace_hits", "keyspace_misses", "evicted_keys", "expired_keys", "total_commands_processed",
+             "instantaneous_ops_per_sec", "aof_enabled", "aof_last_write_status")
+
+
+class Info(FactBase):
+    """
+    Redis ``INFO`` (memory, clients, stats, persistence), as the app connects.
+
+    Returns ``{"ok": True, "info": {"used_memory": 1048576, "keyspace_hits": 10, ...},
+    "keys": 42}`` or ``{"ok": False, "error": "..."}``.
+    """
+
+    @staticmethod
+    def default():
+        return {"ok": False, "error": "no answer"}
+
+    def requires_command(self, env_file) -> str:
+        return "redis-cli"
+
+    def command(self, env_file) -> str:
+        cli = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
+        return (
+            env_reader(env_file)
+            + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
+            f"{cli} INFO 2>&1 | tr -d '\\r' || true"
+        )
+
+    def process(self, output) -> dict:
+        info: dict = {}
+        keys = 0
+        for line in output:
+            name, sep, value = line.strip().partition(":")
+            if not sep:
+                if line.strip() and not line.startswith("#"):
+                    return {"ok": False, "error": line.strip()[:200]}
+                continue
+            if name in INFO_KEYS:
+                info[name] = _number(value)
+            elif name.startswith("db") and name[2:].isdigit():
+                keys += int(dict(p.split("=", 1) for p in value.split(","))["keys"])
+        if not info:
+            return {"ok": False, "error": "no answer"}
+        return {"ok": True, "info": info, "keys": keys}
+
+
+def _number(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

@@ -287,3 +287,20 @@ def check_firewall(expected_ports: list[int], table: dict) -> list[Check]:
         _row("base", "firewall open TCP ports", ", ".join(map(str, expected_ports)),
              ", ".join(map(str, table.get("open_tcp_ports", [])))),
     ]
+
+
+def check_packages(component: str, packages: list[str], installed: dict) -> list[Check]:
+    """The component's Debian packages are installed (versions shown, not pinned)."""
+    missing = [p for p in packages if p not in installed]
+    versions = ", ".join(f"{p} {'/'.join(sorted(installed[p]))}" for p in packages if installed.get(p))
+    return [Check(component, "packages installed", " ".join(packages),
+                  "missing " + " ".join(missing) if missing else "all", not missing, versions[:160])]
+
+
+def check_redis_file(plan: Plan, directives: dict | None) -> list[Check]:
+    """redis.conf on disk says what the plan says (the running value is checked separately)."""
+    directives = directives or {}
+    return [
+        _row("cache", "redis.conf maxmemory", f"{plan.redis_maxmemory_mib}mb", directives.get("maxmemory", "absent")),
+        _row("cache", "redis.conf maxmemory-policy", "noeviction", directives.get("maxmemory-policy", "absent")),
+    ]
