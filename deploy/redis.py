@@ -9,10 +9,14 @@ The config is rendered without the secret to the source directory, then written 
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
+import shlex
+
+from pyinfra import host
+from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, files, server
 
 from deploy import group_hosts, jinja, same_host, service_dropin, service_in_slice, template
+from facts.redis import LiveConfig
 from lbstack import layout
 from lbstack.operations import secret_file
 from lbstack.plan import Plan
@@ -60,3 +64,24 @@ def redis(settings: Settings, plan: Plan) -> None:
         commands=["systemctl restart redis-server.service"],
         _if=lambda: dropin.did_change() or config.did_change(),
     )
+    live_settings(name="Redis's running maxmemory and policy are the plan's (CONFIG SET if changed by hand)",
+                  wanted=live_values(plan))
+
+
+def live_values(plan: Plan) -> dict[str, str]:
+    """The settings the running server must have, as CONFIG GET prints them."""
+    return {"maxmemory": str(plan.redis_maxmemory_mib * 1024 * 1024), "maxmemory-policy": "noeviction"}
+
+
+@operation()
+def live_settings(wanted: dict[str, str]):
+    """``CONFIG SET`` each of ``wanted`` that the running server has changed (e.g. by hand with
+    redis-cli); the file already says the same, so a restart would too, without the downtime."""
+    live = host.get_fact(LiveConfig, keys=sorted(wanted))
+    if not live:
+        return  # not answering yet (first run before the restart) or no password: nothing to compare
+    secret = shlex.quote(f"{layout.SECRETS_DIR}/redis_password")
+    for key, value in sorted(wanted.items()):
+        if live.get(key) != value:
+            yield StringCommand(f'REDISCLI_AUTH="$(cat {secret})" redis-cli --no-auth-warning '
+                                f"CONFIG SET {shlex.quote(key)} {shlex.quote(value)}")

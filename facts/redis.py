@@ -107,3 +107,35 @@ def _number(value: str):
         except ValueError:
             pass
     return value
+
+
+class LiveConfig(FactBase):
+    """
+    The running server's value of each of ``keys`` (``CONFIG GET``), asked as root on the Redis
+    host with the password from lbstack's store (read there; never on a command line).
+
+    Returns ``{"maxmemory": "1336934400", "maxmemory-policy": "noeviction"}``, or ``{}`` when
+    Redis or the password is not there yet.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, keys, store="/etc/lbstack/secrets") -> str:
+        return "redis-cli"
+
+    def command(self, keys, store="/etc/lbstack/secrets") -> str:
+        secret = shlex.quote(f"{store}/redis_password")
+        cli = f'REDISCLI_AUTH="$(cat {secret})" redis-cli --no-auth-warning'
+        gets = "; ".join(f"echo @{shlex.quote(k)}=$({cli} CONFIG GET {shlex.quote(k)} 2>/dev/null | sed -n 2p)"
+                         for k in keys)
+        return f"[ -s {secret} ] || exit 0; {gets}; true"
+
+    def process(self, output) -> dict[str, str]:
+        values = {}
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key.startswith("@") and value:
+                values[key[1:]] = value
+        return values

@@ -1,7 +1,8 @@
 """The ``lbstack`` command.
 
-Exit codes: 0 success; 1 the operation failed or was refused (message on stderr);
-2 bad arguments or settings (click's usage errors, invalid settings).
+Exit codes: 0 success; 1 the operation failed or was refused, or a host cannot be reached
+(message on stderr); 2 bad arguments, settings or inventory; 3 done but unhealthy (status, test,
+monitor). ``drift``: 0 clean, 2 drift, 1 error. See ``lbstack/commands.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import click
 import yaml
 
-from lbstack import report, settings as settings_mod
+from lbstack import commands, report, settings as settings_mod
 from lbstack.plan import COMPONENTS, PlanError, make_plan
 from lbstack.rehearsal.cli import rehearsal
 
@@ -45,17 +46,32 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--cpus", type=click.FloatRange(min=0.1), required=True, help="Host vCPUs to plan for.")
-@click.option("--memory", type=MemorySize(), required=True, help="Host memory, e.g. 16G.")
+@click.argument("inventory", required=False, type=click.Path(dir_okay=False))
+@click.option("--limit", "limit", multiple=True, metavar="HOST", help="With INVENTORY: only this host (repeatable).")
+@click.option("--cpus", type=click.FloatRange(min=0.1), help="Host vCPUs to plan for.")
+@click.option("--memory", type=MemorySize(), help="Host memory, e.g. 16G.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), help="YAML settings file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one setting (YAML value), e.g. --set instances=3. Repeatable.")
 @click.option("--components", default=",".join(COMPONENTS), show_default=True,
               help="Components placed on the host (comma-separated).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(cpus: float, memory: int, settings_file: str | None, overrides: tuple[str, ...], components: str,
-         as_json: bool) -> None:
-    """Print the capacity plan for a host of this size, without touching any host."""
+def plan(inventory: str | None, limit: tuple[str, ...], cpus: float | None, memory: int | None,
+         settings_file: str | None, overrides: tuple[str, ...], components: str, as_json: bool) -> None:
+    """Print the capacity plan: for a host of --cpus/--memory without touching any host, or for
+    each host of INVENTORY from its settings and facts (read over ssh, nothing changed).
+
+    Exit codes: 0 planned; 1 refused (numbers on stderr) or a host cannot be reached; 2 bad
+    arguments or settings.
+    """
+    if inventory:
+        if cpus or memory or settings_file or overrides:
+            raise click.UsageError("with INVENTORY the settings and size come from the inventory and the host: "
+                                   "drop --cpus/--memory/--settings/--set")
+        commands.plan_from_inventory(inventory, limit, as_json)
+        return
+    if cpus is None or memory is None:
+        raise click.UsageError("give INVENTORY, or both --cpus and --memory")
     raw: dict = {}
     try:
         if settings_file:
@@ -101,3 +117,4 @@ def settings_doc() -> None:
 
 
 main.add_command(rehearsal)
+commands.register(main)

@@ -141,17 +141,14 @@ def host_metrics(ctx: HostContext, window_s: int) -> dict:
 
 def prometheus(metrics: list[dict]) -> str:
     """node_exporter textfile-collector format (``*.prom``) for every host's metrics."""
-    lines: list[str] = []
-    seen: set[str] = set()
+    families: dict[str, list[str]] = {}  # each family's samples together, as the format requires
 
     def metric(name: str, help_text: str, value, kind: str = "gauge", **labels) -> None:
-        if value is None or isinstance(value, str):
+        if value is None or isinstance(value, (str, bool)):
             return
-        if name not in seen:
-            seen.add(name)
-            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+        family = families.setdefault(name, [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
         label_text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-        lines.append(f"{name}{{{label_text}}} {value}")
+        family.append(f"{name}{{{label_text}}} {value}")
 
     for m in metrics:
         host = m["host"]
@@ -189,8 +186,8 @@ def prometheus(metrics: list[dict]) -> str:
         redis = m.get("redis", {})
         metric("lbstack_redis_up", "Redis answers the app.", 1 if redis.get("ok") else (0 if redis else None), host=host)
         for key, value in redis.get("info", {}).items():
-            metric(f"lbstack_redis_{key}", f"Redis {key}.", value if isinstance(value, (int, float)) else None, host=host)
-    return "\n".join(lines) + "\n"
+            metric(f"lbstack_redis_{key}", f"Redis {key}.", value, host=host)
+    return "".join(line + "\n" for family in families.values() for line in family)
 
 
 def _escape(text: str) -> str:
