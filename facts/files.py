@@ -92,11 +92,13 @@ class Directives(FactBase):
         return (f"[ -r {p} ] || exit 0; echo @present; "
                 f"grep -E {shlex.quote(f'^[[:space:]]*({pattern})[[:space:]]')} {p} || true")
 
-    def process(self, output) -> dict[str, str]:
+    def process(self, output) -> dict[str, str] | None:
         values: dict[str, str] = {}
+        present = False
         for line in output:
             if line.strip() == "@present":
+                present = True
                 continue
             key, _, value = line.strip().partition(" ")
             values.setdefault(key, value.strip())
-        return values
+        return values if present else None
