@@ -93,3 +93,20 @@ def served_by(base: str, path: str, requests: int, headers: dict | None = None) 
         assert status == 200, (path, status)
         seen.append(hdrs.get("x-lbstack-instance", "-"))
     return seen
+
+
+def lbstack(host_name: str, *args: str, timeout: int = 600, env: dict | None = None) -> dict:
+    """Run the ``lbstack`` command (this environment's) against the rehearsal inventory limited to
+    ``host_name``: rc, stdout, stderr, the parsed JSON when ``--json`` was asked, and seconds."""
+    started = time.monotonic()
+    exe = os.path.join(os.path.dirname(sys.executable), "lbstack")
+    proc = subprocess.run([exe, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": host_name, **(env or {})})
+    out = {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+           "seconds": time.monotonic() - started, "json": None}
+    if "--json" in args:
+        try:
+            out["json"] = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            pass
+    return out

@@ -1,0 +1,246 @@
+"""The operating commands against a converged rehearsal host: status, test, metrics, monitor and
+drift, checked on their --json output for the real values; drift for ten kinds of hand change,
+each repaired by re-running deploy/full.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from e2e_helpers import lbstack, pyinfra, rehearsal_plan, remote
+from lbstack import REPO_ROOT
+from lbstack.layout import SECRETS
+
+INV = "inventories/rehearsal.py"
+INSTANCES = [f"app{i}" for i in range(1, 6)]
+
+
+@pytest.fixture(scope="module")
+def host(converged_nspawn):
+    _, info, first = converged_nspawn
+    assert first["rc"] == 0, first["stderr"][-4000:]
+    return info
+
+
+def test_status_reports_units_pools_upstream_and_release(host):
+    run = lbstack(host.name, "status", INV, "--json")
+    assert run["rc"] == 0, run["stderr"]
+    (h,) = run["json"]["hosts"]
+    assert h["healthy"] and h["problems"] == []
+    units = {u["unit"]: u for u in h["units"]}
+    assert set(units) >= {f"lbstack-fpm@{i}.service" for i in range(1, 6)} | {
+        "nginx.service", "mariadb.service", "redis-server.service", "lbstack-app.slice"}
+    for unit in units.values():
+        assert unit["active_state"] == "active" and unit["enabled"] == "enabled", unit
+        assert unit["uptime_s"] > 0 and unit["memory_current"] > 0
+    fpm = units["lbstack-fpm@1.service"]
+    assert fpm["memory_max"] == rehearsal_plan().instance_limits.memory_max_mib * 1024 * 1024
+    assert fpm["memory_current"] < fpm["memory_max"]
+    assert fpm["restarts"] == 0 and fpm["tasks"] > 1
+    assert sorted(h["pools"]) == INSTANCES
+    assert all(p["process_manager"] == "static" and p["total"] == p["active"] + p["idle"] for p in h["pools"].values())
+    assert [(m["name"], m["state"]) for m in h["upstream"]["members"]] == [(i, "up") for i in INSTANCES]
+    assert h["upstream"]["method"] == "least_conn"
+    _, current, _ = remote(host, "readlink /srv/lbstack/app/current")
+    assert h["release"]["current"] == current.strip().rsplit("/", 1)[-1]
+    assert h["release"]["activated_at"] > 1_700_000_000
+
+
+def test_test_spreads_over_every_instance(host):
+    run = lbstack(host.name, "test", INV, "--requests", "200", "--concurrency", "8", "--json")
+    assert run["rc"] == 0, run["stdout"] + run["stderr"]
+    (r,) = run["json"]["results"]
+    assert r["requests"] == 200 and r["status"] == {"200": 200} and r["errors"] == 0
+    assert set(r["instances"]) == set(INSTANCES) and all(n > 0 for n in r["instances"].values()), r["instances"]
+    assert sum(r["instances"].values()) == 200
+    assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p95"] <= r["latency_ms"]["p99"] <= r["latency_ms"]["max"]
+
+
+def test_test_sticky_fails_when_the_method_is_not_ip_hash(host):
+    run = lbstack(host.name, "test", INV, "--requests", "20", "--sticky", "--json")
+    assert run["rc"] == 3
+    assert "lb_method is least_conn" in run["json"]["results"][0]["problems"][0]
+
+
+def test_metrics_reads_traffic_and_backends(host, tmp_path):
+    for i in range(60):  # questions go through the Redis cache: misses then hits
+        lbstack_get(host, f"/api/questions/random?id={i % 3 + 1}")
+    prom = tmp_path / "lbstack.prom"
+    run = lbstack(host.name, "metrics", INV, "--window", "300", "--prometheus", str(prom), "--json")
+    assert run["rc"] == 0, run["stderr"]
+    (m,) = run["json"]["hosts"]
+    log = m["access_log"]
+    assert log["requests"] >= 60 and log["status"].get("200", 0) >= 60 and log["req_per_s"] > 0
+    assert {u.rsplit("/", 2)[-2] for u in log["upstreams"]} == set(INSTANCES)
+    assert log["upstream_time_s"]["p50"] is not None
+    assert m["nginx"]["requests"] >= 60 and m["nginx"]["active"] >= 1
+    assert sorted(m["fpm"]) == INSTANCES and all(p["accepted_conn"] > 0 for p in m["fpm"].values())
+    assert m["mariadb"]["answering"] and m["mariadb"]["status"]["Threads_connected"] >= 1
+    assert m["mariadb"]["max_connections"] > 0
+    assert m["redis"]["ok"] and m["redis"]["info"]["keyspace_hits"] >= 50
+    assert m["redis"]["info"]["maxmemory_policy"] == "noeviction"
+    text = prom.read_text()
+    assert text.count('lbstack_fpm_up{host="%s",' % host.name) == 5
+    assert "# TYPE lbstack_unit_memory_bytes gauge" in text and "lbstack_redis_keyspace_hits" in text
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(families) == len(set(families))  # each family once, samples together
+
+
+def lbstack_get(host, path: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{host.address}{path}", timeout=10) as response:
+        response.read()
+        return response.status
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_stopped_instance_shows_in_status_and_monitor(host, tmp_path):
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log = tmp_path / "monitor.jsonl"
+    exe = os.path.join(os.path.dirname(sys.executable), "lbstack")
+    monitor = subprocess.Popen(
+        [exe, "monitor", INV, "--interval", "0.5", "--duration", "60", "--log-output", str(log),
+         "--webhook", f"http://127.0.0.1:{server.server_port}/hook", "--json"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": host.name})
+    try:
+        _wait_for(log, lambda e: e.get("event") == "probe" and e["target"] == "app3")
+        remote(host, "systemctl stop lbstack-fpm@3.service")
+        _wait_for(log, lambda e: e.get("event") == "transition" and e["target"] == "app3" and e["after"] == "down")
+        status = lbstack(host.name, "status", INV, "--json")
+        assert status["rc"] == 3
+        (h,) = status["json"]["hosts"]
+        units = {u["unit"]: u for u in h["units"]}
+        assert units["lbstack-fpm@3.service"]["active_state"] in ("inactive", "failed")
+        members = {m["name"]: m["state"] for m in h["upstream"]["members"]}
+        assert members == {**{i: "up" for i in INSTANCES}, "app3": "down"}
+        assert "error" in h["pools"]["app3"] and "lbstack-fpm@3.service inactive" in " ".join(h["problems"])
+        time.sleep(2)
+        remote(host, "systemctl start lbstack-fpm@3.service")
+        _wait_for(log, lambda e: e.get("event") == "transition" and e["target"] == "app3" and e["after"] == "up"
+                  and e["before"] == "down")
+        monitor.terminate()  # it would stop by itself at --duration; the result is in the log
+        monitor.wait(timeout=30)
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+        server.shutdown()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    app3 = [(e["before"], e["after"]) for e in events if e["event"] == "transition" and e["target"] == "app3"]
+    assert app3 == [(None, "up"), ("up", "down"), ("down", "up")]
+    back = [e for e in events if e["event"] == "transition" and e["target"] == "app3" and e["after"] == "up"][-1]
+    assert back["down_for_s"] >= 2
+    others = [e for e in events if e["event"] == "transition" and e["before"] is not None and e["target"] != "app3"]
+    assert others == []  # the balancer's own health stayed up while app3 was away
+    hooks = [(e["target"], e["before"], e["after"]) for e in _Hook.received if e["target"] == "app3"]
+    assert ("app3", "up", "down") in hooks and ("app3", "down", "up") in hooks
+
+
+def test_monitor_exits_nonzero_when_something_stays_down(host):
+    remote(host, "systemctl stop lbstack-fpm@2.service")
+    try:
+        run = lbstack(host.name, "monitor", INV, "--count", "2", "--interval", "0.5", "--json")
+    finally:
+        remote(host, "systemctl start lbstack-fpm@2.service")
+    assert run["rc"] == 3
+    assert run["json"]["down_at_end"] == ["app2"] and run["json"]["final"]["app1"] == "up"
+
+
+def _wait_for(log, predicate, timeout: float = 40) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists():
+            for line in log.read_text().splitlines():
+                event = json.loads(line)
+                if predicate(event):
+                    return event
+        time.sleep(0.2)
+    raise AssertionError(f"no such event in {log} within {timeout} s: {log.read_text()[-2000:] if log.exists() else ''}")
+
+
+# ---------------------------------------------------------------------------------------------
+# drift
+
+
+def test_drift_is_clean_three_times_on_a_converged_host(host, tmp_path):
+    for attempt in range(3):
+        report = tmp_path / f"drift{attempt}.html"
+        run = lbstack(host.name, "drift", INV, "--json", "--html", str(report))
+        assert run["rc"] == 0, json.dumps(run["json"], indent=1)[:4000] if run["json"] else run["stderr"]
+        h = run["json"]["hosts"][host.name]
+        assert h["operations"] == [] and h["checks_failed"] == [] and h["checks_total"] > 100
+        assert "no drift" in report.read_text()
+
+
+# (kind, hand change on the host, what drift must name: substrings of its JSON)
+HAND_CHANGES = [
+    ("nginx config edited",
+     "sed -i 's/worker_connections [0-9][0-9]*/worker_connections 512/' /etc/nginx/nginx.conf && nginx -s reload",
+     ["promote /etc/nginx/nginx.conf", "-    worker_connections 512;"]),
+    ("FPM config edited",
+     "sed -i 's/^pm.max_children = .*/pm.max_children = 3/' /etc/lbstack/fpm/app2.conf",
+     ["/etc/lbstack/fpm/app2.conf", "-pm.max_children = 3"]),
+    ("upstream member removed",
+     "sed -i '/app5\\/fpm.sock max_fails/d' /etc/nginx/conf.d/lbstack.conf && nginx -s reload",
+     ["upstream members", "+    server unix:/run/lbstack/app5/fpm.sock"]),
+    ("unit stopped", "systemctl stop redis-server.service",
+     ["Start and enable redis-server.service", "redis-server.service state", "inactive, enabled"]),
+    ("unit disabled", "systemctl disable lbstack-fpm@4.service",
+     ["Start and enable lbstack-fpm@4.service", "lbstack-fpm@4.service state", "active, disabled"]),
+    ("MemoryMax drop-in changed",
+     "printf 'MemoryMax=64M\\n' >> /etc/systemd/system/nginx.service.d/lbstack.conf && systemctl daemon-reload",
+     ["Render /etc/systemd/system/nginx.service.d/lbstack.conf", "+MemoryMax=64M"]),
+    ("Redis maxmemory changed at runtime",
+     'REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_password)" redis-cli --no-auth-warning CONFIG SET maxmemory 100mb',
+     ["Redis's running maxmemory", "Redis maxmemory", "100 MiB"]),
+    ("Redis maxmemory changed in the file",
+     "sed -i 's/^maxmemory [0-9]*mb/maxmemory 64mb/' /etc/redis/redis.conf",
+     ["Write /etc/redis/redis.conf", "redis.conf maxmemory", "64mb"]),
+    ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
+     ["Install base packages", "missing logrotate"]),
+    (".env mode changed", "chmod 644 /srv/lbstack/app/shared/.env",
+     ["Write /srv/lbstack/app/shared/.env", ".env owner and mode", "lbstack:lbstack 644"]),
+]
+
+
+@pytest.mark.parametrize("kind,change,named", HAND_CHANGES, ids=[k for k, _, _ in HAND_CHANGES])
+def test_drift_names_a_hand_change_and_full_repairs_it(host, kind, change, named):
+    rc, out, err = remote(host, change, timeout=300)
+    assert rc == 0, (kind, out, err)
+    try:
+        run = lbstack(host.name, "drift", INV, "--json")
+        assert run["rc"] == 2, (kind, run["stderr"][-2000:], json.dumps(run["json"])[:3000])
+        text = json.dumps(run["json"]).replace("\\n", "\n").replace('\\"', '"')
+        for needle in named:
+            assert needle in text, (kind, needle, json.dumps(run["json"]["hosts"][host.name], indent=1)[:6000])
+        _, values, _ = remote(host, "for f in /etc/lbstack/secrets/*; do cat $f; echo; done")
+        secrets = [v.strip() for v in values.splitlines() if v.strip()]
+        assert len(secrets) == len(SECRETS)
+        for value in secrets:
+            assert value not in run["stdout"] + run["stderr"], f"a secret is in drift's output ({kind})"
+    finally:
+        repair = pyinfra(host.name)
+    assert repair["rc"] == 0, (kind, repair["stderr"][-4000:])
+    again = lbstack(host.name, "drift", INV, "--json")
+    assert again["rc"] == 0, (kind, json.dumps(again["json"], indent=1)[:4000] if again["json"] else again["stderr"])
