@@ -36,7 +36,7 @@ from lbstack.plan import Plan
 from lbstack.settings import Settings
 
 DISTRIBUTION_REQUESTS = 100
-SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-server.service"}
+SERVICES = layout.SERVICES
 
 
 def local_url(settings: Settings, path: str) -> str:

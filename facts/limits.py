@@ -154,3 +154,35 @@ def _cgroup_file(cgroup: dict, name: str, value: str) -> None:
         cgroup["cpu_period_us"] = int(period) if period else None
     elif name == "pids.max":
         cgroup["pids_max"] = _limit(value)
+
+
+CONTROL_DIRS = ("/etc/systemd/system.control", "/run/systemd/system.control")
+
+
+class ControlOverrides(FactBase):
+    """
+    Drop-ins that ``systemctl set-property`` wrote for ``units`` (persistent in
+    ``/etc/systemd/system.control``, ``--runtime`` in ``/run/systemd/system.control``): hand-made
+    resource settings that override the plan's.
+
+    Returns ``{"lbstack-fpm@2.service": ["/etc/systemd/system.control/lbstack-fpm@2.service.d/50-MemoryMax.conf"]}``
+    (units without any are left out).
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, units) -> str:
+        dirs = " ".join(CONTROL_DIRS)
+        quoted = " ".join(shlex.quote(u) for u in units)
+        return (f"for u in {quoted}; do for d in {dirs}; do for f in \"$d/$u.d\"/*.conf; do "
+                '[ -f "$f" ] && echo "$u $f"; done; done; done; true')
+
+    def process(self, output) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for line in output:
+            unit, _, path = line.strip().partition(" ")
+            if path:
+                found.setdefault(unit, []).append(path)
+        return found

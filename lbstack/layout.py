@@ -50,3 +50,6 @@ def staged(path: str) -> str:
 def source(path: str) -> str:
     """The secret-free source of a file that gets secrets on the host."""
     return SOURCES_DIR + path
+
+# the packaged service of each component that has one (the app's are the FPM instances, fpm_unit)
+SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-server.service"}

@@ -19,9 +19,9 @@ from facts.php_fpm import PoolStatus
 from facts.redis import Info
 from facts.usage import UnitUsage
 from lbstack import REPO_ROOT, layout
-from lbstack.session import HostContext, Session, use_host
+from lbstack.session import HostContext, Session, SessionError, use_host
 
-SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-server.service"}
+SERVICES = layout.SERVICES
 UPSTREAM = "lbstack_app"
 
 
@@ -216,10 +216,17 @@ def drift(session: Session) -> dict:
 
     state = session.state
     contexts = session.hosts()
-    printed = io.StringIO()
-    with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
-        state.current_op_file_number = 0
-        load_deploy_file(state, str(REPO_ROOT / "deploy" / "full.py"))
+    printed = io.StringIO()  # full.py prints each host's plan: not part of drift's output
+    try:
+        with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
+            state.current_op_file_number = 0
+            load_deploy_file(state, str(REPO_ROOT / "deploy" / "full.py"))
+    except SystemExit:  # the deploy refused (its reason is the "lbstack: ..." line it printed)
+        reasons = [line.removeprefix("lbstack: ") for line in printed.getvalue().splitlines()
+                   if line.startswith("lbstack: ")]
+        raise SessionError("deploy/full.py refused: " + ("; ".join(reasons) or "see above")) from None
+    except Exception as exc:  # noqa: BLE001 (pyinfra wraps the deploy's errors)
+        raise SessionError(f"deploy/full.py does not prepare: {exc}") from None
     hosts = {}
     for ctx in contexts:
         changes, conditional, diffs = _planned_changes(state, ctx)

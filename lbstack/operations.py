@@ -10,7 +10,7 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 
 from facts.files import StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
-from facts.limits import UnitLimits
+from facts.limits import ControlOverrides, UnitLimits
 from lbstack import report, verify as checks
 
 
@@ -116,3 +116,15 @@ def verify(gather: Callable[[], list[checks.Check]]):
     bad = checks.failures(rows)
     if bad:
         yield FunctionCommand(_failed, (len(bad),), {})
+
+
+@operation()
+def no_limit_overrides(units: list[str]):
+    """Remove the drop-ins ``systemctl set-property`` made for ``units`` (hand-made limits that
+    override the plan), then reload systemd so the planned limits apply again to the running units."""
+    found = host.get_fact(ControlOverrides, units=units)
+    paths = sorted(p for unit_paths in found.values() for p in unit_paths)
+    if not paths:
+        return
+    yield StringCommand("rm", "-f", *paths)
+    yield StringCommand("systemctl", "daemon-reload")

@@ -1,5 +1,5 @@
 """The operating commands against a converged rehearsal host: status, test, metrics, monitor and
-drift, checked on their --json output for the real values; drift for ten kinds of hand change,
+drift, checked on their --json output for the real values; drift for eleven kinds of hand change,
 each repaired by re-running deploy/full.py."""
 
 from __future__ import annotations
@@ -210,7 +210,10 @@ HAND_CHANGES = [
      ["Start and enable lbstack-fpm@4.service", "lbstack-fpm@4.service state", "active, disabled"]),
     ("MemoryMax drop-in changed",
      "printf 'MemoryMax=64M\\n' >> /etc/systemd/system/nginx.service.d/lbstack.conf && systemctl daemon-reload",
-     ["Render /etc/systemd/system/nginx.service.d/lbstack.conf", "+MemoryMax=64M"]),
+     ["Render /etc/systemd/system/nginx.service.d/lbstack.conf", "-MemoryMax=64M"]),
+    ("limit overridden with systemctl set-property",
+     "systemctl set-property lbstack-fpm@2.service MemoryMax=512M",
+     ["No hand-made limits", "50-MemoryMax.conf", "lbstack-fpm@2.service limits (systemd)", "max 512 MiB"]),
     ("Redis maxmemory changed at runtime",
      'REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_password)" redis-cli --no-auth-warning CONFIG SET maxmemory 100mb',
      ["Redis's running maxmemory", "Redis maxmemory", "100 MiB"]),
