@@ -9,16 +9,11 @@ from pyinfra.api import FactBase
 from facts.app import env_reader
 
 CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "appendonly", "bind")
+APP_CLI = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
 
 
-class AppConnection(FactBase):
-    """
-    PING and the live settings, as the app connects (host, port and password of its ``.env``).
-
-    Returns ``{"ok": True, "ping": "PONG", "config": {"maxmemory": 1336934400,
-    "maxmemory-policy": "noeviction", "appendonly": "yes", "bind": "127.0.0.1 -::1"}}`` or
-    ``{"ok": False, "error": "NOAUTH ..."}``.
-    """
+class _AsTheApp(FactBase):
+    """A question to Redis with the host, port and password of the app's ``.env`` (read there)."""
 
     @staticmethod
     def default():
@@ -28,13 +23,28 @@ class AppConnection(FactBase):
         return "redis-cli"
 
     def command(self, env_file) -> str:
-        cli = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
-        config = "; ".join(f"echo @config={k}=$({cli} CONFIG GET {k} 2>&1 | sed -n 2p)" for k in CONFIG_KEYS)
         return (
             env_reader(env_file)
             + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
-            f"echo @ping=$({cli} PING 2>&1 | head -n1); {config}; true"
+            + self.ask(APP_CLI)
         )
+
+    def ask(self, cli: str) -> str:
+        raise NotImplementedError
+
+
+class AppConnection(_AsTheApp):
+    """
+    PING and the live settings, as the app connects (host, port and password of its ``.env``).
+
+    Returns ``{"ok": True, "ping": "PONG", "config": {"maxmemory": 1336934400,
+    "maxmemory-policy": "noeviction", "appendonly": "yes", "bind": "127.0.0.1 -::1"}}`` or
+    ``{"ok": False, "error": "NOAUTH ..."}``.
+    """
+
+    def ask(self, cli: str) -> str:
+        config = "; ".join(f"echo @config={k}=$({cli} CONFIG GET {k} 2>&1 | sed -n 2p)" for k in CONFIG_KEYS)
+        return f"echo @ping=$({cli} PING 2>&1 | head -n1); {config}; true"
 
     def process(self, output) -> dict:
         result: dict = {"ok": False, "config": {}}
@@ -59,7 +69,7 @@ INFO_KEYS = ("uptime_in_seconds", "connected_clients", "blocked_clients", "rejec
              "instantaneous_ops_per_sec", "aof_enabled", "aof_last_write_status")
 
 
-class Info(FactBase):
+class Info(_AsTheApp):
     """
     Redis ``INFO`` (memory, clients, stats, persistence), as the app connects.
 
@@ -67,20 +77,8 @@ class Info(FactBase):
     "keys": 42}`` or ``{"ok": False, "error": "..."}``.
     """
 
-    @staticmethod
-    def default():
-        return {"ok": False, "error": "no answer"}
-
-    def requires_command(self, env_file) -> str:
-        return "redis-cli"
-
-    def command(self, env_file) -> str:
-        cli = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
-        return (
-            env_reader(env_file)
-            + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
-            f"{cli} INFO 2>&1 | tr -d '\\r' || true"
-        )
+    def ask(self, cli: str) -> str:
+        return f"{cli} INFO 2>&1 | tr -d '\\r' || true"
 
     def process(self, output) -> dict:
         info: dict = {}
