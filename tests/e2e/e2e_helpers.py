@@ -95,13 +95,21 @@ def served_by(base: str, path: str, requests: int, headers: dict | None = None) 
     return seen
 
 
-def lbstack(host_name: str, *args: str, timeout: int = 600, env: dict | None = None) -> dict:
+def lbstack(host_name: str, *args: str, timeout: int = 600, env: dict | None = None,
+            settings: dict | None = None) -> dict:
     """Run the ``lbstack`` command (this environment's) against the rehearsal inventory limited to
-    ``host_name``: rc, stdout, stderr, the parsed JSON when ``--json`` was asked, and seconds."""
+    ``host_name`` (``settings`` as in :func:`pyinfra`): rc, stdout, stderr, the parsed JSON when
+    ``--json`` was asked, and seconds."""
     started = time.monotonic()
     exe = os.path.join(os.path.dirname(sys.executable), "lbstack")
-    proc = subprocess.run([exe, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": host_name, **(env or {})})
+    extra = {"LBSTACK_REHEARSAL_HOSTS": host_name, **(env or {})}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        if settings is not None:
+            yaml.safe_dump(settings, handle)
+            handle.flush()
+            extra["LBSTACK_SETTINGS"] = handle.name
+        proc = subprocess.run([exe, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **extra})
     out = {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
            "seconds": time.monotonic() - started, "json": None}
     if "--json" in args:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import REHEARSAL_SETTINGS, http, pyinfra, rehearsal_plan, remote, served_by
+from e2e_helpers import REHEARSAL_SETTINGS, http, lbstack, pyinfra, rehearsal_plan, remote, served_by
 from lbstack import REPO_ROOT
 from lbstack.layout import SECRETS
 
@@ -210,6 +210,11 @@ def test_each_lb_method_converges_and_behaves(stack, method):
         seen = served_by(base, "/api/ujian/health", 25)
         if method == "ip_hash":
             assert len(set(seen)) == 1, seen  # one client address, one instance
+            sticky = lbstack(info.name, "test", "inventories/rehearsal.py", "--sticky", "-n", "40", "--json",
+                             settings={**REHEARSAL_SETTINGS, "lb_method": method})
+            assert sticky["rc"] == 0, sticky["stdout"] + sticky["stderr"]
+            spread = sticky["json"]["results"][0]["instances"]
+            assert sorted(spread.values()) == [0, 0, 0, 0, 40], spread
         else:
             assert sorted(set(seen)) == INSTANCES and all(seen.count(i) == 5 for i in INSTANCES), seen
     finally:
