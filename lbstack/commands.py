@@ -8,6 +8,8 @@ stdout, messages on stderr), bounded run time, and these exit codes:
     2  bad arguments, or an inventory that is missing or does not load
     3  done, but something is unhealthy (status), failed (test), or stayed down (monitor)
 
+``LBSTACK_DEBUG=1`` shows the traceback of an unexpected error instead of its one line.
+
 ``drift`` follows ``terraform plan -detailed-exitcode`` instead: 0 no drift, 2 drift, 1 error
 (bad arguments included, so 2 always means drift).
 """
@@ -52,8 +54,8 @@ def connected(inventory: str, limit: tuple[str, ...], *, usage_code: int = EXIT_
     except SessionError as exc:
         fail(str(exc), error_code)
     except Exception as exc:  # a fact that cannot be read, a broken connection: no traceback
-        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-            raise
+        if os.environ.get("LBSTACK_DEBUG"):
+            raise  # LBSTACK_DEBUG=1: the traceback, for lbstack's developers
         fail(f"{type(exc).__name__}: {exc}", error_code)
 
 
