@@ -20,11 +20,6 @@ from e2e_helpers import TIMINGS, pyinfra
 RUN_ID = os.getpid()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers used by the end-to-end tests."""
-    config.addinivalue_line("markers", "vm: needs a qemu VM rehearsal host (boots a VM, slow)")
-
-
 def unique_name(tag: str) -> str:
     """A host name unique to this test run."""
     return f"t{RUN_ID}-{tag}"
