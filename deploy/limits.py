@@ -60,16 +60,5 @@ def limits(settings: Settings, plan: Plan) -> None:
     for component in plan.components:
         unit_active(name=f"Start and enable {plan.slices[component]}", unit=plan.slices[component])
     no_limit_overrides(name="No hand-made limits (systemctl set-property drop-ins) on lbstack's units",
-                       units=limited_units(plan))
+                       units=[SLICE_PARENT] + [unit for _, unit in layout.planned_units(plan)])
 
-
-SERVICES = layout.SERVICES
-
-
-def limited_units(plan: Plan) -> list[str]:
-    """Every unit whose resources the plan sets: the slices, the FPM instances, the services."""
-    units = [SLICE_PARENT] + [plan.slices[c] for c in plan.components]
-    units += [SERVICES[c] for c in plan.components if c in SERVICES]
-    if "app" in plan.components:
-        units += [layout.fpm_unit(i) for i in range(1, plan.instances + 1)]
-    return units

@@ -44,6 +44,11 @@ def listen_address(index: int) -> str:
     return f"0.0.0.0:{layout.FPM_PORT_BASE + index}"
 
 
+def instance_addresses(plan: Plan) -> dict[str, str]:
+    """Each instance's name and FPM address on this host (status facts ask there directly)."""
+    return {layout.instance_name(i): listen_address(i) for i in range(1, plan.instances + 1)}
+
+
 def instance_template_data(settings: Settings, plan: Plan, index: int, listen: str) -> dict:
     return {
         "instance": layout.instance_name(index),

@@ -19,7 +19,6 @@ from pyinfra.facts.server import Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from deploy import base, firewall, mariadb, nginx, php_fpm, redis
-from deploy.php_fpm import listen_address
 from facts.app import Releases
 from facts.base import SysctlValues, Virtualization
 from facts.files import Directives
@@ -36,7 +35,6 @@ from lbstack.plan import Plan
 from lbstack.settings import Settings
 
 DISTRIBUTION_REQUESTS = 100
-SERVICES = layout.SERVICES
 
 
 def local_url(settings: Settings, path: str) -> str:
@@ -78,9 +76,7 @@ def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
 def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     """Read the host with lbstack's facts and compare everything with the plan."""
     components = plan.components
-    units = list(plan.slices.values()) + [SERVICES[c] for c in ("lb", "db", "cache") if c in components]
-    if "app" in components:
-        units += [layout.fpm_unit(i) for i in range(1, plan.instances + 1)]
+    units = [unit for _, unit in layout.planned_units(plan)]
     services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
     rows = base_checks(settings, plan) + checks.check_limits(plan, services)
     installed = host.get_fact(DebPackages)
@@ -90,18 +86,17 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         rows += checks.check_firewall(firewall.open_ssh_ports(settings) + [80, 443],
                                       host.get_fact(LbstackTable))
     if "db" in components:
-        rows += checks.check_service("db", SERVICES["db"], plan.slices["db"], services.get(SERVICES["db"]))
+        rows += checks.check_service("db", layout.SERVICES["db"], plan.slices["db"], services.get(layout.SERVICES["db"]))
         rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user))
     if "cache" in components:
-        rows += checks.check_service("cache", SERVICES["cache"], plan.slices["cache"], services.get(SERVICES["cache"]))
+        rows += checks.check_service("cache", layout.SERVICES["cache"], plan.slices["cache"], services.get(layout.SERVICES["cache"]))
         rows += checks.check_redis_file(plan, host.get_fact(Directives, path=redis.CONFIG,
                                                             keys=["maxmemory", "maxmemory-policy"]))
     if "app" in components:
         for index in range(1, plan.instances + 1):
             unit = layout.fpm_unit(index)
             rows += checks.check_service("app", unit, plan.slices["app"], services.get(unit), plan.instance_limits)
-        addresses = {layout.instance_name(i): listen_address(i) for i in range(1, plan.instances + 1)}
-        rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=addresses))
+        rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=php_fpm.instance_addresses(plan)))
         releases = host.get_fact(Releases, root=layout.APP_ROOT)
         env = host.get_fact(File, path=layout.ENV_FILE)
         env_state = {"user": env["user"], "group": env["group"], "mode": env["mode"]} if env else None
@@ -110,7 +105,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
                                           host.get_fact(AppConnection, env_file=layout.ENV_FILE),
                                           plan, settings.db_name)
     if "lb" in components:
-        rows += checks.check_service("lb", SERVICES["lb"], plan.slices["lb"], services.get(SERVICES["lb"]))
+        rows += checks.check_service("lb", layout.SERVICES["lb"], plan.slices["lb"], services.get(layout.SERVICES["lb"]))
         members = nginx.members(plan)
         rows += checks.check_upstream([m["address"] for m in members], settings.lb_method,
                                       host.get_fact(Upstreams))

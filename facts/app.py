@@ -15,6 +15,13 @@ def env_reader(env_file: str) -> str:
     return f"v() {{ sed -n \"s/^$1=//p\" {shlex.quote(env_file)} | head -n1 | sed 's/^\"\\(.*\\)\"$/\\1/'; }}; "
 
 
+def as_the_app(env_file: str) -> str:
+    """Shell prefix of a fact that asks something with the app's own credentials: defines ``v KEY``
+    (:func:`env_reader`) and stops with ``@error=...`` when the ``.env`` cannot be read."""
+    return (env_reader(env_file)
+            + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; ")
+
+
 class Releases(FactBase):
     """
     Releases under ``root``: every ``releases/<id>`` directory, which are complete (their deploy

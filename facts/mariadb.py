@@ -7,7 +7,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.app import env_reader
+from facts.app import as_the_app
 
 STORE_SECRET = "/etc/lbstack/secrets/db_password"
 
@@ -29,10 +29,9 @@ class AppLogin(FactBase):
 
     def command(self, env_file) -> str:
         return (
-            env_reader(env_file)
-            + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
+            as_the_app(env_file)
             # "localhost" is the socket, as PHP's mysqlnd reads it; a port would force TCP
-            'h="$(v DB_HOST)"; p=""; [ "$h" = localhost ] || p="--port=$(v DB_PORT)"; '
+            + 'h="$(v DB_HOST)"; p=""; [ "$h" = localhost ] || p="--port=$(v DB_PORT)"; '
             'MYSQL_PWD="$(v DB_PASSWORD)" mariadb --connect-timeout=5 -h "$h" $p '
             '-u "$(v DB_USERNAME)" -D "$(v DB_DATABASE)" -N -B -e '
             "\"SELECT CONCAT('@ok=', CURRENT_USER(), ' ', DATABASE(), ' ', "

@@ -6,7 +6,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.app import env_reader
+from facts.app import as_the_app
 
 CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "appendonly", "bind")
 APP_CLI = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
@@ -23,11 +23,7 @@ class _AsTheApp(FactBase):
         return "redis-cli"
 
     def command(self, env_file) -> str:
-        return (
-            env_reader(env_file)
-            + f"[ -r {shlex.quote(env_file)} ] || {{ echo '@error=no readable {env_file}'; exit 0; }}; "
-            + self.ask(APP_CLI)
-        )
+        return as_the_app(env_file) + self.ask(APP_CLI)
 
     def ask(self, cli: str) -> str:
         raise NotImplementedError

@@ -93,7 +93,7 @@ def _lb_targets(sess: Session, base_url: str | None) -> list[tuple[str, str, lis
     for ctx in sess.hosts():
         if "lb" not in ctx.plan.components:
             continue
-        names = [m["name"] for m in operate._members(ctx)]
+        names = [m["name"] for m in operate.members(ctx)]
         targets.append((ctx.name, (base_url or f"http://{ctx.address}").rstrip("/"), names, ctx.settings.lb_method))
     if not targets:
         raise SessionError("no host of the inventory is in the lb group")

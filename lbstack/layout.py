@@ -53,3 +53,15 @@ def source(path: str) -> str:
 
 # the packaged service of each component that has one (the app's are the FPM instances, fpm_unit)
 SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-server.service"}
+
+
+def planned_units(plan) -> list[tuple[str, str]]:
+    """(component, unit) for every unit lbstack runs for ``plan`` (a :class:`lbstack.plan.Plan`):
+    each component's slice, then its service or, for the app, each FPM instance."""
+    units = [(c, plan.slices[c]) for c in plan.components]
+    for component in plan.components:
+        if component == "app":
+            units += [("app", fpm_unit(i)) for i in range(1, plan.instances + 1)]
+        else:
+            units.append((component, SERVICES[component]))
+    return units

@@ -21,34 +21,20 @@ from facts.usage import UnitUsage
 from lbstack import REPO_ROOT, layout
 from lbstack.session import HostContext, Session, SessionError, use_host
 
-SERVICES = layout.SERVICES
-UPSTREAM = "lbstack_app"
-
-
-def units_of(ctx: HostContext) -> list[tuple[str, str]]:
-    """(component, unit) for every slice and service lbstack runs on this host."""
-    plan = ctx.plan
-    units = [(c, plan.slices[c]) for c in plan.components]
-    for component in plan.components:
-        if component == "app":
-            units += [("app", layout.fpm_unit(i)) for i in range(1, plan.instances + 1)]
-        else:
-            units.append((component, SERVICES[component]))
-    return units
-
-
-def _members(ctx: HostContext) -> list[dict]:
+def members(ctx: HostContext) -> list[dict]:
+    """The upstream members the code places behind this host's balancer (name, address)."""
     from deploy import nginx
 
     with use_host(ctx.host):
         return nginx.members(ctx.plan)
 
 
-def _addresses(ctx: HostContext) -> dict[str, str]:
-    from deploy.php_fpm import listen_address
+def instance_addresses(ctx: HostContext) -> dict[str, str]:
+    """Each app instance's FPM address on this host (socket, or port when split)."""
+    from deploy import php_fpm
 
     with use_host(ctx.host):
-        return {layout.instance_name(i): listen_address(i) for i in range(1, ctx.plan.instances + 1)}
+        return php_fpm.instance_addresses(ctx.plan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +44,7 @@ def _addresses(ctx: HostContext) -> dict[str, str]:
 def host_status(ctx: HostContext) -> dict:
     """Units (state, uptime, restarts, usage against limits), pools, upstream, release."""
     plan = ctx.plan
-    pairs = units_of(ctx)
+    pairs = layout.planned_units(ctx.plan)
     usage = ctx.fact(UnitUsage, units=[u for _, u in pairs])
     units = []
     for component, unit in pairs:
@@ -72,7 +58,7 @@ def host_status(ctx: HostContext) -> dict:
                       "cpu_throttled_s": u.get("cpu_throttled_s")})
     result: dict = {"host": ctx.name, "address": ctx.address, "components": list(plan.components), "units": units}
     if "app" in plan.components:
-        result["pools"] = ctx.fact(PoolStatus, instances=_addresses(ctx))
+        result["pools"] = ctx.fact(PoolStatus, instances=instance_addresses(ctx))
         releases = ctx.fact(Releases, root=layout.APP_ROOT)
         result["release"] = {"current": releases["current"], "activated_at": releases.get("activated_at"),
                              "available": releases["complete"]}
@@ -92,13 +78,13 @@ def host_status(ctx: HostContext) -> dict:
 def upstream_state(ctx: HostContext) -> dict:
     """Each member as nginx has loaded it (in rotation or ``down``: drained) and whether it answers
     its own health path through this balancer."""
-    loaded = ctx.fact(Upstreams).get(UPSTREAM, {"method": None, "servers": []})
+    loaded = ctx.fact(Upstreams).get(layout.UPSTREAM, {"method": None, "servers": []})
     by_address = {s["address"]: s for s in loaded["servers"]}
-    members = _members(ctx)
-    urls = {m["name"]: f"http://127.0.0.1/instances/{m['name']}/health" for m in members}
+    placed = members(ctx)
+    urls = {m["name"]: f"http://127.0.0.1/instances/{m['name']}/health" for m in placed}
     health = ctx.fact(HttpStatus, urls=list(urls.values()))
     rows = []
-    for m in members:
+    for m in placed:
         server = by_address.get(m["address"])
         code = health.get(urls[m["name"]])
         if server is None:
@@ -109,7 +95,7 @@ def upstream_state(ctx: HostContext) -> dict:
             state = "up" if code == 200 else "down"
         rows.append({"name": m["name"], "address": m["address"], "in_config": server is not None,
                      "drained": bool(server and server["down"]), "health_status": code, "state": state})
-    extra = [s["address"] for s in loaded["servers"] if s["address"] not in {m["address"] for m in members}]
+    extra = [s["address"] for s in loaded["servers"] if s["address"] not in {m["address"] for m in placed}]
     return {"method": loaded["method"], "members": rows, "unexpected": extra}
 
 
@@ -121,15 +107,16 @@ def host_metrics(ctx: HostContext, window_s: int) -> dict:
     """Traffic from the access log, nginx, FPM, MariaDB and Redis figures, and unit usage."""
     plan = ctx.plan
     result: dict = {"host": ctx.name, "window_s": window_s, "time": round(time.time())}
-    usage = ctx.fact(UnitUsage, units=[u for _, u in units_of(ctx)])
+    units = [u for _, u in layout.planned_units(plan)]
+    usage = ctx.fact(UnitUsage, units=units)
     result["units"] = {unit: {k: usage.get(unit, {}).get(k) for k in
                               ("memory_current", "memory_max", "cpu_usage_s", "cpu_throttled_periods",
-                               "cpu_throttled_s", "restarts", "tasks")} for _, unit in units_of(ctx)}
+                               "cpu_throttled_s", "restarts", "tasks")} for unit in units}
     if "lb" in plan.components:
         result["access_log"] = ctx.fact(AccessLog, window_s=window_s)
         result["nginx"] = ctx.fact(StubStatus)
     if "app" in plan.components:
-        result["fpm"] = ctx.fact(PoolStatus, instances=_addresses(ctx))
+        result["fpm"] = ctx.fact(PoolStatus, instances=instance_addresses(ctx))
     if "db" in plan.components:
         result["mariadb"] = ctx.fact(ServerStatus)
     if "cache" in plan.components or "app" in plan.components:

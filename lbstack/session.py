@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -159,8 +158,3 @@ class Session:
 
     def group(self, name: str) -> list[Host]:
         return [h for h in self.state.inventory.get_group(name, []) if h in self.state.activated_hosts]
-
-
-def quiet_env() -> None:
-    """pyinfra's progress spinner off: lbstack prints its own tables."""
-    os.environ.setdefault("PYINFRA_PROGRESS", "off")

@@ -3,6 +3,7 @@ commands on the host."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,18 +22,26 @@ MIB = 1024 * 1024
 TIMINGS: dict[str, float] = {}
 
 
-def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800, settings: dict | None = None,
-            env: dict | None = None, cwd=REPO_ROOT) -> dict:
-    """Run pyinfra on one rehearsal host with --json; returns rc, results, stdout and stderr.
-
-    ``settings`` replaces the rehearsal inventory's settings (written to a YAML file)."""
-    started = time.monotonic()
+@contextlib.contextmanager
+def rehearsal_env(host_name: str, settings: dict | None, env: dict | None):
+    """Environment for a run against the rehearsal inventory limited to ``host_name``; ``settings``
+    replace the inventory's settings (through a temporary YAML file, removed afterwards)."""
     extra = {"LBSTACK_REHEARSAL_HOSTS": host_name, **(env or {})}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
         if settings is not None:
             yaml.safe_dump(settings, handle)
             handle.flush()
             extra["LBSTACK_SETTINGS"] = handle.name
+        yield extra
+
+
+def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800, settings: dict | None = None,
+            env: dict | None = None, cwd=REPO_ROOT) -> dict:
+    """Run pyinfra on one rehearsal host with --json; returns rc, results, stdout and stderr.
+
+    ``settings`` replaces the rehearsal inventory's settings (written to a YAML file)."""
+    started = time.monotonic()
+    with rehearsal_env(host_name, settings, env) as extra:
         proc = subprocess.run(
             [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/rehearsal.py", deploy],
             cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **extra},
@@ -102,12 +111,7 @@ def lbstack(host_name: str, *args: str, timeout: int = 600, env: dict | None = N
     ``--json`` was asked, and seconds."""
     started = time.monotonic()
     exe = os.path.join(os.path.dirname(sys.executable), "lbstack")
-    extra = {"LBSTACK_REHEARSAL_HOSTS": host_name, **(env or {})}
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
-        if settings is not None:
-            yaml.safe_dump(settings, handle)
-            handle.flush()
-            extra["LBSTACK_SETTINGS"] = handle.name
+    with rehearsal_env(host_name, settings, env) as extra:
         proc = subprocess.run([exe, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **extra})
     out = {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
