@@ -15,14 +15,16 @@ from __future__ import annotations
 import shlex
 import sys
 
-from pyinfra import host
+from pyinfra import host, state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
 from deploy import group_hosts, jinja, php_fpm, private_address, same_host, template
-from facts.app import COMPLETE_MARKER, Releases
-from lbstack import layout, release
-from lbstack.operations import secret_file
+from facts.app import COMPLETE_MARKER, Instances, Releases
+from facts.files import StagedDiffers
+from facts.limits import UnitLimits
+from lbstack import layout, release, rollout
+from lbstack.operations import deploy_lock, rolling_update, secret_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -55,7 +57,7 @@ def artisan(settings: Settings, directory: str, command: str) -> str:
 
 
 @deploy("lbstack app")
-def app(settings: Settings, plan: Plan) -> None:
+def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
     try:
         build = release.build(settings.app_source)
     except release.ReleaseError as exc:
@@ -65,6 +67,7 @@ def app(settings: Settings, plan: Plan) -> None:
     for path, owner, mode in (
         (layout.APP_ROOT, "root", "755"),
         (layout.RELEASES_DIR, "root", "755"),
+        (layout.INSTANCES_DIR, "root", "755"),
         (layout.SHARED_DIR, "root", "755"),
         (ARCHIVES_DIR, "root", "700"),
         (f"{layout.SHARED_DIR}/storage", user, "775"),
@@ -93,30 +96,103 @@ def app(settings: Settings, plan: Plan) -> None:
     )
 
     state = host.get_fact(Releases, root=layout.APP_ROOT)
+    instance_state = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)
+    bad = instance_state["bad"]
+    if build.short in bad:
+        why = bad[build.short]
+        print(f"lbstack: {host.name}: this build ({build.short}, from {settings.app_source}) was rolled back as bad: "
+              f"gate '{why.get('gate', '?')}' failed on {why.get('instance', '?')} at {why.get('at', '?')}: "
+              f"{why.get('detail', '')}. Fix the app and deploy a new build; to retry this very build, remove "
+              f"{layout.BAD_RELEASES_DIR}/{build.short} on the host.", file=sys.stderr)
+        raise SystemExit(1)
     matching = [r for r in state["complete"] if release.digest_of(r) == build.short]
     release_id = matching[-1] if matching else release.new_release_id(build)
+
+    def plan_steps():
+        return instance_steps(settings, plan, release_id, fpm, env)
+
+    deploy_lock(
+        name="Deploy lock (a new release or instances to switch; another deploy running fails here, naming it)",
+        stale_s=settings.deploy_lock_stale_s,
+        needed=lambda: not matching or any(plan_steps()),
+    )
     if not matching:
         _new_release(settings, build, release_id)
-    path = f"{layout.RELEASES_DIR}/{release_id}"
-    if state["current"] != release_id:
+    else:
+        # same release, new environment: its cached config holds the old values
         server.shell(
-            name=f"Switch {layout.CURRENT} to release {release_id} (atomic rename)",
+            name=f"Re-cache the config of release {release_id} ({layout.ENV_FILE} changed)",
+            commands=[artisan(settings, f"{layout.RELEASES_DIR}/{release_id}", "config:cache")],
+            _if=env.did_change,
+        )
+    rolling_update(
+        name=f"Rolling update: instances to release {release_id}, their config and unit "
+             f"({settings.rolling_batch} at a time: drain, switch, health gate, back)",
+        plan_steps=plan_steps,
+        gates=gates(settings),
+        batch=settings.rolling_batch,
+        release=release_id,
+        lb_hosts=[h for h in group_hosts("lb") if not same_host(h)],
+    )
+    if state["current"] != release_id:
+        path = f"{layout.RELEASES_DIR}/{release_id}"
+        server.shell(
+            name=f"Switch {layout.CURRENT} to release {release_id} (every instance serves it; atomic rename)",
             commands=[
                 f"ln -sfn {shlex.quote(path)} {layout.CURRENT}.lbstack-new",
                 f"mv -Tf {layout.CURRENT}.lbstack-new {layout.CURRENT}",
             ],
         )
-    else:
-        # same release, new environment: its cached config holds the old values
-        server.shell(
-            name=f"Re-cache the config of release {release_id} ({layout.ENV_FILE} changed)",
-            commands=[artisan(settings, path, "config:cache")],
-            _if=env.did_change,
-        )
-    php_fpm.one_at_a_time(plan, "reload-or-restart",
-                          "Reload the app instances one at a time (new release or environment)",
-                          lambda: state["current"] != release_id or env.did_change())
-    _cleanup(settings, state, release_id)
+    _cleanup(settings, state, release_id, instance_state)
+
+
+def gates(settings: Settings) -> rollout.Gates:
+    return rollout.Gates(health_path=settings.health_path, smoke_path=settings.smoke_path,
+                         passes=settings.health_gate_passes, timeout_s=settings.health_gate_timeout_s,
+                         drain_timeout_s=settings.drain_timeout_s)
+
+
+def instances(plan: Plan, indexes) -> list[rollout.Instance]:
+    """The instances with their upstream member (when nginx is on this host) and FPM address."""
+    local_lb = "lb" in host.groups
+    result = []
+    for index in indexes:
+        address = php_fpm.listen_address(index)
+        member = f"unix:{address}" if address.startswith("/") else (
+            None if local_lb else f"{private_address(host)}:{layout.FPM_PORT_BASE + index}")
+        result.append(rollout.Instance(index=index, member=member, fpm=address))
+    return result
+
+
+def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm.Changes,
+                   env) -> tuple[list[rollout.Step], list[rollout.Instance]]:
+    """What each planned instance needs now (read from the host when called), and the surplus
+    instances to retire. Called while executing, after the configs were rendered and validated."""
+    executing = pyinfra_state.is_executing
+    unit_changed = executing and fpm.unit.did_change()
+    reload_all = executing and (fpm.ini.did_change() or env.did_change())
+    pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
+    units = host.get_fact(UnitLimits, units=[layout.fpm_unit(i) for i in range(1, plan.instances + 1)])
+    differ = set(host.get_fact(StagedDiffers, pairs=[list(c) for c in fpm.configs.values()]))
+    steps = []
+    for inst in instances(plan, range(1, plan.instances + 1)):
+        step = rollout.Step(inst)
+        if pointers.get(inst.name) != release_id:
+            step.release = release_id
+            step.reasons.append(f"release {pointers.get(inst.name) or 'none'} -> {release_id}")
+        if fpm.configs[inst.index][1] in differ:
+            step.config = fpm.configs[inst.index]
+            step.reasons.append("config")
+        running = units.get(inst.unit, {}).get("active_state") == "active"
+        if unit_changed or not running:
+            step.restart = True
+            step.reasons.append("unit changed" if unit_changed else "not running")
+        if reload_all:
+            step.reasons.append("PHP settings or .env changed")
+        if step.reasons:
+            steps.append(step)
+    surplus = instances(plan, php_fpm.surplus_instances(plan))
+    return steps, surplus
 
 
 def _new_release(settings: Settings, build: release.Build, release_id: str) -> None:
@@ -160,11 +236,13 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     )
 
 
-def _cleanup(settings: Settings, state: dict, keep_id: str) -> None:
-    """Keep the newest ``releases_keep`` complete releases (and always the one in service);
-    remove incomplete ones (failed builds) other than the one being deployed."""
-    complete = sorted(set(state["complete"]) | {keep_id})
-    keep = set(complete[-settings.releases_keep:]) | {keep_id}
+def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict) -> None:
+    """Keep the newest ``releases_keep`` good releases (complete, not rolled back as bad), the one
+    being deployed, the one in service and every one an instance points to: the last good release
+    is never removed. Incomplete ones (failed builds) and older ones go."""
+    bad = set(instance_state["bad"])
+    good = sorted(r for r in set(state["complete"]) | {keep_id} if release.digest_of(r) not in bad)
+    keep = set(good[-settings.releases_keep:]) | {keep_id} | set(instance_state["pointers"].values())
     if state["current"]:
         keep.add(state["current"])
     doomed = [r for r in state["releases"] if r not in keep]

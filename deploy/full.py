@@ -21,8 +21,7 @@ if "db" in plan.components:
 if "cache" in plan.components:
     redis.redis(settings, plan)
 if "app" in plan.components:
-    php_fpm.php_fpm(settings, plan)
-    app.app(settings, plan)
+    app.app(settings, plan, php_fpm.php_fpm(settings, plan))
 if "lb" in plan.components:
     nginx.nginx(settings, plan)
 verification.verification(settings, plan)

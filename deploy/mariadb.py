@@ -15,6 +15,7 @@ from pyinfra.operations import apt, files, server
 from deploy import group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
 from facts.mariadb import Security
 from facts.secrets import HELPER
+from lbstack.layout import BACKUP_DIR, BACKUP_HELPER
 from lbstack.plan import INNODB_CHUNK_MIB, Plan
 from lbstack.settings import Settings
 
@@ -51,6 +52,18 @@ def config_template_data(settings: Settings, plan: Plan, client_hosts: list[str]
 @deploy("lbstack mariadb")
 def mariadb(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install MariaDB", packages=PACKAGES, no_recommends=True)
+    files.directory(name=f"Directory {BACKUP_DIR} (root, mode 700)", path=BACKUP_DIR, user="root", group="root",
+                    mode="700")
+    files.template(
+        name=f"Render {BACKUP_HELPER}",
+        src=template(BACKUP_HELPER),
+        dest=BACKUP_HELPER,
+        mode="755",
+        jinja_env_kwargs=jinja(),
+        backup_dir=BACKUP_DIR,
+        database=settings.db_name,
+        keep=settings.backups_keep,
+    )
     dropin = service_dropin("mariadb.service", plan.slices["db"])
     config = files.template(
         name=f"Render {CONFIG}",

@@ -29,7 +29,7 @@ DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 TLS_DIR = f"{layout.ETC}/tls"
 SELF_SIGNED = {"certificate": f"{TLS_DIR}/self-signed.crt", "key": f"{TLS_DIR}/self-signed.key"}
 MAX_FAILS = 3  # passive health: failures within fail_timeout before an instance is skipped
-FAIL_TIMEOUT_S = 10  # ... and for how long it is skipped
+FAIL_TIMEOUT_S = 5  # ... and for how long: a crashed instance (restarted after 1 s) is back within ~6 s
 NEXT_UPSTREAM_TRIES = 3
 
 
@@ -44,7 +44,7 @@ def members(plan: Plan) -> list[dict]:
             else:
                 address = f"{private_address(app_host)}:{layout.FPM_PORT_BASE + index}"
                 name = f"{app_host.name}-{name}"
-            result.append({"name": name, "address": address})
+            result.append({"name": name, "address": address, "drained": False})
     return result
 
 
@@ -67,6 +67,10 @@ def site_template_data(settings: Settings, plan: Plan, upstream: list[dict], ipv
         "tls": tls_files(settings),
         "server_names": settings.server_names,
         "document_root": layout.DOCUMENT_ROOT,
+        "front_controller": layout.FRONT_CONTROLLER,
+        "health_path": settings.health_path,
+        "maintenance_flag": layout.MAINTENANCE_FLAG,
+        "retry_after_s": layout.MAINTENANCE_RETRY_AFTER_S,
         "ipv6": ipv6,
     }
 

@@ -2,24 +2,27 @@
 the plan's per-instance limits, with its own socket (or port, when nginx is on another host),
 status and ping pages and slow log.
 
-Each instance's config is rendered to the staging directory, checked with ``php-fpm --test``, and
-only then promoted and reloaded: a config that fails leaves every instance serving as before.
+Each instance's config is rendered to the staging directory and checked with ``php-fpm --test``;
+the rolling update (``deploy.app`` -> ``lbstack.rollout``) then promotes it and reloads the
+instances a batch at a time, each drained and health-gated: a config that fails validation leaves
+every instance serving as before. nginx names one front controller for every instance
+(``/srv/lbstack/app/front/index.php``); it runs the release the instance's own pointer names.
 Debian's own ``php<V>-fpm`` service (the ``www`` pool) is stopped and disabled.
 """
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
-from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import apt, files, systemd
 
 from deploy import jinja, template
 from lbstack import layout
-from lbstack.operations import daemon_reload, promote, unit_active
+from lbstack.operations import daemon_reload, unit_active, validated
 from lbstack.plan import OPCACHE_MIB, Plan
 from lbstack.settings import Settings
 
@@ -71,8 +74,19 @@ def unit_template_data(settings: Settings, plan: Plan) -> dict:
     }
 
 
+@dataclass
+class Changes:
+    """What the php-fpm step prepared for the rolling update (``deploy.app``): the instance unit
+    and PHP settings operations (changed: restart / reload every instance) and each instance's
+    validated staged config ``(staged, live, mode)``."""
+
+    unit: object
+    ini: object
+    configs: dict[int, tuple[str, str, str]]
+
+
 @deploy("lbstack php-fpm")
-def php_fpm(settings: Settings, plan: Plan) -> None:
+def php_fpm(settings: Settings, plan: Plan) -> Changes:
     version = settings.php_version
     apt.packages(name=f"Install PHP {version} (FPM, CLI, extensions)", packages=packages(settings), no_recommends=True)
     systemd.service(
@@ -81,9 +95,17 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
         running=False,
         enabled=False,
     )
-    files.directory(name=f"Directory {layout.LOG_DIR}", path=layout.LOG_DIR, user="root", group="root", mode="755")
-    files.directory(name=f"Directory {layout.FPM_CONFIG_DIR}", path=layout.FPM_CONFIG_DIR, user="root", group="root",
-                    mode="755")
+    for path in (layout.LOG_DIR, layout.FPM_CONFIG_DIR, layout.FRONT_CONTROLLER.rsplit("/", 1)[0]):
+        files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
+    files.template(
+        name=f"Render {layout.FRONT_CONTROLLER} (runs each instance's own release)",
+        src=template(layout.FRONT_CONTROLLER),
+        dest=layout.FRONT_CONTROLLER,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        instances_dir=layout.INSTANCES_DIR,
+        retry_after_s=layout.MAINTENANCE_RETRY_AFTER_S,
+    )
 
     ini = files.template(
         name=f"Render {ini_path(settings)}",
@@ -102,7 +124,7 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
         **unit_template_data(settings, plan),
     )
     indexes = range(1, plan.instances + 1)
-    staged = []
+    staged = {}
     for index in indexes:
         live = layout.fpm_config(index)
         files.template(
@@ -113,42 +135,28 @@ def php_fpm(settings: Settings, plan: Plan) -> None:
             jinja_env_kwargs=jinja(),
             **instance_template_data(settings, plan, index, listen_address(index)),
         )
-        staged.append((layout.staged(live), live, "644"))
+        staged[index] = (layout.staged(live), live, "644")
     fpm = f"/usr/sbin/php-fpm{version}"
-    test = " && ".join(f"{fpm} --test --fpm-config {shlex.quote(s)}" for s, _, _ in staged)
-    configs = promote(
-        name=f"Validate ({fpm} --test) and promote {layout.FPM_CONFIG_DIR}/app{{1..{plan.instances}}}.conf",
-        files=staged,
-        test=test,
+    validated(
+        name=f"Validate the staged {layout.FPM_CONFIG_DIR}/app{{1..{plan.instances}}}.conf ({fpm} --test); "
+             "the rolling update promotes them",
+        files=list(staged.values()),
+        test=" && ".join(f"{fpm} --test --fpm-config {shlex.quote(s)}" for s, _, _ in staged.values()),
     )
     daemon_reload(name="systemctl daemon-reload (if the instance units changed on disk)",
                   units=[layout.fpm_unit(i) for i in indexes], changed=[unit])
     for index in indexes:
-        unit_active(name=f"Start and enable {layout.fpm_unit(index)}", unit=layout.fpm_unit(index))
-    one_at_a_time(plan, "restart", f"Restart the instances one at a time ({UNIT_FILE} changed)", unit.did_change)
-    one_at_a_time(plan, "reload-or-restart",
-                  "Reload the instances one at a time (their config or PHP settings changed)",
-                  any_changed(configs, ini))
-    _remove_surplus(plan)
+        unit_active(name=f"Enable {layout.fpm_unit(index)} (started by the rolling update)",
+                    unit=layout.fpm_unit(index), start=False)
+    return Changes(unit=unit, ini=ini, configs=staged)
 
 
-def one_at_a_time(plan: Plan, action: str, name: str, when) -> None:
-    """``systemctl <action>`` each instance in turn (``when``: the ``_if`` condition), so the
-    balancer always has the others."""
-    units = " ".join(layout.fpm_unit(i) for i in range(1, plan.instances + 1))
-    server.shell(name=name, commands=[f"for u in {units}; do systemctl {action} $u; done"], _if=when)
-
-
-def _remove_surplus(plan: Plan) -> None:
-    """Instances beyond the planned count (after scaling down): stopped, disabled, config removed."""
+def surplus_instances(plan: Plan) -> list[int]:
+    """Instances beyond the planned count (after scaling down) that still have a config."""
     present = host.get_fact(FindFiles, path=layout.FPM_CONFIG_DIR, maxdepth=1, fname="app*.conf") or []
-    for path in sorted(present):
-        name = path.rsplit("/", 1)[-1][:-len(".conf")]
-        index = name[3:]
-        if not index.isdigit() or int(index) <= plan.instances:
-            continue
-        unit = layout.fpm_unit(int(index))
-        systemd.service(name=f"Stop and disable {unit} (beyond {plan.instances} instances)", service=unit,
-                        running=False, enabled=False)
-        for path_ in (path, layout.staged(path)):
-            files.file(name=f"Remove {path_}", path=path_, present=False)
+    found = []
+    for path in present:
+        index = path.rsplit("/", 1)[-1][len("app"):-len(".conf")]
+        if index.isdigit() and int(index) > plan.instances:
+            found.append(int(index))
+    return sorted(found)

@@ -19,7 +19,7 @@ from pyinfra.facts.server import Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from deploy import base, firewall, mariadb, nginx, php_fpm, redis
-from facts.app import Releases
+from facts.app import Instances, Releases
 from facts.base import SysctlValues, Virtualization
 from facts.files import Directives
 from facts.firewall import LbstackTable
@@ -101,6 +101,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         env = host.get_fact(File, path=layout.ENV_FILE)
         env_state = {"user": env["user"], "group": env["group"], "mode": env["mode"]} if env else None
         rows += checks.check_release(releases["current"], releases["complete"], env_state, settings.app_user)
+        pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
+        rows += checks.check_instance_releases(pointers, releases["current"],
+                                               [layout.instance_name(i) for i in range(1, plan.instances + 1)])
         rows += checks.check_app_backends(host.get_fact(AppLogin, env_file=layout.ENV_FILE),
                                           host.get_fact(AppConnection, env_file=layout.ENV_FILE),
                                           plan, settings.db_name)
@@ -109,9 +112,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         members = nginx.members(plan)
         rows += checks.check_upstream([m["address"] for m in members], settings.lb_method,
                                       host.get_fact(Upstreams))
-        paths = ["/health", "/app-health"] + [f"/instances/{m['name']}/health" for m in members] + ["/api/ujian/health"]
+        paths = ["/health", "/app-health"] + [f"/instances/{m['name']}/health" for m in members] + [settings.health_path]
         rows += checks.check_http(host.get_fact(HttpStatus, urls=[local_url(settings, p) for p in paths]))
-        url = local_url(settings, "/api/ujian/health")
+        url = local_url(settings, settings.health_path)
         names = [m["name"] for m in members]
         spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
         if settings.lb_method != "ip_hash" and set(spread["instances"]) != set(names):

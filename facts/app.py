@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 
 from pyinfra.api import FactBase
@@ -60,4 +61,42 @@ class Releases(FactBase):
                 result["activated_at"] = int(value)
         result["releases"].sort()
         result["complete"].sort()
+        return result
+
+
+class Instances(FactBase):
+    """
+    Which release each app instance runs: its pointer under ``root/instances`` (``app3 ->
+    ../releases/<id>``), and the builds rolled back as bad (``bad_dir/<digest>``, JSON: release,
+    gate, instance, detail, at).
+
+    Returns ``{"pointers": {"app1": "20261124T101500-3f2a9c1d4e5b", ...}, "bad": {"3f2a9c1d4e5b":
+    {"release": ..., "gate": "health", ...}}}``; a pointer to a missing release reads as its id
+    all the same.
+    """
+
+    @staticmethod
+    def default():
+        return {"pointers": {}, "bad": {}}
+
+    def command(self, root, bad_dir) -> str:
+        r, b = shlex.quote(root), shlex.quote(bad_dir)
+        return (
+            f"for p in {r}/instances/*; do [ -L \"$p\" ] || continue; t=$(readlink \"$p\"); "
+            "echo \"@pointer=${p##*/}=${t##*/}\"; done; "
+            f"for f in {b}/*; do [ -f \"$f\" ] || continue; echo \"@bad=${{f##*/}}=$(head -c 2000 \"$f\" | tr -d '\\n')\"; done; true"
+        )
+
+    def process(self, output) -> dict:
+        result: dict = {"pointers": {}, "bad": {}}
+        for line in output:
+            key, _, rest = line.strip().partition("=")
+            name, _, value = rest.partition("=")
+            if key == "@pointer" and name:
+                result["pointers"][name] = value
+            elif key == "@bad" and name:
+                try:
+                    result["bad"][name] = json.loads(value)
+                except ValueError:
+                    result["bad"][name] = {"detail": value}
         return result

@@ -14,7 +14,7 @@ import sys
 import click
 import yaml
 
-from lbstack import commands, report, settings as settings_mod
+from lbstack import backup, commands, report, settings as settings_mod
 from lbstack.plan import COMPONENTS, PlanError, make_plan
 from lbstack.rehearsal.cli import rehearsal
 
@@ -118,3 +118,4 @@ def settings_doc() -> None:
 
 main.add_command(rehearsal)
 commands.register(main)
+backup.register(main)

@@ -8,6 +8,8 @@ SECRETS_DIR = f"{ETC}/secrets"  # root-only store, one file per secret
 SOURCES_DIR = f"{ETC}/sources"  # secret-free sources of files that get secrets on the host
 STAGE_DIR = "/var/lib/lbstack/staged"  # configs rendered here, validated, then promoted
 LOG_DIR = "/var/log/lbstack"
+BACKUP_DIR = "/var/backups/lbstack"  # database backups, root only (made by BACKUP_HELPER)
+BACKUP_HELPER = "/usr/local/sbin/lbstack-backup"
 
 APP_HOME = "/srv/lbstack"
 APP_ROOT = f"{APP_HOME}/app"
@@ -16,6 +18,18 @@ SHARED_DIR = f"{APP_ROOT}/shared"
 CURRENT = f"{APP_ROOT}/current"
 ENV_FILE = f"{SHARED_DIR}/.env"
 DOCUMENT_ROOT = f"{CURRENT}/public"
+# each instance runs the release its own pointer names (instances/app3 -> ../releases/<id>), so a
+# rolling update switches instances one at a time; ``current`` (static files, artisan) follows
+# once every instance is on the new release
+INSTANCES_DIR = f"{APP_ROOT}/instances"
+# the one PHP file nginx names (SCRIPT_FILENAME): it runs the instance's release's public/index.php
+FRONT_CONTROLLER = f"{APP_ROOT}/front/index.php"
+
+STATE_DIR = "/var/lib/lbstack"
+DEPLOY_LOCK = f"{STATE_DIR}/deploy.lock"  # JSON: who deploys (machine, pid, user, since)
+BAD_RELEASES_DIR = f"{STATE_DIR}/bad-releases"  # <digest>: why that build was rolled back
+MAINTENANCE_FLAG = f"{STATE_DIR}/maintenance"  # present: nginx answers 503 + Retry-After
+MAINTENANCE_RETRY_AFTER_S = 30
 
 FPM_CONFIG_DIR = f"{ETC}/fpm"
 FPM_UNIT = "lbstack-fpm@.service"
@@ -36,6 +50,10 @@ def fpm_unit(index: int) -> str:
 
 def fpm_config(index: int) -> str:
     return f"{FPM_CONFIG_DIR}/app{index}.conf"
+
+
+def instance_pointer(index: int) -> str:
+    return f"{INSTANCES_DIR}/{instance_name(index)}"
 
 
 def fpm_socket(index: int) -> str:

@@ -11,14 +11,15 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from facts.files import StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import ControlOverrides, UnitLimits
-from lbstack import report, verify as checks
+from lbstack import deploylock, report, rollout, verify as checks
 
 
 @operation()
-def unit_active(unit: str, enabled: bool = True):
-    """Start ``unit`` (any type, slices included) and enable it, only if it is not already."""
+def unit_active(unit: str, enabled: bool = True, start: bool = True):
+    """Start ``unit`` (any type, slices included) and enable it, only if it is not already.
+    ``start=False``: only enable it (its start is someone else's, e.g. the rolling update's)."""
     fact = host.get_fact(UnitLimits, units=[unit]).get(unit, {})
-    if fact.get("active_state") != "active":
+    if start and fact.get("active_state") != "active":
         yield StringCommand("systemctl", "start", unit)
     if enabled and fact.get("unit_file_state") not in ("enabled", "static"):
         yield StringCommand("systemctl", "enable", unit)
@@ -68,6 +69,74 @@ def promote(files: list[tuple[str, str, str]], test: str | None = None):
     for staged, live, mode in files:
         if live in differ:
             yield StringCommand("mv", "-f", f"{live}.lbstack-new", live)
+
+
+@operation()
+def validated(files: list[tuple[str, str, str]], test: str):
+    """Run ``test`` on the staged set when a staged file differs from its live copy: a config that
+    fails stops the run here, before anything is applied (the rolling update promotes them)."""
+    if host.get_fact(StagedDiffers, pairs=[list(f) for f in files]):
+        yield test
+
+
+def host_runner(target) -> Callable[[str, float], tuple[bool, str]]:
+    """``run(command, timeout_s) -> (ok, output)`` on pyinfra host ``target`` (for lbstack.rollout)."""
+    def run(command: str, timeout_s: float) -> tuple[bool, str]:
+        ok, output = target.run_shell_command(StringCommand(command), _timeout=int(timeout_s))
+        return ok, output.output
+    return run
+
+
+def _take_lock(state, host, stale_s: int) -> bool:  # noqa: ARG001
+    try:
+        deploylock.acquire(host_runner(host), host.name, stale_s, lambda m: host.log_styled(m, fg="yellow"))
+    except deploylock.LockHeld as exc:
+        host.log_styled(f"lbstack: {exc}", fg="red")
+        return False
+    return True
+
+
+@operation(is_idempotent=False)
+def deploy_lock(stale_s: int, needed: Callable[[], bool]):
+    """Take the deploy lock (``lbstack.deploylock``) when this run has work that must not overlap
+    another deploy (``needed()``: a new release, an instance to switch); fails naming the holder.
+    A lock held by another live deploy fails the run even when there is nothing to do here."""
+    if not state.is_executing:
+        if needed():
+            yield FunctionCommand(_take_lock, (stale_s,), {})
+        return
+    ok, out = host.run_shell_command(StringCommand(deploylock.read_script()))
+    held = out.stdout.strip() if ok else ""
+    if needed() or (held and host.name not in deploylock.HELD):
+        yield FunctionCommand(_take_lock, (stale_s,), {})
+
+
+def _roll(state, host, plan_steps, gates, batch: int, release: str | None, lb_hosts) -> bool:  # noqa: ARG001
+    log = lambda m: host.log_styled(f"rolling: {m}", fg="cyan")  # noqa: E731
+    runner = host_runner(host)
+    try:
+        steps, surplus = plan_steps()
+        roll = rollout.Rollout(runner, [host_runner(h) for h in lb_hosts] or [runner], gates, log)
+        if steps:
+            log(f"{len(steps)} instance(s), {batch} at a time" + (f", to release {release}" if release else ""))
+            roll.run(steps, batch, release)
+        roll.retire(surplus)
+        return True
+    except rollout.RolloutFailed as exc:
+        host.log_styled(f"lbstack: {exc}", fg="red")
+        return False
+    finally:
+        deploylock.release(runner, host.name)
+
+
+@operation(is_idempotent=False)
+def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None, lb_hosts: list):
+    """Apply ``plan_steps()`` (instances to switch, reload or restart; surplus instances to retire)
+    through ``lbstack.rollout``: drain, wait, switch, gate, undrain, a batch at a time, rolling
+    back on a failed gate. Nothing to do: no change. Releases the deploy lock at the end."""
+    steps, surplus = plan_steps()
+    if steps or surplus or (state.is_executing and host.name in deploylock.HELD):
+        yield FunctionCommand(_roll, (plan_steps, gates, batch, release, lb_hosts), {})
 
 
 @operation()

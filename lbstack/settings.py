@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +170,12 @@ def _absolute_path(key: str, value: str) -> None:
         raise SettingsError(f"{key}: {value!r} must be an absolute path on the host, e.g. /etc/ssl/private/site.key.")
 
 
+def _url_path(key: str, value: str) -> None:
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise SettingsError(f"{key}: {value!r} must be a URL path starting with '/', without spaces, "
+                            "e.g. /api/questions/random.")
+
+
 @dataclass(frozen=True)
 class Settings:
     """lbstack settings. Field metadata carries the documentation shown in the README."""
@@ -205,6 +213,9 @@ class Settings:
         "MariaDB database of the app.", "", _sql_name))
     db_user: str = field(default="lbstack", metadata=_doc(
         "MariaDB user of the app: privileges on db_name only, password generated on the host.", "", _sql_name))
+    backups_keep: int = field(default=14, metadata=_doc(
+        "Database backups kept on each db host (/var/backups/lbstack); each new backup deletes older ones beyond this.",
+        "backups", _positive_int()))
 
     # Resources requested per component (the plan scales them down when the host is smaller) ---
     lb_cpus: float = field(default=1.0, metadata=_doc(
@@ -256,6 +267,30 @@ class Settings:
         "sshd's port, kept open by the firewall (ports sshd is seen listening on are kept open too).",
         "port", _port))
 
+    # Rolling updates (app releases, FPM config, scaling) ------------------------------------
+    rolling_batch: int = field(default=1, metadata=_doc(
+        "App instances taken out of rotation at once during a rolling update (the others keep serving).",
+        "instances", _positive_int(MAX_INSTANCES)))
+    health_gate_passes: int = field(default=3, metadata=_doc(
+        "Consecutive good answers an updated instance must give on its own health path before it "
+        "goes back into rotation.", "answers", _positive_int(100)))
+    health_gate_timeout_s: int = field(default=30, metadata=_doc(
+        "How long an updated instance may take to pass its health gate before the update is rolled back.",
+        "seconds", _positive_int(3600)))
+    drain_timeout_s: int = field(default=30, metadata=_doc(
+        "Longest wait for a drained instance's running requests to finish before it is switched anyway.",
+        "seconds", _positive_int(3600)))
+    health_path: str = field(default="/api/ujian/health", metadata=_doc(
+        "The app's health endpoint (200 when it can serve: the seed's /api/ujian/health checks MariaDB "
+        "and Redis); behind /app-health and /instances/<name>/health, and the rolling update's gate.",
+        "path", _url_path))
+    smoke_path: str = field(default="/api/questions/random", metadata=_doc(
+        "Request every updated instance must answer with 2xx (after its health path) to pass its gate.",
+        "path", _url_path))
+    deploy_lock_stale_s: int = field(default=3600, metadata=_doc(
+        "Age after which another machine's deploy lock counts as stale and is taken over (a lock whose "
+        "process is gone on this machine is taken over at once).", "seconds", _positive_int(7 * 86400)))
+
     def to_data(self) -> dict[str, Any]:
         """Plain dict of every field, for inventory data and ``--json``."""
         return dataclasses.asdict(self)
@@ -300,6 +335,11 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 
 
 def _cross_checks(s: Settings) -> None:
+    if s.instances > 1 and s.rolling_batch >= s.instances:
+        raise SettingsError(
+            f"rolling_batch: {s.rolling_batch} would take all {s.instances} instances out of rotation at once. "
+            f"Use at most {s.instances - 1}."
+        )
     if s.tls == "files" and not (s.tls_certificate_path and s.tls_key_path):
         raise SettingsError(
             "tls_certificate_path/tls_key_path: tls is 'files' but a path is missing. "
@@ -380,10 +420,31 @@ def validated(raw: dict[str, Any] | str | Path) -> dict[str, Any]:
     settings end the run there, with one line naming the key and the fix (no traceback).
     """
     try:
-        settings = load_file(raw) if isinstance(raw, (str, Path)) else load(raw)
+        if isinstance(raw, (str, Path)):
+            raw = load_file(raw).to_data()
+        settings = load({**raw, **overrides_from_env()})
     except SettingsError as exc:
         raise SystemExit(f"lbstack: invalid settings: {exc}") from None
     return settings.to_data()
+
+
+OVERRIDES_ENV = "LBSTACK_OVERRIDES"
+
+
+def overrides_from_env() -> dict[str, Any]:
+    """Settings given on the command line (``lbstack deploy --set KEY=VALUE``), passed to the
+    inventory as JSON in ``LBSTACK_OVERRIDES``; they replace the inventory's values and are
+    validated with them."""
+    text = os.environ.get(OVERRIDES_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"{OVERRIDES_ENV}: not JSON ({exc}). Use `lbstack deploy --set KEY=VALUE`.") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{OVERRIDES_ENV}: must be a JSON object of setting: value.")
+    return values
 
 
 def inventory_data(raw: dict[str, Any] | str | Path, **host_data: Any) -> dict[str, Any]:

@@ -212,6 +212,12 @@ def check_release(current: str | None, complete: list[str], env_file: dict | Non
     return rows
 
 
+def check_instance_releases(pointers: dict[str, str], current: str | None, names: list[str]) -> list[Check]:
+    """Every planned instance runs the release in service (its pointer), none is left behind."""
+    return [_row("app", f"{name} runs the release in service", current or "none", pointers.get(name) or "none")
+            for name in names]
+
+
 def check_app_backends(login: dict, redis: dict, plan: Plan, database: str) -> list[Check]:
     """MariaDB and Redis answering with the app's own credentials (from its .env)."""
     rows = [

@@ -10,7 +10,7 @@ use Throwable;
 /**
  * Loads the routes, dispatches a request, turns any uncaught exception into a logged
  * 500 {"error":"server error"} (no details to the client) and stamps every response with
- * X-Lbstack-Instance.
+ * X-Lbstack-Instance and X-Lbstack-Release (the release directory it ran from).
  */
 final class Kernel
 {
@@ -32,6 +32,7 @@ final class Kernel
             $response = Response::json(['error' => 'server error'], 500);
         }
 
-        return $response->header('X-Lbstack-Instance', $this->app->instance());
+        return $response->header('X-Lbstack-Instance', $this->app->instance())
+            ->header('X-Lbstack-Release', $this->app->release());
     }
 }

@@ -1,0 +1,22 @@
+"""A rolling update of the app instances only: a new release (``app_source``), changed FPM/PHP
+settings, or every instance restarted after its unit changed, a batch at a time (each drained,
+switched, health-gated and put back; rolled back automatically when a gate fails), then the
+balancer's members and the verification.
+
+    pyinfra -y inventories/prod.py deploy/rolling.py
+    lbstack deploy --rolling inventories/prod.py [--set app_source=git+URL@v1.2.3]
+
+``deploy/full.py`` takes the same path for the instances; this file skips the other components.
+Changing the instance count (scaling) re-plans every component's limits: use ``full.py``.
+"""
+
+from pyinfra import host
+
+from deploy import app, host_context, nginx, php_fpm, verification
+
+settings, plan = host_context(host)
+if "app" in plan.components:
+    app.app(settings, plan, php_fpm.php_fpm(settings, plan))
+if "lb" in plan.components:
+    nginx.nginx(settings, plan)
+verification.verification(settings, plan)
