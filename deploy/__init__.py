@@ -92,3 +92,36 @@ def service_in_slice(service: str, slice_: str, dropin) -> None:
     daemon_reload(name=f"systemctl daemon-reload (if {service} changed on disk)", units=[service], changed=[dropin])
     unit_active(name=f"Start and enable {service}", unit=service)
     unit_in_slice(name=f"{service} in {slice_} (restart if outside)", unit=service, slice_unit=slice_)
+
+
+def render(target: str, **data) -> str:
+    """Render ``target``'s template here, as ``files.template`` renders it on the host."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, **JINJA_OPTIONS)
+    return env.get_template(target.lstrip("/") + ".j2").render(**data)
+
+
+def static_lines(text: str | list[str] | None, dynamic: set[str]) -> list[str] | None:
+    """The settings lines of a config file that only a restart applies: comments, blank lines and
+    the ``dynamic`` keys (applied to the running server instead) left out."""
+    if text is None:
+        return None
+    lines = text.splitlines() if isinstance(text, str) else text
+    kept = []
+    for line in lines:
+        stripped = line.strip()
+        key = stripped.replace("=", " ").split()[0].lower() if stripped else ""
+        if stripped and not stripped.startswith(("#", ";")) and key not in dynamic:
+            kept.append(" ".join(stripped.split()))
+    return kept
+
+
+def restart_needed(live_path: str, target: str, data: dict, dynamic: set[str]) -> bool:
+    """Whether the new rendering of ``target`` changes a setting only a restart applies, compared
+    with the file at ``live_path`` on the host now (absent: yes)."""
+    from pyinfra.facts.files import FileContents
+
+    live = current_host.get_fact(FileContents, path=live_path)
+    return static_lines(live, dynamic) != static_lines(render(target, **data), dynamic)

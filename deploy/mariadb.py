@@ -12,9 +12,11 @@ from pyinfra import host
 from pyinfra.api import OperationError, deploy, operation
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
-from facts.mariadb import Security
+from deploy import (group_hosts, jinja, private_address, restart_needed, same_host, service_dropin,
+                    service_in_slice, template)
+from facts.mariadb import Security, Variables
 from facts.secrets import HELPER
+from lbstack import layout
 from lbstack.layout import BACKUP_DIR, BACKUP_HELPER
 from lbstack.plan import INNODB_CHUNK_MIB, Plan
 from lbstack.settings import Settings
@@ -65,20 +67,26 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         keep=settings.backups_keep,
     )
     dropin = service_dropin("mariadb.service", plan.slices["db"])
+    data = config_template_data(settings, plan, app_client_hosts())
+    static_change = restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
     config = files.template(
         name=f"Render {CONFIG}",
         src=template(CONFIG),
         dest=CONFIG,
         mode="644",
         jinja_env_kwargs=jinja(),
-        **config_template_data(settings, plan, app_client_hosts()),
+        **data,
     )
     service_in_slice("mariadb.service", plan.slices["db"], dropin)
     server.shell(
-        name="Restart MariaDB (its config or drop-in changed)",
-        commands=["systemctl restart mariadb.service"],
-        _if=lambda: dropin.did_change() or config.did_change(),
+        name="Restart MariaDB (a setting only a restart applies, or its drop-in, changed): backup first, "
+             "the balancer answers 503 + Retry-After meanwhile",
+        commands=restart_with_maintenance(settings),
+        _if=lambda: dropin.did_change() or (config.did_change() and static_change),
     )
+    live_variables(name="MariaDB's running sizing is the plan's (SET GLOBAL: max_connections, buffer pool, "
+                        "redo log, thread cache; no restart)",
+                   wanted=live_values(data))
     _secured_with_app_database(
         name=f"MariaDB: secured (no anonymous users, no test database, root over the socket only); "
              f"database {settings.db_name}, user {settings.db_user} (password from the secret store)",
@@ -86,6 +94,48 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         user=settings.db_user,
         client_hosts=app_client_hosts(),
     )
+
+
+# sized by the plan and changed by scaling; MariaDB 10.11 applies them to the running server
+DYNAMIC = ("max_connections", "innodb_buffer_pool_size", "innodb_log_file_size", "thread_cache_size")
+
+
+def live_values(data: dict) -> dict[str, str]:
+    """The running values the plan asks for, as ``SHOW GLOBAL VARIABLES`` prints them."""
+    mib = 1024 * 1024
+    return {"max_connections": str(data["max_connections"]),
+            "innodb_buffer_pool_size": str(data["buffer_pool_mib"] * mib),
+            "innodb_log_file_size": str(data["log_file_mib"] * mib),
+            "thread_cache_size": str(data["thread_cache"])}
+
+
+@operation()
+def live_variables(wanted: dict[str, str]):
+    """``SET GLOBAL`` each of ``wanted`` the running server does not have (scaling changed the
+    plan, or someone changed it by hand): the file says the same for the next start."""
+    live = host.get_fact(Variables, names=sorted(wanted))
+    if not live:
+        return  # not answering (first install: it starts with the file's values)
+    changes = [f"SET GLOBAL {name} = {int(value)};" for name, value in sorted(wanted.items())
+               if live.get(name) != value]
+    if changes:
+        yield _sql(" ".join(changes))
+
+
+def restart_with_maintenance(settings: Settings) -> list[str]:
+    """Back up the database, put the balancer into maintenance (503 + Retry-After instead of
+    errors), restart MariaDB, wait until it answers (bounded), end maintenance. A failed restart
+    leaves maintenance on: the site says so rather than failing request by request."""
+    flag = layout.MAINTENANCE_FLAG
+    return [
+        f"if [ -x {layout.BACKUP_HELPER} ] && mariadb -N -e 'SELECT 1' >/dev/null 2>&1; then "
+        f"{layout.BACKUP_HELPER} create --reason 'before a MariaDB restart (config changed)'; fi",
+        f"mkdir -p {layout.STATE_DIR} && touch {flag}",
+        "systemctl restart mariadb.service",
+        "for i in $(seq 1 60); do mariadb -N -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done",
+        "mariadb -N -e 'SELECT 1' >/dev/null",
+        f"rm -f {flag}",
+    ]
 
 
 def _sql(statements: str) -> str:

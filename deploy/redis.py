@@ -4,7 +4,9 @@ cache keys expire by TTL and a refused cache write is tolerated), append-only pe
 sessions survive a restart, bound to localhost unless the app runs on other hosts.
 
 The config is rendered without the secret to the source directory, then written on the host by
-``lbstack-secrets`` with the password's hash filled in; Redis is restarted when it changes.
+``lbstack-secrets`` with the password's hash filled in. Settings that scaling changes (maxmemory,
+maxclients) are applied to the running server with ``CONFIG SET``; Redis restarts only when
+another setting changes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, same_host, service_dropin, service_in_slice, template
+from deploy import group_hosts, jinja, restart_needed, same_host, service_dropin, service_in_slice, template
 from facts.redis import LiveConfig
 from lbstack import layout
 from lbstack.operations import secret_file
@@ -41,14 +43,17 @@ def config_template_data(settings: Settings, plan: Plan, remote_clients: bool, a
 def redis(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install Redis", packages=PACKAGES, no_recommends=True)
     dropin = service_dropin("redis-server.service", plan.slices["cache"], restart="always")
+    data = config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
+                                app_hosts=len(group_hosts("app")))
+    # compared with the secret-free source of the last run: the live file carries the password hash
+    static_change = restart_needed(layout.source(CONFIG), CONFIG, data, set(DYNAMIC))
     files.template(
         name=f"Render {CONFIG} (secret-free source {layout.source(CONFIG)})",
         src=template(CONFIG),
         dest=layout.source(CONFIG),
         mode="600",
         jinja_env_kwargs=jinja(),
-        **config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
-                               app_hosts=len(group_hosts("app"))),
+        **data,
     )
     config = secret_file(
         name=f"Write {CONFIG} on the host (password hash filled in there)",
@@ -60,17 +65,24 @@ def redis(settings: Settings, plan: Plan) -> None:
     )
     service_in_slice("redis-server.service", plan.slices["cache"], dropin)
     server.shell(
-        name="Restart Redis (its config or drop-in changed)",
+        name="Restart Redis (a setting only a restart applies, or its drop-in, changed)",
         commands=["systemctl restart redis-server.service"],
-        _if=lambda: dropin.did_change() or config.did_change(),
+        _if=lambda: dropin.did_change() or (config.did_change() and static_change),
     )
-    live_settings(name="Redis's running maxmemory and policy are the plan's (CONFIG SET if changed by hand)",
-                  wanted=live_values(plan))
+    live_settings(name="Redis's running maxmemory, policy and maxclients are the plan's (CONFIG SET; no restart)",
+                  wanted=live_values(plan, data))
 
 
-def live_values(plan: Plan) -> dict[str, str]:
+# sized by the plan and changed by scaling: applied to the running server with CONFIG SET
+DYNAMIC = ("maxmemory", "maxmemory-policy", "maxclients")
+
+
+def live_values(plan: Plan, data: dict | None = None) -> dict[str, str]:
     """The settings the running server must have, as CONFIG GET prints them."""
-    return {"maxmemory": str(plan.redis_maxmemory_mib * 1024 * 1024), "maxmemory-policy": "noeviction"}
+    wanted = {"maxmemory": str(plan.redis_maxmemory_mib * 1024 * 1024), "maxmemory-policy": "noeviction"}
+    if data is not None:
+        wanted["maxclients"] = str(data["maxclients"])
+    return wanted
 
 
 @operation()

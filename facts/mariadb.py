@@ -196,3 +196,32 @@ class ServerStatus(FactBase):
         if not values:
             return {"answering": False}
         return {"answering": True, "max_connections": values.pop("max_connections", None), "status": values}
+
+
+class Variables(FactBase):
+    """
+    Running server variables (``SHOW GLOBAL VARIABLES``), as root on the local socket.
+
+    Returns ``{"max_connections": "125", "innodb_buffer_pool_size": "2013265920"}`` for the asked
+    ``names`` (lower case), or ``{}`` when the server does not answer.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, names) -> str:
+        return "mariadb"
+
+    def command(self, names) -> str:
+        listed = ",".join(f"'{n}'" for n in names if n.replace("_", "").isalnum())
+        sql = f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({listed})"
+        return f"mariadb -N -B -e {shlex.quote(sql)} 2>/dev/null || true"
+
+    def process(self, output) -> dict[str, str]:
+        result = {}
+        for line in output:
+            name, _, value = line.strip().partition("\t")
+            if name and value:
+                result[name.lower()] = value
+        return result

@@ -570,6 +570,7 @@ class LoadHandle:
         self._generator = generator
         self._started = threading.Event()
         self._error: BaseException | None = None
+        self._aborted = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[LoadResult] | None = None
         self._thread = threading.Thread(target=self._main, name="lbstack-load", daemon=True)
@@ -578,7 +579,8 @@ class LoadHandle:
         try:
             asyncio.run(self._run())
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._error = exc
+            if not (self._aborted and isinstance(exc, asyncio.CancelledError)):
+                self._error = exc
         finally:
             self._started.set()
 
@@ -599,6 +601,7 @@ class LoadHandle:
 
     def abort(self) -> None:
         """End the load now: in-flight requests are cancelled (not recorded), sockets closed."""
+        self._aborted = True
         self._generator.stop()
         if self._loop is not None and self._task is not None and not self._loop.is_closed():
             try:

@@ -390,6 +390,9 @@ class Rollout:
                     before = self._apply(step)
                     self._gate(step.instance, step.release, before)
                 self._upstream([], [s.instance for s in group])
+                kept = [shlex.quote(s.config[1] + ".lbstack-prev") for s in group if s.config and s.previous_config]
+                if kept:  # the batch is through its gate: its previous configs are not needed any more
+                    self.app(f"rm -f {' '.join(kept)}", 30)
                 done += group
             except GateFailed as failed:
                 self._event("failed", failed.instance, gate=failed.gate, detail=failed.detail)

@@ -247,7 +247,7 @@ def test_a_failing_dump_leaves_no_backup_and_says_why(helper):
     (helper.log / "fail").touch()
     run = helper.run("create")
     assert run.returncode != 0
-    assert "Got error: 2002" in run.stderr and "no backup was made" in run.stderr
+    assert "Got error: 2002" in run.stderr and f"no backup of {DB} was made: mysqldump failed" in run.stderr
     assert run.stdout == ""
     assert sorted(p.name for p in helper.dir.iterdir() if not p.name.startswith(".")) == [
         kept, f"{kept}.json", f"{kept}.sha256"]
