@@ -24,4 +24,9 @@ if "app" in plan.components:
     app.app(settings, plan, php_fpm.php_fpm(settings, plan))
 if "lb" in plan.components:
     nginx.nginx(settings, plan)
+# connection limits were only raised before the instances changed; now they may come down
+if "db" in plan.components:
+    mariadb.final_sizing(settings, plan)
+if "cache" in plan.components:
+    redis.final_sizing(settings, plan)
 verification.verification(settings, plan)

@@ -85,8 +85,14 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         _if=lambda: dropin.did_change() or (config.did_change() and static_change),
     )
     live_variables(name="MariaDB's running sizing is the plan's (SET GLOBAL: max_connections, buffer pool, "
-                        "redo log, thread cache; no restart)",
-                   wanted=live_values(data))
+                        "redo log, thread cache; no restart; max_connections only raised here)",
+                   wanted=live_values(data), raise_only=RAISE_FIRST)
+
+
+def final_sizing(settings: Settings, plan: Plan) -> None:
+    """After the app instances changed (scaling down): lower what was only raised before them."""
+    live_variables(name="MariaDB's max_connections down to the plan's (after the app instances changed)",
+                   wanted=live_values(config_template_data(settings, plan, app_client_hosts())))
     _secured_with_app_database(
         name=f"MariaDB: secured (no anonymous users, no test database, root over the socket only); "
              f"database {settings.db_name}, user {settings.db_user} (password from the secret store)",
@@ -109,15 +115,23 @@ def live_values(data: dict) -> dict[str, str]:
             "thread_cache_size": str(data["thread_cache"])}
 
 
+# connection limits every app worker holds a (persistent) connection against: while the instances
+# are replaced one at a time, old and new pools coexist, so the limit is raised before them and
+# lowered only after (final_sizing)
+RAISE_FIRST = ("max_connections",)
+
+
 @operation()
-def live_variables(wanted: dict[str, str]):
+def live_variables(wanted: dict[str, str], raise_only: tuple[str, ...] = ()):
     """``SET GLOBAL`` each of ``wanted`` the running server does not have (scaling changed the
-    plan, or someone changed it by hand): the file says the same for the next start."""
+    plan, or someone changed it by hand): the file says the same for the next start. Variables in
+    ``raise_only`` are only raised here."""
     live = host.get_fact(Variables, names=sorted(wanted))
     if not live:
         return  # not answering (first install: it starts with the file's values)
     changes = [f"SET GLOBAL {name} = {int(value)};" for name, value in sorted(wanted.items())
-               if live.get(name) != value]
+               if live.get(name) != value
+               and not (name in raise_only and live.get(name, "").isdigit() and int(live[name]) > int(value))]
     if changes:
         yield _sql(" ".join(changes))
 
@@ -127,8 +141,9 @@ def restart_with_maintenance(settings: Settings) -> list[str]:
     errors), restart MariaDB, wait until it answers (bounded), end maintenance. A failed restart
     leaves maintenance on: the site says so rather than failing request by request."""
     flag = layout.MAINTENANCE_FLAG
+    exists = shlex.quote(f"SELECT 1 FROM information_schema.schemata WHERE schema_name = '{settings.db_name}'")
     return [
-        f"if [ -x {layout.BACKUP_HELPER} ] && mariadb -N -e 'SELECT 1' >/dev/null 2>&1; then "
+        f"if [ -x {layout.BACKUP_HELPER} ] && [ -n \"$(mariadb -N -e {exists} 2>/dev/null)\" ]; then "
         f"{layout.BACKUP_HELPER} create --reason 'before a MariaDB restart (config changed)'; fi",
         f"mkdir -p {layout.STATE_DIR} && touch {flag}",
         "systemctl restart mariadb.service",

@@ -30,7 +30,6 @@ TLS_DIR = f"{layout.ETC}/tls"
 SELF_SIGNED = {"certificate": f"{TLS_DIR}/self-signed.crt", "key": f"{TLS_DIR}/self-signed.key"}
 MAX_FAILS = 3  # passive health: failures within fail_timeout before an instance is skipped
 FAIL_TIMEOUT_S = 5  # ... and for how long: a crashed instance (restarted after 1 s) is back within ~6 s
-NEXT_UPSTREAM_TRIES = 3
 
 
 def members(plan: Plan) -> list[dict]:
@@ -62,7 +61,9 @@ def site_template_data(settings: Settings, plan: Plan, upstream: list[dict], ipv
         "members": upstream,
         "max_fails": MAX_FAILS,
         "fail_timeout_s": FAIL_TIMEOUT_S,
-        "next_upstream_tries": NEXT_UPSTREAM_TRIES,
+        # a refused or failed request may try every member once: with all but one instance dead,
+        # a request still reaches the live one before the dead ones reach max_fails
+        "next_upstream_tries": len(upstream),
         "backlog": plan.sysctl["net.core.somaxconn"],
         "tls": tls_files(settings),
         "server_names": settings.server_names,

@@ -69,7 +69,16 @@ def redis(settings: Settings, plan: Plan) -> None:
         commands=["systemctl restart redis-server.service"],
         _if=lambda: dropin.did_change() or (config.did_change() and static_change),
     )
-    live_settings(name="Redis's running maxmemory, policy and maxclients are the plan's (CONFIG SET; no restart)",
+    live_settings(name="Redis's running maxmemory, policy and maxclients are the plan's (CONFIG SET; no restart; "
+                       "maxclients only raised here)",
+                  wanted=live_values(plan, data), raise_only=("maxclients",))
+
+
+def final_sizing(settings: Settings, plan: Plan) -> None:
+    """After the app instances changed (scaling down): lower what was only raised before them."""
+    data = config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
+                                app_hosts=len(group_hosts("app")))
+    live_settings(name="Redis's maxclients down to the plan's (after the app instances changed)",
                   wanted=live_values(plan, data))
 
 
@@ -86,7 +95,7 @@ def live_values(plan: Plan, data: dict | None = None) -> dict[str, str]:
 
 
 @operation()
-def live_settings(wanted: dict[str, str]):
+def live_settings(wanted: dict[str, str], raise_only: tuple[str, ...] = ()):
     """``CONFIG SET`` each of ``wanted`` that the running server has changed (e.g. by hand with
     redis-cli); the file already says the same, so a restart would too, without the downtime."""
     live = host.get_fact(LiveConfig, keys=sorted(wanted))
@@ -94,6 +103,7 @@ def live_settings(wanted: dict[str, str]):
         return  # not answering yet (first run before the restart) or no password: nothing to compare
     secret = shlex.quote(f"{layout.SECRETS_DIR}/redis_password")
     for key, value in sorted(wanted.items()):
-        if live.get(key) != value:
+        lower = key in raise_only and str(live.get(key, "")).isdigit() and int(live[key]) > int(value)
+        if live.get(key) != value and not lower:
             yield StringCommand(f'REDISCLI_AUTH="$(cat {secret})" redis-cli --no-auth-warning '
                                 f"CONFIG SET {shlex.quote(key)} {shlex.quote(value)}")

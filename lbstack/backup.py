@@ -37,7 +37,7 @@ from lbstack.session import InventoryError, Session, SessionError, load_inventor
 # what the helper accepts (it also checks the database part against its own database)
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}-\d{8}T\d{6}Z\.sql\.gz$")
 REASON_MAX = 200
-DUMP_TIMEOUT_S = 6 * 3600  # a dump or restore of a large database; the helper itself never waits forever
+DUMP_TIMEOUT_S = 6 * 3600  # a dump or restore of a large database (bounded, like every command)
 LIST_TIMEOUT_S = 3600  # list computes every backup's checksum
 _EXIT_MARK = "lbstack-backup-exit="
 _REMOVED = re.compile(r"^lbstack-backup: removed (\S+) ")
@@ -53,7 +53,7 @@ class HelperRun:
     @property
     def message(self) -> str:
         """The helper's (or the tool's) last words on stderr, one line."""
-        lines = [line.removeprefix("lbstack-backup: ") for line in self.stderr if line.strip()]
+        lines = [line.removeprefix("lbstack-backup: ") for line in self.stderr if line.strip("- \t")]
         return "; ".join(lines[-3:]) or f"exit status {self.code}"
 
 
@@ -87,19 +87,18 @@ def run_helper(host: Host, *args: str, timeout: int) -> HelperRun:
     return run
 
 
-def db_hosts(hosts: list[Host], groups: dict[str, list[Host]], inventory: str) -> list[Host]:
+def db_hosts(hosts: list[Host], db_group: list[Host], inventory: str) -> list[Host]:
     """The hosts of the inventory's ``db`` group among ``hosts``, or all of them when it has none."""
-    if not groups.get("db"):
+    if not db_group:
         return sorted(hosts, key=lambda h: h.name)
-    chosen = [h for h in hosts if h in groups["db"]]
+    chosen = [h for h in hosts if h in db_group]
     if not chosen:
         raise SessionError(f"no host of {inventory}'s db group is among {', '.join(h.name for h in hosts)}")
     return sorted(chosen, key=lambda h: h.name)
 
 
 def session_db_hosts(sess: Session) -> list[Host]:
-    return db_hosts(list(sess.state.activated_hosts), {"db": sess.state.inventory.get_group("db", [])},
-                    sess.inventory_path)
+    return db_hosts(list(sess.state.activated_hosts), sess.state.inventory.get_group("db", []), sess.inventory_path)
 
 
 def _settings(host: Host) -> settings_mod.Settings:
@@ -139,7 +138,8 @@ def backup(inventory: str, limit: tuple[str, ...], reason: str, as_json: bool) -
     """Back up the app's database on each db host: a gzipped mysqldump in /var/backups/lbstack with
     its SHA-256; the newest backups_keep stay. Prints each backup's name, size and checksum.
 
-    Exit 0 done, 3 a backup failed (mysqldump's message), 1 a host cannot be reached.
+    Exit 0 done, 3 a backup failed (mysqldump's message) or the database does not exist yet, 1 a
+    host cannot be reached.
     """
     if len(reason) > REASON_MAX or not reason.isprintable():
         raise click.BadParameter(f"at most {REASON_MAX} printable characters", param_hint="--reason")
@@ -148,8 +148,9 @@ def backup(inventory: str, limit: tuple[str, ...], reason: str, as_json: bool) -
         for host in session_db_hosts(sess):
             started = time.monotonic()
             run = run_helper(host, "create", *(["--reason", reason] if reason else []), timeout=DUMP_TIMEOUT_S)
-            if run.code != 0 or not run.stdout:
-                failed.append({"host": host.name, "error": run.message})
+            if run.code != 0 or not run.stdout:  # exit 0, no name: the database does not exist yet
+                failed.append({"host": host.name, "error": run.message if run.code else
+                               f"nothing to back up: {run.message}"})
                 continue
             name = run.stdout[-1].strip()
             info = run_helper(host, "info", name, timeout=LIST_TIMEOUT_S)
@@ -269,7 +270,7 @@ def _restore_targets(inventory: str, limit: tuple[str, ...]) -> str:
             if unknown:
                 raise InventoryError(f"no host {', '.join(unknown)} in {inventory}")
             hosts = [h for h in inv if not limit or h.name in limit]
-            chosen = db_hosts(hosts, {"db": inv.get_group("db", [])}, inventory)
+            chosen = db_hosts(hosts, inv.get_group("db", []), inventory)
             return ", ".join(f"{h.name} (database {_settings(h).db_name})" for h in chosen)
     except InventoryError as exc:
         fail(str(exc), EXIT_USAGE)

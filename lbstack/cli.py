@@ -116,6 +116,47 @@ def settings_doc() -> None:
     click.echo(settings_mod.markdown_table())
 
 
+@main.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option("--rolling", is_flag=True,
+              help="Only the app instances (deploy/rolling.py): a new release or FPM/PHP settings, a batch at a time.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a setting for this run, e.g. app_source=git+URL@v1.2 (repeatable).")
+@click.option("--limit", "limit", multiple=True, metavar="HOST", help="Only this inventory host (repeatable).")
+def deploy(inventory: str, rolling: bool, overrides: tuple[str, ...], limit: tuple[str, ...]) -> None:
+    """Converge INVENTORY: `pyinfra -y INVENTORY deploy/full.py`, or deploy/rolling.py with --rolling.
+
+    Instances are always updated through the rolling path: drained, switched, health-gated and
+    put back a batch at a time (rolling_batch), rolled back automatically when a gate fails (the
+    exit is non-zero and names the gate). A deploy lock on the host refuses a second concurrent
+    deploy, naming the holder. Exit: pyinfra's (0 done, non-zero failed), 2 for bad arguments.
+    """
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from lbstack import REPO_ROOT
+
+    values = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            click.echo(f"lbstack: --set {item!r}: expected KEY=VALUE", err=True)
+            sys.exit(2)
+        values[key.strip()] = _yaml_value(value)
+    if not Path(inventory).is_file():
+        click.echo(f"lbstack: inventory file {inventory!r} not found", err=True)
+        sys.exit(2)
+    entry = "deploy/rolling.py" if rolling else "deploy/full.py"
+    cmd = [sys.executable, "-m", "pyinfra", "-y", str(Path(inventory).resolve()), entry]
+    for host in limit:
+        cmd[4:4] = ["--limit", host]
+    env = dict(os.environ)
+    if values:
+        env[settings_mod.OVERRIDES_ENV] = json.dumps(values)
+    sys.exit(subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode)
+
+
 main.add_command(rehearsal)
 commands.register(main)
 backup.register(main)

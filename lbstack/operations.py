@@ -117,10 +117,12 @@ def _roll(state, host, plan_steps, gates, batch: int, release: str | None, lb_ho
     try:
         steps, surplus = plan_steps()
         roll = rollout.Rollout(runner, [host_runner(h) for h in lb_hosts] or [runner], gates, log)
+        # surplus instances go first (scaling down): their workers' database and Redis connections
+        # are gone before the remaining instances grow their pools
+        roll.retire(surplus)
         if steps:
             log(f"{len(steps)} instance(s), {batch} at a time" + (f", to release {release}" if release else ""))
             roll.run(steps, batch, release)
-        roll.retire(surplus)
         return True
     except rollout.RolloutFailed as exc:
         host.log_styled(f"lbstack: {exc}", fg="red")

@@ -390,19 +390,20 @@ class Rollout:
                     before = self._apply(step)
                     self._gate(step.instance, step.release, before)
                 self._upstream([], [s.instance for s in group])
-                kept = [shlex.quote(s.config[1] + ".lbstack-prev") for s in group if s.config and s.previous_config]
-                if kept:  # the batch is through its gate: its previous configs are not needed any more
-                    self.app(f"rm -f {' '.join(kept)}", 30)
                 done += group
             except GateFailed as failed:
                 self._event("failed", failed.instance, gate=failed.gate, detail=failed.detail)
                 self.rollback(done, current, group, release, failed)
+        kept = [shlex.quote(s.config[1] + ".lbstack-prev") for s in done if s.config and s.previous_config]
+        if kept:  # every instance passed its gate: the previous configs (for rollback) can go
+            self.app(f"rm -f {' '.join(kept)}", 30)
         self._event("done")
 
     def rollback(self, done: list[Step], current: list[Step], group: list[Step], release: str | None,
                  failed: GateFailed) -> None:
         self.log(f"{failed}; rolling back")
-        if release and failed.gate not in ("nginx",):
+        switched = any(s.release for s in done + current)
+        if release and switched and failed.gate not in ("nginx",):
             digest = release.rsplit("-", 1)[-1]
             record = {"release": release, "gate": failed.gate, "instance": failed.instance,
                       "detail": failed.detail[:500], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -127,6 +127,18 @@ def test_a_corrupt_backup_is_refused_and_the_table_left_alone(host):
     assert table_state(host) == changed
 
 
+def test_a_restore_that_mariadb_rejects_fails_with_its_message(host):
+    before = table_state(host)
+    name = "lbstack-20000102T000000Z.sql.gz"  # intact and checksummed, but not SQL
+    rc, _, err = remote(host, f"cd {BACKUP_DIR} && echo 'THIS IS NOT SQL;' | gzip > {name} && sha256sum {name} > {name}.sha256")
+    assert rc == 0, err
+    failed = run(host, "restore", INV, name, "--yes")
+    assert failed["rc"] == 3, failed["stdout"] + failed["stderr"]
+    assert f"{host.name}: restore of {name} failed: " in failed["stderr"] and "ERROR 1064" in failed["stderr"]
+    assert table_state(host) == before
+    remote(host, f"rm -f {BACKUP_DIR}/{name} {BACKUP_DIR}/{name}.sha256")
+
+
 def test_no_secret_in_any_output_or_dump(host):
     assert OUTPUTS, "run after the other tests of this module"
     values = []

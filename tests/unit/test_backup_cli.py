@@ -65,6 +65,10 @@ def helper(tmp_path):
     (tmp_path / "dump.sql").write_text(DUMP)
     fakes = {
         "mysqldump": 'echo "$*" > "$FAKE_LOG/mysqldump.args"\n'
+                     'if [ -e "$FAKE_LOG/nodb" ]; then\n'
+                     '  echo "mysqldump: Got error: 1049: \\"Unknown database \'lbstack\'\\" when selecting the database" >&2\n'
+                     '  exit 2\n'
+                     'fi\n'
                      'if [ -e "$FAKE_LOG/fail" ]; then\n'
                      '  printf "half a dump"\n'
                      '  echo "mysqldump: Got error: 2002: Can\'t connect to local server through socket" >&2\n'
@@ -253,6 +257,14 @@ def test_a_failing_dump_leaves_no_backup_and_says_why(helper):
         kept, f"{kept}.json", f"{kept}.sha256"]
 
 
+def test_a_database_not_created_yet_is_nothing_to_back_up(helper):
+    (helper.log / "nodb").touch()  # first install: a restart's backup comes before the database
+    run = helper.run("create", "--reason", "before a MariaDB restart")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and f"database {DB} does not exist: nothing to back up" in run.stderr
+    assert [p.name for p in helper.dir.iterdir() if not p.name.startswith(".")] == []
+
+
 def test_usage_errors(helper):
     for args in ([], ["frobnicate"], ["create", "--force"], ["verify"], ["restore", "a", "b"], ["list", "x"]):
         run = helper.run(*args)
@@ -382,10 +394,10 @@ def test_restore_with_several_db_hosts_asks_for_one(tmp_path):
 
 def test_db_hosts_are_the_db_group_or_every_host_without_one():
     a, b, c = (SimpleNamespace(name=n) for n in "abc")
-    assert db_hosts([c, a, b], {"db": [b]}, "inv.py") == [b]
-    assert db_hosts([c, a], {"db": []}, "inv.py") == [a, c]  # no db group: a single-VPS style inventory
+    assert db_hosts([c, a, b], [b], "inv.py") == [b]
+    assert db_hosts([c, a], [], "inv.py") == [a, c]  # no db group: a single-VPS style inventory
     with pytest.raises(SessionError, match="no host of inv.py's db group is among a, c"):
-        db_hosts([a, c], {"db": [b]}, "inv.py")
+        db_hosts([a, c], [b], "inv.py")
 
 
 def test_backup_names_the_cli_accepts():

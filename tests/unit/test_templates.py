@@ -53,7 +53,7 @@ from deploy import app, firewall, mariadb, nginx, php_fpm, redis  # noqa: E402
 from lbstack import layout  # noqa: E402
 
 SETTINGS = load({})
-LOCAL_MEMBERS = [{"name": f"app{i}", "address": f"unix:{layout.fpm_socket(i)}"} for i in range(1, 6)]
+LOCAL_MEMBERS = [{"name": f"app{i}", "address": f"unix:{layout.fpm_socket(i)}", "drained": False} for i in range(1, 6)]
 
 
 def _upstream(text: str) -> str:
@@ -66,7 +66,8 @@ def test_site_upstream_has_every_instance_and_the_method(method, line):
     text = render(nginx.SITE_CONF, **nginx.site_template_data(settings, PLAN, LOCAL_MEMBERS, ipv6=False))
     upstream = _upstream(text)
     for i in range(1, 6):
-        assert f"server unix:/run/lbstack/app{i}/fpm.sock max_fails=3 fail_timeout=10s;" in upstream
+        assert f"server unix:/run/lbstack/app{i}/fpm.sock max_fails=3 fail_timeout=5s;" in upstream
+    assert "zone lbstack_app 64k;" in upstream  # passive health state shared by the workers
     methods = [m for m in ("least_conn;", "ip_hash;") if m in upstream]
     assert methods == ([line] if line else [])
     # no FastCGI keepalive (pins static workers: performance-facts)
@@ -74,13 +75,28 @@ def test_site_upstream_has_every_instance_and_the_method(method, line):
     assert "listen [::]" not in text and "listen 443" not in text
 
 
-def test_site_health_paths_status_and_realpath_root():
+def test_site_drained_member_is_down():
+    members = [dict(m, drained=(m["name"] == "app2")) for m in LOCAL_MEMBERS]
+    upstream = _upstream(render(nginx.SITE_CONF, **nginx.site_template_data(SETTINGS, PLAN, members, ipv6=False)))
+    assert "server unix:/run/lbstack/app2/fpm.sock max_fails=3 fail_timeout=5s down;" in upstream
+    assert upstream.count(" down;") == 1
+
+
+def test_site_health_paths_front_controller_and_maintenance():
     text = render(nginx.SITE_CONF, **nginx.site_template_data(SETTINGS, PLAN, LOCAL_MEMBERS, ipv6=True))
     for path in ["/health", "/app-health", "/nginx-status"] + [f"/instances/app{i}/health" for i in range(1, 6)]:
         assert f"location = {path} {{" in text
     assert "stub_status;" in text
-    assert "fastcgi_param SCRIPT_FILENAME $realpath_root/index.php;" in text
+    # every PHP request names the one front controller; it runs the instance's own release
+    assert f"fastcgi_param SCRIPT_FILENAME {layout.FRONT_CONTROLLER};" in text
+    assert "fastcgi_param SCRIPT_FILENAME /fpm-ping;" in text
+    assert f"fastcgi_param REQUEST_URI {SETTINGS.health_path};" in text
     assert "fastcgi_next_upstream error timeout invalid_header;" in text
+    # a request may try every instance once (4 of 5 dead: still answered)
+    assert f"fastcgi_next_upstream_tries {len(LOCAL_MEMBERS)};" in text
+    # maintenance: 503 with Retry-After while the flag exists
+    assert text.count(f"if (-f {layout.MAINTENANCE_FLAG}) {{") == 2
+    assert f"add_header Retry-After {layout.MAINTENANCE_RETRY_AFTER_S} always;" in text
     assert f"backlog={PLAN.sysctl['net.core.somaxconn']}" in text and "listen [::]:80" in text
 
 

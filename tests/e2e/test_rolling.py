@@ -1,0 +1,248 @@
+"""Rolling updates, rollback, self-healing, scaling and the deploy lock, on the session's converged
+nspawn host, with traffic flowing the whole time (lbstack.load: 200 keep-alive connections from
+this machine to the host, every response recorded).
+
+"Failed" is what lbstack.load counts: a 5xx or a socket error (a request resent once after an
+idle keep-alive connection was closed by a graceful reload is not a failure: every mainstream
+client does the same). The host ends every test converged with the rehearsal settings and the
+bundled sample app, as the other modules expect.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lbstack import REPO_ROOT, layout, load
+from lbstack.release import SAMPLE_APP_DIR
+
+from e2e_helpers import REHEARSAL_SETTINGS, failed_ops, lbstack, pyinfra, remote
+
+CONNECTIONS = 200
+PATHS = ["/api/questions/random", "/api/ujian/health"]
+INVENTORY = "inventories/rehearsal.py"
+
+
+@pytest.fixture(scope="module")
+def host(converged_nspawn):
+    _, info, first = converged_nspawn
+    assert first["rc"] == 0, first["stderr"][-3000:]
+    return info
+
+
+def variant(tmp_path, name: str, health_status: int | None = None):
+    """A copy of the sample app that is a different build (its own release); ``health_status``
+    makes its health endpoint always answer that status."""
+    root = tmp_path / name
+    shutil.copytree(SAMPLE_APP_DIR, root, ignore=shutil.ignore_patterns("storage"))
+    (root / "public" / "build.txt").write_text(f"{name}\n")
+    if health_status is not None:
+        controller = root / "app" / "Http" / "Controllers" / "HealthController.php"
+        text = controller.read_text()
+        assert "$failed === [] ? 200 : 503" in text
+        controller.write_text(text.replace("$failed === [] ? 200 : 503", str(health_status)))
+    return str(root)
+
+
+def settings(**extra) -> dict:
+    return {**REHEARSAL_SETTINGS, **extra}
+
+
+def pointers(info) -> dict[str, str]:
+    rc, out, _ = remote(info, f"for p in {layout.INSTANCES_DIR}/*; do echo ${{p##*/}}=$(readlink $p); done")
+    assert rc == 0
+    return {k: v.rsplit("/", 1)[-1] for k, v in (line.split("=", 1) for line in out.split())}
+
+
+def current(info) -> str:
+    rc, out, _ = remote(info, f"readlink {layout.CURRENT}")
+    return out.strip().rsplit("/", 1)[-1]
+
+
+def under_load(info, seconds: float = 300):
+    return load.running(f"http://{info.address}", duration_s=seconds, connections=CONNECTIONS, paths=PATHS,
+                        timeout_s=15)
+
+
+def settle(handle, seconds: float = 2.0) -> None:
+    time.sleep(seconds)
+
+
+def assert_no_failures(summary: dict, what: str) -> None:
+    assert summary["requests"] > 0, what
+    assert summary["failed"] == 0, (what, summary["failed_by_kind"], summary["status"])
+
+
+def steps_in_order(output: str) -> list[str]:
+    return [line.split("rolling: ", 1)[1] for line in output.splitlines() if "rolling: " in line]
+
+
+def test_rolling_update_of_a_new_release_under_load_fails_no_request(host, tmp_path):
+    before_release = current(host)
+    source = variant(tmp_path, "v2")
+    with under_load(host) as handle:
+        settle(handle)
+        handle.mark("deploy")
+        run = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={source}", settings=settings())
+        handle.mark("deployed")
+        settle(handle)
+    result = handle.result()
+    assert run["rc"] == 0, run["stderr"][-4000:] + run["stdout"][-4000:]
+    during = result.summary(result.marks["deploy"], result.marks["deployed"])
+    assert_no_failures(during, "during the rolling update")
+    assert_no_failures(result.summary(), "whole run")
+    new = current(host)
+    assert new != before_release and new.endswith(tuple(p for p in [new.rsplit("-", 1)[-1]]))
+    # every instance on the new release, and every answer after the update came from it
+    assert set(pointers(host).values()) == {new}
+    after = result.summary(result.marks["deployed"])
+    assert set(after["releases"]) == {new}, after["releases"]
+    assert set(after["instances"]) == {f"app{i}" for i in range(1, 6)}
+    # both releases served during the update: instances really switched one at a time
+    assert {before_release, new} <= set(during["releases"]), during["releases"]
+    # never more than one instance out: each drain is followed by its own return before the next
+    out = run["stdout"] + run["stderr"]
+    events = [s for s in steps_in_order(out) if s.endswith((": drained", ": back in rotation"))]
+    assert len(events) == 10, events
+    for i in range(0, 10, 2):
+        name = events[i].split(":")[0]
+        assert events[i] == f"{name}: drained" and events[i + 1] == f"{name}: back in rotation", events
+    assert "Verify the host against the capacity plan" in out
+
+
+def test_a_release_failing_its_health_gate_is_rolled_back_under_load(host, tmp_path):
+    good = current(host)
+    source = variant(tmp_path, "broken", health_status=503)
+    with under_load(host) as handle:
+        settle(handle)
+        handle.mark("deploy")
+        run = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={source}",
+                      settings=settings(health_gate_timeout_s=5))
+        handle.mark("deployed")
+        settle(handle)
+    result = handle.result()
+    out = run["stdout"] + run["stderr"]
+    assert run["rc"] != 0
+    assert "gate 'health' failed on app1" in out, out[-3000:]
+    assert "rolled back app1" in out.lower() or "Rolled back app1" in out, out[-3000:]
+    assert_no_failures(result.summary(result.marks["deploy"], result.marks["deployed"]), "during the failed update")
+    assert set(pointers(host).values()) == {good}
+    assert current(host) == good
+    after = result.summary(result.marks["deployed"])
+    assert set(after["releases"]) == {good} and len(after["instances"]) == 5, after
+    # the build is marked bad: deploying it again is refused before anything changes
+    again = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={source}", settings=settings())
+    assert again["rc"] != 0
+    assert "was rolled back as bad: gate 'health' failed on app1" in again["stderr"] + again["stdout"]
+    assert set(pointers(host).values()) == {good}
+    status = lbstack(host.name, "status", INVENTORY, "--json")
+    assert status["rc"] == 0, status["stdout"][-2000:]
+
+
+def test_a_killed_instance_restarts_and_rejoins_within_10_s_under_load(host, run):
+    rc, out, _ = remote(host, "systemctl show -p NRestarts --value lbstack-fpm@2.service")
+    restarts_before = int(out.strip())
+    with under_load(host, seconds=60) as handle:
+        settle(handle, 3)
+        killed = handle.mark("kill")
+        rc, _, err = remote(host, "kill -9 $(systemctl show -p MainPID --value lbstack-fpm@2.service)")
+        assert rc == 0, err
+        deadline = time.monotonic() + 20
+        back = None
+        while time.monotonic() < deadline and back is None:
+            time.sleep(0.5)
+            back = next((r.start for r in list(handle._generator.result.records)  # noqa: SLF001
+                         if r.instance == "app2" and r.start > killed + 0.5 and r.status == 200), None)
+        settle(handle, 2)
+        handle.stop()
+    result = handle.result()
+    whole = result.summary()
+    assert whole["requests"] > 1000
+    assert whole["failed"] <= whole["requests"] * 0.001, (whole["failed_by_kind"], whole["requests"])
+    assert back is not None, "app2 never served again"
+    assert back - killed <= 10, f"app2 back in rotation after {back - killed:.1f} s"
+    rc, out, _ = remote(host, "systemctl show -p NRestarts --value lbstack-fpm@2.service")
+    assert int(out.strip()) == restarts_before + 1
+
+
+def test_with_four_of_five_instances_stopped_the_site_still_answers_200(host):
+    try:
+        rc, _, err = remote(host, "systemctl stop lbstack-fpm@1 lbstack-fpm@2 lbstack-fpm@3 lbstack-fpm@4")
+        assert rc == 0, err
+        result = load.run(f"http://{host.address}", duration_s=8, connections=CONNECTIONS, paths=PATHS, timeout_s=15)
+        whole = result.summary()
+        assert whole["requests"] > 200
+        assert whole["status"] == {"200": whole["requests"]}, (whole["status"], whole["failed_by_kind"])
+        assert set(whole["instances"]) == {"app5"}
+    finally:
+        remote(host, "systemctl start lbstack-fpm@1 lbstack-fpm@2 lbstack-fpm@3 lbstack-fpm@4")
+
+
+def test_scaling_5_8_5_under_load_fails_no_request(host):
+    for count in (8, 5):
+        with under_load(host) as handle:
+            settle(handle)
+            handle.mark("deploy")
+            run = pyinfra(host.name, settings=settings(instances=count))
+            handle.mark("deployed")
+            settle(handle, 7)  # new members join once nginx reloads; fail_timeout is 5 s
+        result = handle.result()
+        assert run["rc"] == 0, run["stderr"][-4000:]
+        assert not failed_ops(run)
+        assert_no_failures(result.summary(result.marks["deploy"], result.marks["deployed"]), f"scaling to {count}")
+        after = result.summary(result.marks["deployed"] + 1)
+        assert set(after["instances"]) == {f"app{i}" for i in range(1, count + 1)}, after["instances"]
+        status = lbstack(host.name, "status", INVENTORY, "--json", settings=settings(instances=count))
+        assert status["rc"] == 0, status["stdout"][-2000:]
+        data = status["json"]["hosts"][0] if "hosts" in status["json"] else status["json"][0]
+        units = json.dumps(data)
+        for i in range(1, count + 1):
+            assert f"lbstack-fpm@{i}.service" in units
+        # MariaDB and Redis took their new sizing without a restart
+        assert "Restart MariaDB" not in "".join(op["name"] for op in run["results"]["operations"] if op["success"])
+    rc, out, _ = remote(host, "systemctl is-active lbstack-fpm@6 lbstack-fpm@7 lbstack-fpm@8; ls /etc/lbstack/fpm")
+    assert out.split()[:3] == ["inactive"] * 3 and "app6.conf" not in out
+
+
+def test_a_second_concurrent_deploy_refuses_naming_the_lock_holder(host, tmp_path):
+    source = variant(tmp_path, "v3")
+    first: dict = {}
+
+    def deploy_first():
+        first.update(lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={source}", settings=settings()))
+
+    thread = threading.Thread(target=deploy_first)
+    thread.start()
+    try:
+        # the first deploy holds the lock once it starts working on the release
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rc, out, _ = remote(host, f"cat {layout.DEPLOY_LOCK} 2>/dev/null")
+            if out.strip():
+                break
+            time.sleep(0.2)
+        holder = json.loads(out)
+        second = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={source}", settings=settings())
+    finally:
+        thread.join(600)
+    assert first["rc"] == 0, first["stderr"][-3000:] + first["stdout"][-3000:]
+    text = second["stdout"] + second["stderr"]
+    assert second["rc"] != 0
+    assert "another deploy holds the lock" in text, text[-3000:]
+    assert f"(pid {holder['pid']})" in text and holder["user"] in text and holder["since"] in text
+    rc, out, _ = remote(host, f"test -e {layout.DEPLOY_LOCK} && echo held || echo free")
+    assert out.strip() == "free"  # released by the deploy that held it
+
+
+def test_back_to_the_sample_app(host):
+    """Leave the host as the other modules expect it: the rehearsal settings and the sample app."""
+    run = pyinfra(host.name)
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    rc, out, _ = remote(host, f"cat {layout.RELEASES_DIR}/{current(host)}/.lbstack-release")
+    assert "source=sample" in out
