@@ -87,12 +87,6 @@ def mariadb(settings: Settings, plan: Plan) -> None:
     live_variables(name="MariaDB's running sizing is the plan's (SET GLOBAL: max_connections, buffer pool, "
                         "redo log, thread cache; no restart; max_connections only raised here)",
                    wanted=live_values(data), raise_only=RAISE_FIRST)
-
-
-def final_sizing(settings: Settings, plan: Plan) -> None:
-    """After the app instances changed (scaling down): lower what was only raised before them."""
-    live_variables(name="MariaDB's max_connections down to the plan's (after the app instances changed)",
-                   wanted=live_values(config_template_data(settings, plan, app_client_hosts())))
     _secured_with_app_database(
         name=f"MariaDB: secured (no anonymous users, no test database, root over the socket only); "
              f"database {settings.db_name}, user {settings.db_user} (password from the secret store)",
@@ -100,6 +94,12 @@ def final_sizing(settings: Settings, plan: Plan) -> None:
         user=settings.db_user,
         client_hosts=app_client_hosts(),
     )
+
+
+def final_sizing(settings: Settings, plan: Plan) -> None:
+    """After the app instances changed (scaling down): lower what was only raised before them."""
+    live_variables(name="MariaDB's max_connections down to the plan's (after the app instances changed)",
+                   wanted=live_values(config_template_data(settings, plan, app_client_hosts())))
 
 
 # sized by the plan and changed by scaling; MariaDB 10.11 applies them to the running server
