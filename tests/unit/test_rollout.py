@@ -8,10 +8,12 @@ import os
 import re
 import socket
 import subprocess
+import sys
 
 import pytest
 
-from lbstack import deploylock, layout, rollout
+from lbstack import REPO_ROOT, deploylock, layout, rollout
+from lbstack.settings import OVERRIDES_ENV, SettingsError, load, validated
 
 GATES = rollout.Gates("/api/ujian/health", "/api/questions/random", passes=3, timeout_s=5, drain_timeout_s=5)
 
@@ -225,3 +227,41 @@ def test_an_old_lock_of_another_machine_is_stale():
     deploylock.acquire(host, "web3", 3600, log=said.append)
     assert "s old (deploy_lock_stale_s is 3600)" in said[0]
     deploylock.release(host, "web3")
+
+
+# --- lbstack deploy and its settings ---------------------------------------------------------------
+
+
+def _lbstack(*args, env=None):
+    exe = os.path.join(os.path.dirname(sys.executable), "lbstack")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_deploy_refuses_a_missing_inventory_and_a_bad_set():
+    proc = _lbstack("deploy", "--rolling", "no/such/inventory.py")
+    assert proc.returncode == 2 and "inventory file 'no/such/inventory.py' not found" in proc.stderr
+    proc = _lbstack("deploy", "inventories/prod.py", "--set", "instances")
+    assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
+
+
+def test_deploy_set_overrides_are_validated_before_any_connection():
+    proc = _lbstack("deploy", "--rolling", str(REPO_ROOT / "inventories/prod.py"), "--set", "rolling_batch=5")
+    assert proc.returncode != 0
+    assert "rolling_batch: 5 would take all 5 instances out of rotation at once. Use at most 4." in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_rolling_settings_are_checked():
+    with pytest.raises(SettingsError, match="smoke_path: 'api' must be a URL path"):
+        load({"smoke_path": "api"})
+    with pytest.raises(SettingsError, match="health_gate_passes"):
+        load({"health_gate_passes": 0})
+    assert load({"instances": 1, "rolling_batch": 1}).rolling_batch == 1
+
+
+def test_overrides_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv(OVERRIDES_ENV, '{"instances": 8}')
+    assert validated({"instances": 5})["instances"] == 8
+    monkeypatch.setenv(OVERRIDES_ENV, "not json")
+    with pytest.raises(SystemExit, match="LBSTACK_OVERRIDES: not JSON"):
+        validated({})
