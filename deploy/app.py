@@ -219,6 +219,12 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
             commands=[f"cd {path} && runuser -u {user} -- composer install --no-dev --optimize-autoloader "
                       "--no-interaction --no-progress"],
         )
+    if "db" in host.groups:  # the database is on this host: back it up first (split: `lbstack backup`)
+        server.shell(
+            name=f"Back up the database before the migrations of release {release_id} (lbstack-backup)",
+            commands=[f"if [ -x {layout.BACKUP_HELPER} ]; then {layout.BACKUP_HELPER} create "
+                      f"--reason {shlex.quote('before the migrations of release ' + release_id)}; fi"],
+        )
     server.shell(
         name=f"Migrate the database (release {release_id}: artisan migrate --force)",
         commands=[artisan(settings, path, "migrate --force")],

@@ -146,6 +146,7 @@ def restart_with_maintenance(settings: Settings) -> list[str]:
         f"if [ -x {layout.BACKUP_HELPER} ] && [ -n \"$(mariadb -N -e {exists} 2>/dev/null)\" ]; then "
         f"{layout.BACKUP_HELPER} create --reason 'before a MariaDB restart (config changed)'; fi",
         f"mkdir -p {layout.STATE_DIR} && touch {flag}",
+        "sleep 1",  # requests already in PHP finish before the server goes away
         "systemctl restart mariadb.service",
         "for i in $(seq 1 60); do mariadb -N -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done",
         "mariadb -N -e 'SELECT 1' >/dev/null",

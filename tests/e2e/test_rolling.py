@@ -22,7 +22,7 @@ import pytest
 from lbstack import REPO_ROOT, layout, load
 from lbstack.release import SAMPLE_APP_DIR
 
-from e2e_helpers import REHEARSAL_SETTINGS, failed_ops, lbstack, pyinfra, remote
+from e2e_helpers import REHEARSAL_SETTINGS, changed_ops, failed_ops, lbstack, pyinfra, remote
 
 CONNECTIONS = 200
 PATHS = ["/api/questions/random", "/api/ujian/health"]
@@ -238,6 +238,35 @@ def test_a_second_concurrent_deploy_refuses_naming_the_lock_holder(host, tmp_pat
     assert f"(pid {holder['pid']})" in text and holder["user"] in text and holder["since"] in text
     rc, out, _ = remote(host, f"test -e {layout.DEPLOY_LOCK} && echo held || echo free")
     assert out.strip() == "free"  # released by the deploy that held it
+
+
+def test_a_mariadb_restart_answers_maintenance_503_with_retry_after_not_errors(host):
+    """A setting only a restart applies (here: edited by hand, so the converge repairs it) makes
+    the converge back up the database and restart MariaDB behind the maintenance flag."""
+    cnf = "/etc/mysql/mariadb.conf.d/90-lbstack.cnf"
+    rc, _, err = remote(host, f"sed -i 's/^long_query_time = 1$/long_query_time = 2/' {cnf} "
+                              f"&& grep -q '^long_query_time = 2$' {cnf}")
+    assert rc == 0, err
+    with under_load(host) as handle:
+        settle(handle)
+        handle.mark("deploy")
+        run = pyinfra(host.name)
+        handle.mark("deployed")
+        settle(handle, 3)
+    result = handle.result()
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    assert any(name.startswith("Restart MariaDB") for name in changed_ops(run))
+    during = result.window(result.marks["deploy"], result.marks["deployed"])
+    others = [r for r in during if r.status != 200]
+    assert others, "no maintenance answer seen while MariaDB restarted"
+    assert all(r.status == 503 and r.retry_after == "30" for r in others), \
+        sorted({(r.status, r.error, r.retry_after) for r in others}, key=str)
+    after = result.summary(result.marks["deployed"])
+    assert after["status"] == {"200": after["requests"]} and after["requests"] > 0
+    rc, out, _ = remote(host, f"test -e {layout.MAINTENANCE_FLAG} && echo on || echo off; "
+                              "/usr/local/sbin/lbstack-backup list | tail -n1")
+    assert out.splitlines()[0] == "off"
+    assert json.loads(out.splitlines()[1])["reason"] == "before a MariaDB restart (config changed)"
 
 
 def test_back_to_the_sample_app(host):
