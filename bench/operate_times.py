@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from common import converge
+
 from lbstack import REPO_ROOT
 from lbstack.rehearsal import down, up
 
@@ -43,14 +45,6 @@ def run(name: str, args: list[str]) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"lbstack {' '.join(args)} exited {proc.returncode} on {name}:\n{proc.stderr[-2000:]}")
     return seconds
-
-
-def converge(name: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/rehearsal.py", "deploy/full.py"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600,
-                          env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": name})
-    if proc.returncode != 0:
-        raise SystemExit(f"converge failed on {name}:\n{proc.stderr[-3000:]}")
 
 
 def main() -> None:

@@ -24,19 +24,13 @@ import sys
 import tempfile
 import time
 
+from common import converge
+
 from lbstack import REPO_ROOT, load
 from lbstack.rehearsal import down, get_host, up
 from lbstack.release import SAMPLE_APP_DIR
 
 PATHS = ["/api/questions/random", "/api/ujian/health"]
-
-
-def converge(name: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/rehearsal.py", "deploy/full.py"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600,
-                          env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": name})
-    if proc.returncode != 0:
-        raise SystemExit(f"converge failed on {name}:\n{proc.stderr[-3000:]}")
 
 
 def new_build(root: str, run: int) -> str:
