@@ -97,8 +97,8 @@ def test_rolling_update_of_a_new_release_under_load_fails_no_request(host, tmp_p
     during = result.summary(result.marks["deploy"], result.marks["deployed"])
     assert_no_failures(during, "during the rolling update")
     assert_no_failures(result.summary(), "whole run")
-    TIMINGS["rolling update under 200 connections (s)"] = result.marks["deployed"] - result.marks["deploy"]
-    TIMINGS["rolling update: requests served during it"] = during["requests"]
+    TIMINGS[f"rolling update under {CONNECTIONS} connections ({during['requests']} requests served, 0 failed)"] = (
+        result.marks["deployed"] - result.marks["deploy"])
     new = current(host)
     assert new != before_release and new.endswith(tuple(p for p in [new.rsplit("-", 1)[-1]]))
     # every instance on the new release, and every answer after the update came from it
@@ -168,8 +168,8 @@ def test_a_killed_instance_restarts_and_rejoins_within_10_s_under_load(host, run
     assert whole["requests"] > 1000
     assert whole["failed"] <= whole["requests"] * 0.001, (whole["failed_by_kind"], whole["requests"])
     assert back is not None, "app2 never served again"
-    TIMINGS["kill -9 of app2's master: back in rotation after (s)"] = back - killed
-    TIMINGS["kill -9 of app2's master: failed requests (of %d)" % whole["requests"]] = whole["failed"]
+    TIMINGS[f"kill -9 of app2's master ({whole['failed']} of {whole['requests']} requests failed): "
+            "back in rotation after"] = back - killed
     assert back - killed <= 10, f"app2 back in rotation after {back - killed:.1f} s"
     rc, out, _ = remote(host, "systemctl show -p NRestarts --value lbstack-fpm@2.service")
     assert int(out.strip()) == restarts_before + 1
