@@ -207,7 +207,7 @@ HAND_CHANGES = [
     ("unit stopped", "systemctl stop redis-server.service",
      ["Start and enable redis-server.service", "redis-server.service state", "inactive, enabled"]),
     ("unit disabled", "systemctl disable lbstack-fpm@4.service",
-     ["Start and enable lbstack-fpm@4.service", "lbstack-fpm@4.service state", "active, disabled"]),
+     ["Enable lbstack-fpm@4.service", "lbstack-fpm@4.service state", "active, disabled"]),
     ("MemoryMax drop-in changed",
      "printf 'MemoryMax=64M\\n' >> /etc/systemd/system/nginx.service.d/lbstack.conf && systemctl daemon-reload",
      ["Render /etc/systemd/system/nginx.service.d/lbstack.conf", "-MemoryMax=64M"]),
