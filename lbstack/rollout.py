@@ -274,6 +274,7 @@ def gate_script(instance: Instance, gates: Gates, release: str | None, started_b
         "  else",
         "    passes=0",
         f"    if [ \"$code\" = 200 ]; then last=\"answered from release $rel, not {release or ''}\"; "
+        f"elif [ \"$code\" = none ]; then last=\"no answer from {instance.fpm} (cgi-fcgi exit $rc): $(printf '%s' \"$out\" | tr -d '\\r' | head -c 200 | tr '\\n' ' ')\"; "
         f"else last=\"{gates.health_path} answered ${{code}}: $(printf '%s' \"$out\" | tr -d '\\r' | sed '1,/^$/d' | head -c 200 | tr '\\n' ' ')\"; fi",
         "  fi",
         f"  if [ \"$passes\" -lt {int(gates.passes)} ] && [ \"$(date +%s)\" -ge \"$deadline\" ]; then "
@@ -402,8 +403,12 @@ class Rollout:
     def rollback(self, done: list[Step], current: list[Step], group: list[Step], release: str | None,
                  failed: GateFailed) -> None:
         self.log(f"{failed}; rolling back")
+        # the build is to blame only when it switched instances and none of them passed its gate on
+        # it: an instance failing where others passed on the same release is that instance's fault
         switched = any(s.release for s in done + current)
-        if release and switched and failed.gate not in ("nginx",):
+        passed_on_it = any(s.release == release for s in done) or any(
+            e["event"] == "gate" and e.get("release") == release for e in self.events)
+        if release and switched and not passed_on_it and failed.gate not in ("nginx",):
             digest = release.rsplit("-", 1)[-1]
             record = {"release": release, "gate": failed.gate, "instance": failed.instance,
                       "detail": failed.detail[:500], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

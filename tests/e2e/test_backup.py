@@ -21,9 +21,18 @@ OUTPUTS: list[str] = []  # every lbstack output of this module, for the secrets 
 
 @pytest.fixture(scope="module")
 def host(converged_nspawn):
+    """The shared host; its database is put back as it was (a backup made first, restored last)
+    and the app's cache emptied, for the modules that run after this one."""
     _, info, first = converged_nspawn
     assert first["rc"] == 0, first["stderr"][-4000:]
-    return info
+    rc, out, err = remote(info, f"{BACKUP_HELPER} create --reason 'e2e: before test_backup'")
+    assert rc == 0, err
+    start = out.strip().splitlines()[-1]
+    yield info
+    rc, out, err = remote(info, f"{BACKUP_HELPER} restore {shlex.quote(start)} && "
+                                'REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_password)" '
+                                "redis-cli --no-auth-warning FLUSHALL >/dev/null")
+    assert rc == 0, out + err
 
 
 def run(host, *args: str) -> dict:

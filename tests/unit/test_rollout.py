@@ -92,7 +92,16 @@ def test_batches_of_two_never_take_more_out():
     assert max(out_at_once) == 2 and not host.down
 
 
-def test_a_failed_gate_marks_the_release_bad_and_rolls_back_in_reverse_order():
+def test_a_release_failing_its_first_gate_is_marked_bad_and_nothing_else_switches():
+    host = Host(failing={f"app{i}" for i in range(1, 6)})
+    with pytest.raises(rollout.RolloutFailed) as failed:
+        rollout.Rollout(host, [host], GATES, log=lambda m: None).run(steps(), batch=1, release="R2")
+    assert "gate 'health' failed on app1" in str(failed.value)
+    assert "mark-bad" in host.log and host.pointers == {f"app{i}": "R1" for i in range(1, 6)} and not host.down
+    assert not any(e.startswith("switch app2") for e in host.log)
+
+
+def test_a_later_instance_failing_rolls_back_in_reverse_order_without_blaming_the_release():
     host = Host(failing={"app3"})
     with pytest.raises(rollout.RolloutFailed) as failed:
         rollout.Rollout(host, [host], GATES, log=lambda m: None).run(steps(), batch=1, release="R2")
@@ -100,8 +109,9 @@ def test_a_failed_gate_marks_the_release_bad_and_rolls_back_in_reverse_order():
     assert "gate 'health' failed on app3" in str(failed.value) and "every instance is back in rotation" in str(failed.value)
     assert host.pointers == {f"app{i}": "R1" for i in range(1, 6)}  # all on the previous release
     assert not host.down  # every healthy instance back in rotation
-    assert "mark-bad" in host.log
-    after = host.log[host.log.index("mark-bad"):]
+    # app1 and app2 passed their gates on R2: the failure is app3's, the build is not marked bad
+    assert "mark-bad" not in host.log
+    after = host.log[host.log.index("gate-fail app3"):]
     order = [e.split()[1] for e in after if e.startswith("gate ")]
     assert order == ["app3", "app2", "app1"]  # reverse order, the failed one first
     assert "switch app4 R2" not in host.log and "switch app5 R2" not in host.log
