@@ -259,7 +259,7 @@ def test_a_mariadb_restart_answers_maintenance_503_with_retry_after_not_errors(h
         settle(handle, 3)
     result = handle.result()
     assert run["rc"] == 0, run["stderr"][-3000:]
-    assert any(name.startswith("Restart MariaDB") for name in changed_ops(run))
+    assert any("Restart MariaDB" in name for name in changed_ops(run))
     during = result.window(result.marks["deploy"], result.marks["deployed"])
     others = [r for r in during if r.status != 200]
     assert others, "no maintenance answer seen while MariaDB restarted"
