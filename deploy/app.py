@@ -100,7 +100,7 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
     bad = instance_state["bad"]
     if build.short in bad:
         why = bad[build.short]
-        print(f"lbstack: {host.name}: this build ({build.short}, from {settings.app_source}) was rolled back as bad: "
+        print(f"lbstack: {host.name}: this build ({build.short}, from {release.shown(settings.app_source)}) was rolled back as bad: "
               f"gate '{why.get('gate', '?')}' failed on {why.get('instance', '?')} at {why.get('at', '?')}: "
               f"{why.get('detail', '')}. Fix the app and deploy a new build; to retry this very build, remove "
               f"{layout.BAD_RELEASES_DIR}/{build.short} on the host.", file=sys.stderr)
@@ -199,7 +199,7 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     user = settings.app_user
     archive = f"{ARCHIVES_DIR}/{build.short}.tar.gz"
     path = f"{layout.RELEASES_DIR}/{release_id}"
-    files.put(name=f"Upload the release archive {build.short} ({build.source})", src=str(build.archive),
+    files.put(name=f"Upload the release archive {build.short} ({release.shown(build.source)})", src=str(build.archive),
               dest=archive, mode="600")
     unpack = [
         f"rm -rf {path}",
@@ -237,7 +237,7 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
         commands=[
             artisan(settings, path, "config:cache"),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
-            f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(build.source)} > {path}/{COMPLETE_MARKER}",
+            f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",
         ],
     )
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from lbstack import layout
+from lbstack.release import shown
 
 Runner = Callable[[str, float], tuple[bool, str]]
 
@@ -36,7 +37,7 @@ class LockHeld(Exception):
 
 def holder(now: float | None = None) -> dict:
     """This process, as a lock holder."""
-    command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
+    command = shown(" ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)))
     return {
         "machine": socket.gethostname(),
         "pid": os.getpid(),

@@ -111,11 +111,10 @@ def deploy_lock(stale_s: int, needed: Callable[[], bool]):
         yield FunctionCommand(_take_lock, (stale_s,), {})
 
 
-def _roll(state, host, plan_steps, gates, batch: int, release: str | None, lb_hosts) -> bool:  # noqa: ARG001
+def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, lb_hosts) -> bool:  # noqa: ARG001
     log = lambda m: host.log_styled(f"rolling: {m}", fg="cyan")  # noqa: E731
     runner = host_runner(host)
     try:
-        steps, surplus = plan_steps()
         roll = rollout.Rollout(runner, [host_runner(h) for h in lb_hosts] or [runner], gates, log)
         # surplus instances go first (scaling down): their workers' database and Redis connections
         # are gone before the remaining instances grow their pools
@@ -138,7 +137,8 @@ def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None,
     back on a failed gate. Nothing to do: no change. Releases the deploy lock at the end."""
     steps, surplus = plan_steps()
     if steps or surplus or (state.is_executing and host.name in deploylock.HELD):
-        yield FunctionCommand(_roll, (plan_steps, gates, batch, release, lb_hosts), {})
+        # read once, right before it runs: the generator runs at execute time, just ahead of the command
+        yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts), {})
 
 
 @operation()

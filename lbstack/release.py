@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import shutil
 import subprocess
 import tarfile
@@ -40,6 +41,12 @@ class Build:
     @property
     def short(self) -> str:
         return self.digest[:12]
+
+
+def shown(source: str) -> str:
+    """``source`` as lbstack prints or records it: credentials in a URL (``https://user:token@host``)
+    replaced by ``***``."""
+    return re.sub(r"://[^/@\s]+@", "://***@", source)
 
 
 def new_release_id(build: Build, now: float | None = None) -> str:

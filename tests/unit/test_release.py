@@ -67,3 +67,11 @@ def test_release_id_is_time_then_digest():
                           has_composer_json=False, has_vendor=False)
     rid = release.new_release_id(build, now=0)
     assert rid == "19700101T000000-abcdef012345" and release.digest_of(rid) == build.short
+
+
+def test_credentials_in_a_source_url_are_never_shown():
+    from lbstack.release import shown
+
+    assert shown("git+https://deploy:s3cr3t@git.example.org/app.git@v1") == "git+https://***@git.example.org/app.git@v1"
+    assert shown("/srv/src/app") == "/srv/src/app"
+    assert "s3cr3t" not in shown("lbstack deploy --set app_source=git+https://u:s3cr3t@h/x.git@main")
