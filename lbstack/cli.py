@@ -14,7 +14,7 @@ import sys
 import click
 import yaml
 
-from lbstack import backup, commands, report, settings as settings_mod
+from lbstack import backup, bench, commands, report, settings as settings_mod
 from lbstack.plan import COMPONENTS, PlanError, make_plan
 from lbstack.rehearsal.cli import rehearsal
 
@@ -160,3 +160,4 @@ def deploy(inventory: str, rolling: bool, overrides: tuple[str, ...], limit: tup
 main.add_command(rehearsal)
 commands.register(main)
 backup.register(main)
+bench.register(main)

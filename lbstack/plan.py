@@ -11,10 +11,15 @@ Rules, in order:
    sum to at most *usable*. If the requests are larger, ``overcommit: scale`` shrinks them in
    proportion (never below a component's floor: the least it can run in) and records why;
    ``overcommit: refuse`` refuses with the numbers. If even the floors do not fit: refusal.
-3. CPUQuota ceilings are scaled the same way so their sum never exceeds the host's CPUs: a
-   runaway component cannot starve the others.
+3. CPU is compressible, so CPU is planned twice. The *share* of each component is its request
+   scaled the same way to fit the host's CPUs: what it gets when everything is busy at once, and
+   what its worker counts are sized for. Its CPUQuota *ceiling* is its request, capped at the
+   host's CPUs and not scaled: ceilings that sum to the host would leave cores idle while a
+   busy component is throttled (measured by `lbstack bench`). Under contention the kernel shares
+   CPU between the component slices.
 4. MemoryHigh is 90 % of MemoryMax: the kernel reclaims before it kills.
-5. Derived sizes come from the planned (not requested) budgets.
+5. Derived sizes come from the planned (not requested) budgets: pm.max_children from the
+   instance's CPU share x ``php_workers_per_cpu``, within what its memory allows.
 """
 
 from __future__ import annotations
@@ -59,11 +64,18 @@ def db_floor_mib(s: Settings) -> int:
     return math.ceil((DB_BASE_MIB + INNODB_MIN_MIB + connections * DB_PER_CONNECTION_MIB) / MEMORY_HIGH_FRACTION)
 
 
-def _max_children(instance_memory_mib: int, s: Settings) -> tuple[int, int]:
-    """(pm.max_children, what memory alone would allow) for an instance with this MemoryMax."""
+def _max_children(instance_memory_mib: int, s: Settings, cpu_share: float | None = None) -> tuple[int, int, int]:
+    """(pm.max_children, what memory alone allows, what the CPU share asks for) of one instance.
+
+    A worker waiting on MariaDB or Redis uses no CPU, so an instance runs ``php_workers_per_cpu``
+    workers per vCPU of its share; more only add memory, connections and context switches (on
+    these machines 20-40 workers on 2 cores cost more CPU per request than 5). Without a share
+    (a db host sizing for app hosts it cannot see) the memory bound applies.
+    """
     high = math.floor(instance_memory_mib * MEMORY_HIGH_FRACTION)
     by_memory = (high - FPM_MASTER_MIB - OPCACHE_MIB) // s.php_worker_memory_mib
-    return max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory)), by_memory
+    by_cpu = math.ceil(cpu_share * s.php_workers_per_cpu - 1e-9) if cpu_share is not None else by_memory
+    return max(MIN_CHILDREN, min(s.php_max_children_cap, by_memory, by_cpu)), by_memory, by_cpu
 
 
 class PlanError(ValueError):
@@ -209,40 +221,45 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     if sum(floor_cpu.values()) > host_cpus:
         raise _refusal("cpu", "vCPU", host_cpus, {c: (req_cpus[c], floor_cpu[c]) for c in components},
                        "Use a bigger host or fewer instances.")
-    planned_cpu = dict(req_cpus)
+    # shares: requests scaled to fit the host (sizing); ceilings: requests capped at the host
+    share_cpu = dict(req_cpus)
     if sum(req_cpus.values()) > host_cpus + 1e-9:
-        if s.overcommit == "refuse":
-            raise _refusal("cpu", "vCPU", host_cpus, {c: (req_cpus[c], floor_cpu[c]) for c in components},
-                           "Lower the *_cpus settings, or set overcommit: scale to fit them to the host.")
-        planned_cpu = _fit(req_cpus, floor_cpu, host_cpus)
+        share_cpu = _fit(req_cpus, floor_cpu, host_cpus)
+    per_instance_cpu = s.app_cpus
 
     n = s.instances if "app" in components else 0
     # Per-instance budgets are whole MiB/percent; the app slice is exactly the sum of its instances,
     # so rounding never lets the slice exceed what was planned.
-    instance_cpu_pct = math.floor(planned_cpu["app"] * 100 / n) if n else 0
+    instance_cpu_pct = math.floor(min(per_instance_cpu, host_cpus) * 100) if n else 0
+    instance_share = share_cpu["app"] / n if n else 0.0
     instance_mem = math.floor(planned_mem["app"] / n) if n else 0
     mem = {c: math.floor(planned_mem[c]) for c in components}
-    cpu_pct = {c: math.floor(planned_cpu[c] * 100) for c in components}
+    cpu_pct = {c: math.floor(min(req_cpus[c], host_cpus) * 100) for c in components}
     if n:
         mem["app"], cpu_pct["app"] = instance_mem * n, instance_cpu_pct * n
     if sum(req_mem.values()) > usable:
         why = (f"requests total {sum(req_mem.values())} MiB but the host has {usable} MiB usable "
                f"({host_memory_mib} MiB - {reserve} MiB OS reserve)")
         adjustments += [Adjustment(c, "MemoryMax", f"{req_mem[c]} MiB", f"{mem[c]} MiB", why) for c in components]
-    if sum(req_cpus.values()) > host_cpus + 1e-9:
-        why = f"CPU ceilings total {sum(req_cpus.values()):g} vCPU but the host has {host_cpus:g}"
-        adjustments += [
-            Adjustment(c, "CPUQuota", f"{req_cpus[c] * 100:.0f}%", f"{cpu_pct[c]}%", why) for c in components
-        ]
+    capped = [c for c in components if (req_cpus[c] if c != "app" else per_instance_cpu) > host_cpus + 1e-9]
+    for c in capped:
+        asked = req_cpus[c] if c != "app" else per_instance_cpu
+        adjustments.append(Adjustment(c, "CPUQuota" if c != "app" else "CPUQuota per instance",
+                                      f"{asked * 100:.0f}%", f"{math.floor(host_cpus * 100)}%",
+                                      f"a ceiling above the host's {host_cpus:g} vCPU means nothing"))
 
     children = 0
     instance_limits = None
     if n:
-        children, by_memory = _max_children(instance_mem, s)
-        if by_memory > s.php_max_children_cap:
+        children, by_memory, by_cpu = _max_children(instance_mem, s, instance_share)
+        if children < min(by_memory, by_cpu):
+            adjustments.append(Adjustment(
+                "app", "pm.max_children", f"{min(by_memory, by_cpu)}", str(children),
+                f"php_max_children_cap is {s.php_max_children_cap}"))
+        elif by_cpu < by_memory and children == by_cpu:
             adjustments.append(Adjustment(
                 "app", "pm.max_children", f"{by_memory} (memory allows)", str(children),
-                f"php_max_children_cap is {s.php_max_children_cap}"))
+                f"CPU share {instance_share:.2f} vCPU x php_workers_per_cpu {s.php_workers_per_cpu}"))
         instance_high = math.floor(instance_mem * MEMORY_HIGH_FRACTION)
         instance_limits = Limits(instance_cpu_pct, instance_high, instance_mem, children + 16)
 
@@ -268,7 +285,7 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
 
     workers = conns = nofile = 0
     if "lb" in components:
-        workers = max(1, math.ceil(planned_cpu["lb"] - 1e-9))
+        workers = max(1, math.ceil(min(req_cpus["lb"], host_cpus) - 1e-9))
         conns = max(1024, math.ceil(s.lb_max_clients * NGINX_CONNECTIONS_PER_CLIENT * NGINX_CONNECTION_SLACK / workers))
         nofile = 2 * conns
 

@@ -230,8 +230,8 @@ class Settings:
         "CPU ceiling requested for MariaDB.", "vCPU", _positive_cpus))
     db_memory_mib: int = field(default=6144, metadata=_doc(
         "Memory requested for MariaDB.", "MiB", _memory(256)))
-    cache_cpus: float = field(default=0.5, metadata=_doc(
-        "CPU ceiling requested for Redis.", "vCPU", _positive_cpus))
+    cache_cpus: float = field(default=1.0, metadata=_doc(
+        "CPU ceiling requested for Redis (it runs commands on one thread: more than 1 is never used).", "vCPU", _positive_cpus))
     cache_memory_mib: int = field(default=3072, metadata=_doc(
         "Memory requested for Redis.", "MiB", _memory(64)))
     php_worker_memory_mib: int = field(default=64, metadata=_doc(
@@ -240,6 +240,10 @@ class Settings:
     php_max_children_cap: int = field(default=32, metadata=_doc(
         "Upper bound on pm.max_children per instance, whatever the memory allows.",
         "workers", _positive_int(1024)))
+    php_workers_per_cpu: int = field(default=4, metadata=_doc(
+        "PHP-FPM workers per vCPU of an instance's CPU share (its request scaled to fit the host). "
+        "Raise it for apps that spend most of a request waiting on slow I/O (external APIs).",
+        "workers", _positive_int(64)))
     db_connection_headroom: int = field(default=20, metadata=_doc(
         "MariaDB connections beyond all PHP workers (admin, backups, cron).",
         "connections", _positive_int(10_000)))

@@ -16,6 +16,8 @@ return [
             'username' => (string) env('DB_USERNAME', 'lbstack'),
             'password' => (string) env('DB_PASSWORD', ''),
             'charset' => 'utf8mb4',
+            // Keep the connection in the FPM worker across requests (lbstack turns it on).
+            'persistent' => (bool) env('DB_PERSISTENT', false),
             'timeout_s' => 2,
         ],
     ],
@@ -28,5 +30,7 @@ return [
         'password' => (string) env('REDIS_PASSWORD', ''),
         // Connect and read timeout.
         'timeout_s' => 1.0,
+        // Keep the connection in the FPM worker across requests (lbstack turns it on).
+        'persistent' => (bool) env('REDIS_PERSISTENT', false),
     ],
 ];

@@ -2,6 +2,8 @@
 
 import itertools
 
+import math
+
 import pytest
 
 from lbstack.plan import (
@@ -32,8 +34,12 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     # hard memory limits never sum past RAM minus the OS reserve
     assert plan.os_reserve_mib > 0
     assert plan.memory_max_total_mib <= plan.usable_memory_mib == memory - plan.os_reserve_mib
-    # CPU ceilings never sum past the host's CPUs
-    assert plan.cpu_quota_total_pct <= cpus * 100
+    # each CPU ceiling is its request capped at the host (ceilings are not scaled to sum to the host)
+    requested_cpu = {"lb": 1.0, "app": 1.0 * instances, "db": 3.0, "cache": 1.0}
+    for component, limits in plan.limits.items():
+        if component != "app":
+            assert limits.cpu_quota_pct == int(min(requested_cpu[component], cpus) * 100)
+    assert plan.instance_limits.cpu_quota_pct == int(min(1.0, cpus) * 100)
     for limits in plan.limits.values():
         assert 0 < limits.memory_high_mib < limits.memory_max_mib
         assert limits.cpu_quota_pct >= 10 and limits.tasks_max > 0
@@ -43,6 +49,9 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     assert plan.limits["app"].cpu_quota_pct == inst.cpu_quota_pct * instances
     # the pool fits the instance's MemoryHigh
     assert plan.php_max_children >= 2
+    # workers follow the instance's CPU share (requests scaled to fit the host) x php_workers_per_cpu
+    share = min(1.0, cpus / sum(requested_cpu.values())) * 1.0
+    assert plan.php_max_children == max(2, min(32, math.ceil(share * settings.php_workers_per_cpu - 1e-9)))
     assert FPM_MASTER_MIB + OPCACHE_MIB + plan.php_max_children * settings.php_worker_memory_mib <= inst.memory_high_mib
     # MariaDB: every PHP worker can connect, plus headroom; pool + connections fit its MemoryHigh
     assert plan.db_max_connections == instances * plan.php_max_children + settings.db_connection_headroom
@@ -65,9 +74,24 @@ def test_seed_profile_on_8_vcpu_16_gb_is_scaled_explicitly():
     assert set(memory) == {"lb", "app", "db", "cache"}
     assert memory["app"].requested == "15360 MiB" and "26624 MiB" in memory["app"].why
     assert plan.memory_max_total_mib <= 16384 - plan.os_reserve_mib
-    cpu = {a.component for a in plan.adjustments if a.what == "CPUQuota"}
-    assert cpu == {"lb", "app", "db", "cache"} and plan.cpu_quota_total_pct <= 800
-    assert plan.instances == 5 and plan.php_max_children >= 8
+    # CPU ceilings are requests (none above 8 vCPU): not scaled, although they sum past the host
+    assert not [a for a in plan.adjustments if a.what.startswith("CPUQuota")]
+    assert plan.cpu_quota_total_pct == 100 + 500 + 300 + 100 > 800
+    # shares are scaled (10 requested on 8): 0.8 vCPU per instance x 4 workers per vCPU -> 4
+    assert plan.instances == 5 and plan.php_max_children == 4
+    assert any(a.what == "pm.max_children" and "CPU share 0.80" in a.why for a in plan.adjustments)
+
+
+def test_two_cpu_host_keeps_ceilings_and_sizes_workers_by_share():
+    plan = make_plan(2, 24 * 1024, load({}))
+    assert plan.limits["lb"].cpu_quota_pct == 100 and plan.limits["cache"].cpu_quota_pct == 100
+    assert plan.limits["db"].cpu_quota_pct == 200 and plan.instance_limits.cpu_quota_pct == 100
+    assert {a.component for a in plan.adjustments if a.what.startswith("CPUQuota")} == {"db"}
+    # share 2 x 5/10 / 5 = 0.2 vCPU per instance -> the 2-worker minimum; 10 workers in all
+    assert plan.php_max_children == 2 and plan.db_max_connections == 10 + 20
+    assert plan.nginx_worker_processes == 1
+    more = make_plan(2, 24 * 1024, load({"php_workers_per_cpu": 40}))
+    assert more.php_max_children == 8
 
 
 def test_refuse_policy_refuses_with_the_numbers():

@@ -63,7 +63,7 @@ def test_defaults_are_the_seed_profile():
     s = load({})
     assert (s.instances, s.lb_method, s.php_version, s.tls) == (5, "least_conn", "8.2", "off")
     assert (s.app_cpus, s.app_memory_mib, s.db_cpus, s.db_memory_mib) == (1.0, 3072, 3.0, 6144)
-    assert (s.cache_cpus, s.cache_memory_mib, s.lb_memory_mib) == (0.5, 3072, 2048)
+    assert (s.cache_cpus, s.cache_memory_mib, s.lb_memory_mib) == (1.0, 3072, 2048)
 
 
 @pytest.mark.parametrize("raw,key,fix", BAD, ids=[f"{k}-{i}" for i, (_, k, _) in enumerate(BAD)])

@@ -10,7 +10,11 @@ from lbstack import verify as _v
 from lbstack.verify import check_base, check_limits, failures
 
 FACTS = Path(__file__).parent.parent / "facts"
-PLAN = make_plan(8, 16384, load({"capacity_cpus": 8, "capacity_memory_mib": 16384}))
+# The recorded hosts were converged when CPU ceilings were scaled to sum to the host (9.5 vCPU
+# requested on 8) and pools were sized by memory; these settings give that same plan today.
+RECORDED = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "lb_cpus": 0.845, "app_cpus": 0.845,
+            "db_cpus": 2.529, "cache_cpus": 0.425, "php_workers_per_cpu": 64}
+PLAN = make_plan(8, 16384, load(RECORDED))
 UNITS_V1 = json.loads((FACTS / "limits.UnitLimits/nspawn-cgroup-v1.json").read_text())["fact"]
 SYSCTL = json.loads((FACTS / "base.SysctlValues/nspawn.json").read_text())["fact"]
 

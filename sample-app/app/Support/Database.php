@@ -10,9 +10,10 @@ use PDOStatement;
 use RuntimeException;
 
 /**
- * A lazily opened persistent PDO connection to MariaDB/MySQL (pdo_mysql), by host/port or by
- * unix socket (DB_SOCKET). A query that finds the persistent connection dead (server restarted)
- * is retried once on a fresh connection.
+ * A lazily opened PDO connection to MariaDB/MySQL (pdo_mysql), by host/port or by unix socket
+ * (DB_SOCKET); persistent (kept by the FPM worker across requests) when DB_PERSISTENT is true,
+ * as lbstack deploys it; Laravel's default, a new connection per request, otherwise. A query that
+ * finds a connection dead (server restarted) is retried once on a fresh connection.
  */
 final class Database
 {
@@ -97,7 +98,7 @@ final class Database
         $dsn = sprintf('mysql:%s;dbname=%s;charset=%s', $where, $this->config['database'], $this->config['charset']);
 
         $pdo = new PDO($dsn, (string) $this->config['username'], (string) ($this->config['password'] ?? ''), [
-            PDO::ATTR_PERSISTENT => true,
+            PDO::ATTR_PERSISTENT => (bool) ($this->config['persistent'] ?? false),
             PDO::ATTR_TIMEOUT => (int) ($this->config['timeout_s'] ?? 2),
             PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION,
         ]);

@@ -10,11 +10,13 @@ use RuntimeException;
 use Throwable;
 
 /**
- * phpredis with a persistent connection (pconnect) and short timeouts.
+ * phpredis with short timeouts; a persistent connection (pconnect, kept by the FPM worker
+ * across requests) when REDIS_PERSISTENT is true, as lbstack deploys it; Laravel's default, a new
+ * connection per request, otherwise.
  *
- * AUTH is sent only when Redis answers NOAUTH, i.e. once per new persistent connection rather
- * than once per request: on a reused connection an AUTH round trip would double the Redis CPU
- * of a cache hit. Cache reads and writes are best-effort: a failure (Redis down, or an OOM
+ * With a persistent connection AUTH is sent only when Redis answers NOAUTH, i.e. once per new
+ * connection rather than once per request: on a reused connection an AUTH round trip would double
+ * the Redis CPU of a cache hit. A per-request connection authenticates right after connecting. Cache reads and writes are best-effort: a failure (Redis down, or an OOM
  * error under `maxmemory-policy noeviction`) is logged (throttled) and reported as a miss /
  * false, never as an exception.
  */
@@ -108,8 +110,15 @@ final class RedisStore
         $timeout = (float) ($this->config['timeout_s'] ?? 1.0);
 
         $redis = new Redis();
-        if (!$redis->pconnect($host, $port, $timeout, null, 0, $timeout)) {
+        $persistent = (bool) ($this->config['persistent'] ?? false);
+        $connected = $persistent
+            ? $redis->pconnect($host, $port, $timeout, null, 0, $timeout)
+            : $redis->connect($host, $port, $timeout, null, 0, $timeout);
+        if (!$connected) {
             throw new RuntimeException(sprintf('Cannot connect to Redis at %s:%d', $host, $port));
+        }
+        if (!$persistent && $this->password() !== '' && $redis->auth($this->password()) !== true) {
+            throw new RuntimeException('Redis AUTH failed: ' . ($redis->getLastError() ?? 'refused'));
         }
 
         return $this->client = $redis;
