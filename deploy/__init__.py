@@ -11,10 +11,9 @@ import sys
 from pyinfra import host as current_host, inventory
 from pyinfra.api.host import Host
 from pyinfra.facts.hardware import Cpus, Memory
-from pyinfra.operations import files
 
-from lbstack import TEMPLATES, settings as settings_mod
-from lbstack.operations import daemon_reload, unit_active, unit_in_slice
+from lbstack import TEMPLATES, settings as settings_mod, transport
+from lbstack.operations import daemon_reload, template_file, unit_active, unit_in_slice
 from lbstack.plan import COMPONENTS, Plan, PlanError, make_plan
 from lbstack.settings import Settings, SettingsError
 
@@ -40,8 +39,11 @@ def host_components(host: Host) -> tuple[str, ...]:
 def host_context(host: Host) -> tuple[Settings, Plan]:
     """Validated settings and the capacity plan for one host; exits with the reason if impossible.
 
-    Runs while pyinfra prepares operations, so a refusal stops the run before any change.
+    Runs while pyinfra prepares operations, so a refusal stops the run before any change. Every
+    entry file starts here: the host's ssh connection is also set up for many small commands
+    (:func:`lbstack.transport.no_delay`).
     """
+    transport.no_delay(host)
     try:
         settings = settings_mod.load(host.data.get("lbstack"))
         components = host_components(host)
@@ -77,7 +79,7 @@ def service_dropin_data(service: str, slice_: str, restart: str = "on-failure", 
 def service_dropin(service: str, slice_: str, restart: str = "on-failure", **extra):
     """Render a packaged service's lbstack drop-in; returns the operation (for ``_if``)."""
     path = f"/etc/systemd/system/{service}.d/lbstack.conf"
-    return files.template(
+    return template_file(
         name=f"Render {path}",
         src=template("/etc/systemd/system/component.service.d/lbstack.conf"),
         dest=path,

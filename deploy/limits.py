@@ -8,11 +8,10 @@ component. Only the components placed on this host (its inventory groups) get a 
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
 from deploy import jinja, template
 from lbstack import layout
-from lbstack.operations import daemon_reload, no_limit_overrides, unit_active
+from lbstack.operations import daemon_reload, no_limit_overrides, template_file, unit_active
 from lbstack.plan import SLICE_PARENT, Plan
 from lbstack.settings import Settings
 
@@ -37,7 +36,7 @@ def slice_template_data(plan: Plan, component: str) -> dict:
 @deploy("lbstack limits")
 def limits(settings: Settings, plan: Plan) -> None:
     rendered = [
-        files.template(
+        template_file(
             name=f"Render {UNIT_DIR}/{SLICE_PARENT}",
             src=template(f"{UNIT_DIR}/{SLICE_PARENT}"),
             dest=f"{UNIT_DIR}/{SLICE_PARENT}",
@@ -47,7 +46,7 @@ def limits(settings: Settings, plan: Plan) -> None:
     ]
     for component in plan.components:
         unit = plan.slices[component]
-        rendered.append(files.template(
+        rendered.append(template_file(
             name=f"Render {UNIT_DIR}/{unit}",
             src=template(f"{UNIT_DIR}/lbstack-component.slice"),
             dest=f"{UNIT_DIR}/{unit}",

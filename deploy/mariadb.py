@@ -18,6 +18,7 @@ from facts.mariadb import Security, Variables
 from facts.secrets import HELPER
 from lbstack import layout
 from lbstack.layout import BACKUP_DIR, BACKUP_HELPER
+from lbstack.operations import template_file
 from lbstack.plan import INNODB_CHUNK_MIB, Plan
 from lbstack.settings import Settings
 
@@ -56,7 +57,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install MariaDB", packages=PACKAGES, no_recommends=True)
     files.directory(name=f"Directory {BACKUP_DIR} (root, mode 700)", path=BACKUP_DIR, user="root", group="root",
                     mode="700")
-    files.template(
+    template_file(
         name=f"Render {BACKUP_HELPER}",
         src=template(BACKUP_HELPER),
         dest=BACKUP_HELPER,
@@ -69,7 +70,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
     dropin = service_dropin("mariadb.service", plan.slices["db"])
     data = config_template_data(settings, plan, app_client_hosts())
     static_change = restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
-    config = files.template(
+    config = template_file(
         name=f"Render {CONFIG}",
         src=template(CONFIG),
         dest=CONFIG,

@@ -18,7 +18,7 @@ from pyinfra.operations.util import any_changed
 
 from deploy import group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
 from lbstack import layout
-from lbstack.operations import promote
+from lbstack.operations import promote, template_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -95,7 +95,7 @@ def nginx(settings: Settings, plan: Plan) -> None:
     staged = []
     for live, data in ((NGINX_CONF, main_template_data(settings, plan)), (SITE_CONF, site_template_data(
             settings, plan, members(plan), ipv6=bool(host.get_fact(File, path="/proc/net/if_inet6"))))):
-        files.template(
+        template_file(
             name=f"Render {live} (staged)",
             src=template(live),
             dest=layout.staged(live),

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, systemd
 
 from deploy import jinja, template
 from lbstack import layout
-from lbstack.operations import daemon_reload, unit_active, validated
+from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
 from lbstack.plan import OPCACHE_MIB, Plan
 from lbstack.settings import Settings
 
@@ -95,9 +95,10 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         running=False,
         enabled=False,
     )
-    for path in (layout.LOG_DIR, layout.FPM_CONFIG_DIR, layout.FRONT_CONTROLLER.rsplit("/", 1)[0]):
-        files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
-    files.template(
+    paths = (layout.LOG_DIR, layout.FPM_CONFIG_DIR, layout.FRONT_CONTROLLER.rsplit("/", 1)[0])
+    directories(name=f"Directories {', '.join(paths)} (root, mode 755)",
+                paths=[(path, "root", "root", "755") for path in paths])
+    template_file(
         name=f"Render {layout.FRONT_CONTROLLER} (runs each instance's own release)",
         src=template(layout.FRONT_CONTROLLER),
         dest=layout.FRONT_CONTROLLER,
@@ -107,7 +108,7 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         retry_after_s=layout.MAINTENANCE_RETRY_AFTER_S,
     )
 
-    ini = files.template(
+    ini = template_file(
         name=f"Render {ini_path(settings)}",
         src=template("/etc/php/fpm/conf.d/90-lbstack.ini"),
         dest=ini_path(settings),
@@ -115,7 +116,7 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         jinja_env_kwargs=jinja(),
         opcache_mib=OPCACHE_MIB,
     )
-    unit = files.template(
+    unit = template_file(
         name=f"Render {UNIT_FILE}",
         src=template(UNIT_FILE),
         dest=UNIT_FILE,
@@ -127,7 +128,7 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
     staged = {}
     for index in indexes:
         live = layout.fpm_config(index)
-        files.template(
+        template_file(
             name=f"Render {live} (staged)",
             src=template(f"{layout.FPM_CONFIG_DIR}/app.conf"),
             dest=layout.staged(live),

@@ -15,12 +15,12 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, server
 
 from deploy import group_hosts, jinja, restart_needed, same_host, service_dropin, service_in_slice, template
 from facts.redis import LiveConfig
 from lbstack import layout
-from lbstack.operations import secret_file
+from lbstack.operations import secret_file, template_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -47,7 +47,7 @@ def redis(settings: Settings, plan: Plan) -> None:
                                 app_hosts=len(group_hosts("app")))
     # compared with the secret-free source of the last run: the live file carries the password hash
     static_change = restart_needed(layout.source(CONFIG), CONFIG, data, set(DYNAMIC))
-    files.template(
+    template_file(
         name=f"Render {CONFIG} (secret-free source {layout.source(CONFIG)})",
         src=template(CONFIG),
         dest=layout.source(CONFIG),

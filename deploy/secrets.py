@@ -23,7 +23,7 @@ from pyinfra.operations import files
 
 from deploy import group_hosts, jinja, template
 from lbstack.layout import ETC, SECRETS, SECRETS_DIR, SOURCES_DIR, STAGE_DIR
-from lbstack.operations import secret_present
+from lbstack.operations import directories, secret_present, template_file
 from lbstack.plan import COMPONENTS
 from facts.secrets import HELPER
 
@@ -65,9 +65,10 @@ def _refuse(message: str) -> None:
 
 @deploy("lbstack secrets")
 def secrets() -> None:
-    for path, mode in ((ETC, "755"), (SECRETS_DIR, "700"), (SOURCES_DIR, "700"), (STAGE_DIR, "700")):
-        files.directory(name=f"Directory {path} (mode {mode})", path=path, user="root", group="root", mode=mode)
-    files.template(
+    store = ((ETC, "755"), (SECRETS_DIR, "700"), (SOURCES_DIR, "700"), (STAGE_DIR, "700"))
+    directories(name="Directories " + ", ".join(f"{path} (mode {mode})" for path, mode in store) + " (root)",
+                paths=[(path, "root", "root", mode) for path, mode in store])
+    template_file(
         name=f"Render {HELPER}",
         src=template(HELPER),
         dest=HELPER,

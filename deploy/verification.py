@@ -15,12 +15,11 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
-from pyinfra.facts.server import Users
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from deploy import base, firewall, mariadb, nginx, php_fpm, redis
 from facts.app import Instances, Releases
-from facts.base import SysctlValues, Virtualization
+from facts.base import Account, SysctlValues, Virtualization
 from facts.files import Directives
 from facts.firewall import LbstackTable
 from facts.http import Distribution, HttpStatus
@@ -55,6 +54,7 @@ def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
     """The base host: packages, service user, kernel settings, time sync."""
     virt = host.get_fact(Virtualization)
     installed = host.get_fact(DebPackages)
+    account = host.get_fact(Account, user=settings.app_user)
     timesync = None
     if "systemd-timesyncd" in installed:
         unit = "systemd-timesyncd.service"
@@ -66,7 +66,7 @@ def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
         settings, plan,
         packages=base.PACKAGES,
         installed=installed,
-        users=host.get_fact(Users),
+        users={settings.app_user: account} if account else {},
         sysctl=host.get_fact(SysctlValues, path=base.SYSCTL_FILE, keys=list(plan.sysctl)),
         container=virt["container"],
         timesync=timesync,

@@ -59,3 +59,36 @@ class SysctlValues(FactBase):
             key, _, value = line.partition("=")
             section[key.strip()] = " ".join(value.split())
         return result
+
+
+class Account(FactBase):
+    """
+    One user account, from the system's user and group databases (``getent``): a cheap read of
+    the one user lbstack manages, where pyinfra's ``Users`` fact reads every user's groups.
+
+    Returns ``{"uid": 999, "gid": 999, "group": "lbstack", "home": "/srv/lbstack",
+    "shell": "/usr/sbin/nologin"}`` (``group``: the primary group's name, ``None`` when the gid has
+    no group entry), or ``None`` when there is no such user.
+    """
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self, user) -> str:
+        return (f"p=$(getent passwd {shlex.quote(user)}) || exit 0; echo \"@passwd=$p\"; "
+                "g=$(printf '%s' \"$p\" | cut -d: -f4); echo \"@group=$(getent group \"$g\" | cut -d: -f1)\"")
+
+    def process(self, output) -> dict | None:
+        result: dict | None = None
+        for line in output:
+            key, _, value = line.rstrip("\n").partition("=")
+            if key == "@passwd":
+                fields = value.split(":")
+                if len(fields) < 7:
+                    continue
+                result = {"uid": int(fields[2]), "gid": int(fields[3]), "group": None,
+                          "home": fields[5], "shell": fields[6]}
+            elif key == "@group" and result is not None:
+                result["group"] = value or None
+        return result

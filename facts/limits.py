@@ -81,23 +81,35 @@ class UnitLimits(FactBase):
         return "systemctl"
 
     def command(self, units) -> str:
+        # one systemctl for every unit (it prints one block per unit, in the order asked, each
+        # ended by a blank line); each block is printed after its unit's name and followed by its
+        # cgroup files, read from the block's ControlGroup
         quoted = " ".join(shlex.quote(u) for u in units)
         props = ",".join(PROPERTIES)
         v1 = " ".join(V1_FILES)
         v2 = " ".join(V2_FILES)
+        version = ('if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then v=2; else v=1; fi; '
+                   'echo "@cgroup_version=$v"; ')
+        if not units:
+            return version + "true"  # a bare `systemctl show` would describe the manager itself
         return (
-            'if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then v=2; else v=1; fi; '
-            'echo "@cgroup_version=$v"; '
-            f"for u in {quoted}; do "
-            'echo "@unit=$u"; '
-            f'systemctl show -p {props} -- "$u"; '
-            'cg=$(systemctl show -p ControlGroup --value -- "$u"); '
-            '[ -n "$cg" ] || continue; '
+            version
+            + "cgroup_files() { "
+            '[ -n "$cg" ] || return 0; '
             f'if [ $v = 2 ]; then for f in {v2}; do '
             '[ -r "/sys/fs/cgroup$cg/$f" ] && echo "@cg.$f=$(cat "/sys/fs/cgroup$cg/$f")"; done; '
             f"else for f in {v1}; do "
             'p="/sys/fs/cgroup/${f%%/*}$cg/${f#*/}"; [ -r "$p" ] && echo "@cg.${f#*/}=$(cat "$p")"; done; fi; '
-            "done"
+            "return 0; }; "
+            f"systemctl show -p {props} -- {quoted} | {{ "
+            f"set -- {quoted}; cg=; first=1; "
+            "while IFS= read -r line; do "
+            'if [ -z "$line" ]; then cgroup_files; cg=; first=1; continue; fi; '
+            'if [ $first = 1 ]; then echo "@unit=$1"; shift; first=0; fi; '
+            'printf "%s\\n" "$line"; '
+            'case "$line" in ControlGroup=*) cg=${line#ControlGroup=} ;; esac; '
+            "done; "
+            "[ $first = 1 ] || cgroup_files; }"
         )
 
     def process(self, output) -> dict[str, dict]:

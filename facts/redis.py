@@ -9,7 +9,9 @@ from pyinfra.api import FactBase
 from facts.app import as_the_app
 
 CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "appendonly", "bind")
-APP_CLI = 'REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning -h "$(v REDIS_HOST)" -p "$(v REDIS_PORT)"'
+# REDIS_HOST is a unix socket path (Redis on the app's host) or a host name/address
+APP_CLI = ('REDISCLI_AUTH="$(v REDIS_PASSWORD)" redis-cli --no-auth-warning '
+           '$(h="$(v REDIS_HOST)"; case "$h" in /*) echo "-s $h";; *) echo "-h $h -p $(v REDIS_PORT)";; esac)')
 
 
 class _AsTheApp(FactBase):

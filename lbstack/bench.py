@@ -374,7 +374,7 @@ def _sample_app_tarball() -> bytes:
     """The sample app as the repository has it (no logs, no config cache)."""
     def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
         name = member.name
-        if name.endswith(".log") or name.endswith("bootstrap/cache/config.php") or "__pycache__" in name:
+        if name.endswith((".log", "bootstrap/cache/config.php")) or "__pycache__" in name:
             return None
         return member
 

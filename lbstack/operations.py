@@ -1,17 +1,78 @@
-"""lbstack's own pyinfra operations: a unit kept started and enabled, staged files promoted after
-validation, files rendered with secrets on the host, and the verification step."""
+"""lbstack's own pyinfra operations: templates and directories checked in one command each, a
+unit kept started and enabled, staged files promoted after validation, files rendered with secrets
+on the host, and the verification step."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 
 from pyinfra import host, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api.util import get_template
+from pyinfra.operations import files as pyinfra_files, server as pyinfra_server
+from pyinfra.operations.util.files import ensure_mode_int
 
-from facts.files import StagedDiffers
+from facts.base import Account
+from facts.files import Directories, FileState, StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import ControlOverrides, UnitLimits
 from lbstack import deploylock, report, rollout, verify as checks
+
+
+@operation()
+def template_file(src: str, dest: str, mode: str, user: str | None = None, group: str | None = None,
+             jinja_env_kwargs: dict | None = None, **data):
+    """pyinfra's ``files.template``, decided with one command: the template is rendered here and
+    compared with the host's file (content SHA-256, mode, owner: ``facts.files.FileState``). Only
+    a file that differs goes through ``files.template`` itself, which reads the host and uploads as
+    it always does; an unchanged file costs one command instead of three."""
+    def pyinfra_template():
+        return pyinfra_files.template._inner(src=src, dest=dest, user=user, group=group, mode=mode,
+                                             jinja_env_kwargs=dict(jinja_env_kwargs or {}), **data)
+
+    path = os.path.join(state.cwd, src) if state.cwd else src
+    values = dict(data)
+    for key, value in (("host", host), ("state", state), ("inventory", state.inventory)):
+        values.setdefault(key, value)  # what files.template gives every template
+    try:
+        output = get_template(path, dict(jinja_env_kwargs or {})).render(values)
+    except Exception:  # noqa: BLE001 (files.template reports a template error with its lines)
+        yield from pyinfra_template()
+        return
+    live = host.get_fact(FileState, path=dest)
+    if (live is not None and live["type"] == "regular file"
+            and live["sha256"] == hashlib.sha256(output.encode()).hexdigest()
+            and (mode is None or live["mode"] == ensure_mode_int(mode))
+            and (user is None or live["user"] == user) and (group is None or live["group"] == group)):
+        host.noop(f"file {dest} is already uploaded")
+        return
+    yield from pyinfra_template()
+
+
+@operation()
+def directories(paths: list[tuple[str, str, str, str]]):
+    """Each of ``paths`` (``(path, user, group, mode)``) a directory with that owner and mode,
+    read from the host in one command (``facts.files.Directories``); ``files.directory`` makes each
+    one that is missing or differs, in the order given (parents first)."""
+    found = host.get_fact(Directories, paths=[p for p, _, _, _ in paths])
+    for path, user, group, mode in paths:
+        live = found.get(path)
+        if live is None or (live["user"], live["group"], live["mode"]) != (user, group, ensure_mode_int(mode)):
+            yield from pyinfra_files.directory._inner(path=path, user=user, group=group, mode=mode)
+
+
+@operation()
+def service_user(user: str, group: str, home: str, shell: str):
+    """System user ``user`` (primary group ``group``, ``home`` not created, ``shell``), read with
+    one ``getent`` (``facts.base.Account``); ``server.user`` creates or corrects it only when it is
+    missing or differs, reading the host as it always does."""
+    live = host.get_fact(Account, user=user)
+    if live is not None and (live["group"], live["home"], live["shell"]) == (group, home, shell):
+        return
+    yield from pyinfra_server.user._inner(user=user, group=group, home=home, shell=shell, system=True,
+                                          create_home=False, ensure_home=False)  # home: root-owned, made by the deploy
 
 
 @operation()

@@ -26,7 +26,7 @@ def plan_tables(plan: Plan, host_name: str = "") -> list[Table]:
             head.add_row(f"  each of {plan.instances} instances", "", f"{i.cpu_quota_pct}%",
                          f"{i.memory_high_mib} MiB", f"{i.memory_max_mib} MiB", str(i.tasks_max))
     head.add_row("OS reserve", "-", "-", "-", f"{plan.os_reserve_mib} MiB", "-")
-    head.add_row("[bold]total hard limits[/]", "", f"{plan.cpu_quota_total_pct}%", "",
+    head.add_row("[bold]total hard limits[/]", "", f"- (host {plan.host_cpus * 100:.0f}%)", "",
                  f"{plan.memory_max_total_mib} MiB of {plan.usable_memory_mib}", "")
 
     derived = Table(title="Derived sizes")

@@ -23,7 +23,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
-from lbstack import REPO_ROOT
+from lbstack import REPO_ROOT, transport
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
@@ -131,6 +131,8 @@ def session(inventory_path: str, limit: list[str] | None = None) -> Iterator[Ses
                         f"cannot reach {h.name} ({h.data.get('ssh_hostname') or h.name}:"
                         f"{h.data.get('ssh_port') or 22}): {errors.errors.get(h.name, 'no connection')}"
                         for h in failed))
+                for host in state.activated_hosts:
+                    transport.no_delay(host)  # many small fact commands follow
                 state.set_stage(StateStage.Prepare)
                 yield Session(state, inventory_path)
             finally:

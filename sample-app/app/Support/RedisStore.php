@@ -31,7 +31,9 @@ final class RedisStore
 
     /**
      * Run $command with the client, authenticating and running it once more when the
-     * connection is not authenticated yet. Throws when Redis is unreachable or AUTH fails.
+     * connection is not authenticated yet, or reconnecting and running it once more when a
+     * reused persistent connection turns out dead (Redis restarted; lbstack turns phpredis'
+     * liveness ECHO off). Throws when Redis is unreachable or AUTH fails.
      *
      * @template T
      * @param callable(Redis): T $command
@@ -43,18 +45,39 @@ final class RedisStore
         try {
             return $command($client);
         } catch (RedisException $e) {
-            if ($this->password() === '' || !str_starts_with($e->getMessage(), 'NOAUTH')) {
+            if (str_starts_with($e->getMessage(), 'NOAUTH') && $this->password() !== '') {
+                if ($client->getMode() !== Redis::ATOMIC) {
+                    $client->discard();
+                }
+                if ($client->auth($this->password()) !== true) {
+                    throw new RuntimeException('Redis AUTH failed: ' . ($client->getLastError() ?? 'refused'));
+                }
+
+                return $command($client);
+            }
+            if (!$this->isPersistent() || $this->isServerError($e)) {
                 throw $e;
             }
-            if ($client->getMode() !== Redis::ATOMIC) {
-                $client->discard();
+            // a dead reused connection: drop it, connect again, try once more
+            try {
+                $client->close();
+            } catch (Throwable) {
             }
-            if ($client->auth($this->password()) !== true) {
-                throw new RuntimeException('Redis AUTH failed: ' . ($client->getLastError() ?? 'refused'));
-            }
+            $this->client = null;
 
-            return $command($client);
+            return $command($this->client());
         }
+    }
+
+    private function isPersistent(): bool
+    {
+        return (bool) ($this->config['persistent'] ?? false);
+    }
+
+    /** An error answer from a live server (not a broken connection): retrying would not help. */
+    private function isServerError(RedisException $e): bool
+    {
+        return preg_match('/^(ERR|WRONGTYPE|OOM|NOAUTH|WRONGPASS|NOPERM|READONLY|BUSY|LOADING|MISCONF|EXECABORT)\b/', $e->getMessage()) === 1;
     }
 
     /** Throws unless Redis answers PING. */
@@ -110,7 +133,7 @@ final class RedisStore
         $timeout = (float) ($this->config['timeout_s'] ?? 1.0);
 
         $redis = new Redis();
-        $persistent = (bool) ($this->config['persistent'] ?? false);
+        $persistent = $this->isPersistent();
         $connected = $persistent
             ? $redis->pconnect($host, $port, $timeout, null, 0, $timeout)
             : $redis->connect($host, $port, $timeout, null, 0, $timeout);
