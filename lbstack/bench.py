@@ -96,7 +96,7 @@ class Options:
 # pure part: measurements -> report (unit-tested without hosts)
 
 def run_row(setup: str, endpoint: str, level: int, summary: dict[str, Any], seconds: float,
-            stack_cpu_s: float, loadgen_cpu_s: float) -> dict[str, Any]:
+            stack_cpu_s: float, loadgen_cpu_s: float, machine_cpu_s: float | None = None) -> dict[str, Any]:
     """One measured run as a report row (every figure derived here, so the report is consistent)."""
     requests = summary["requests"]
     ok = summary["ok"]
@@ -114,6 +114,9 @@ def run_row(setup: str, endpoint: str, level: int, summary: dict[str, Any], seco
         "latency_ms": {k: summary["latency_ms"][k] for k in ("p50", "p95", "p99")},
         "stack_cpu_s": round(stack_cpu_s, 3),
         "loadgen_cpu_s": round(loadgen_cpu_s, 3),
+        # everything else the machine's CPUs did meanwhile: kernel work outside both cgroups
+        # (softirq networking of the veth pair, ksoftirqd), the idle other host, this machine
+        "other_cpu_s": None if machine_cpu_s is None else round(machine_cpu_s - stack_cpu_s - loadgen_cpu_s, 3),
         "cpu_ms_per_ok": round(stack_cpu_s * 1000 / ok, 4) if ok else None,
         "instances": summary.get("instances", {}),
     }
@@ -209,12 +212,14 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {meta['cpus']:g} CPUs. Load generator: lbstack.load (HTTP/1.1 keep-alive, GET), "
              f"{meta['duration_s']:g} s per run after a {meta['warmup_s']:g} s warm-up, timeout "
              f"{meta['timeout_s']:g} s. CPU: each rehearsal host's cgroup (all its units). CPU ceiling: "
-             "(CPUs - load generator CPU/s) / (stack CPU per answer at the lowest level).", ""]
+             "(CPUs - load generator CPU/s) / (stack CPU per answer at the lowest level). Other CPU/s: "
+             "what the machine's CPUs did besides the stack and the load generator (kernel networking "
+             "outside both cgroups, the idle other host, this machine).", ""]
     for endpoint in meta["endpoints"]:
         lines += [f"## {endpoint}: `{ENDPOINTS[endpoint]['path']}` ({ENDPOINTS[endpoint]['title']})", "",
                   "| conns | setup | ok req/s | error rate | 5xx | socket | p50 ms | p95 ms | p99 ms "
-                  "| CPU ms/req | CPU ceiling req/s | of ceiling |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| CPU ms/req | CPU ceiling req/s | of ceiling | other CPU/s |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for level in meta["levels"]:
             for setup in SETUPS:
                 r = find(report["runs"], setup, endpoint, level)
@@ -225,7 +230,8 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {level} | {setup} | {_num(r['ok_per_s'])} | {_pct(r['error_rate'])} | {r['errors']['5xx']} "
                     f"| {r['errors']['socket']} | {_num(lat['p50'], 1)} | {_num(lat['p95'], 1)} | {_num(lat['p99'], 1)} "
-                    f"| {_num(r['cpu_ms_per_ok'], 3)} | {_num(r['ceiling_ok_per_s'])} | {share} |")
+                    f"| {_num(r['cpu_ms_per_ok'], 3)} | {_num(r['ceiling_ok_per_s'])} | {share} "
+                    f"| {_num(None if r.get('other_cpu_s') is None else r['other_cpu_s'] / r['seconds'], 2)} |")
         lines.append("")
         comp = [c for c in report["comparisons"] if c["endpoint"] == endpoint]
         if comp:
@@ -350,6 +356,14 @@ def host_cpu_seconds(info) -> float:
     raise RuntimeError(f"no CPU accounting found for {info.name} in {info.cgroups}")
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds this machine's CPUs spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(v) for v in fields[:8]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def _ssh(info, command: str, timeout_s: float = 600.0) -> str:
     from lbstack.rehearsal import ssh_run
 
@@ -457,13 +471,14 @@ def measure(info, path: str, level: int, duration_s: float, timeout_s: float,
     _check_target(info.address)
     target = f"http://{info.address}"
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_before, started = host_cpu_seconds(info), time.monotonic()
+    machine_before, cpu_before, started = machine_cpu_seconds(), host_cpu_seconds(info), time.monotonic()
     result = load.run(target, duration_s=duration_s, connections=level, paths=[path], timeout_s=timeout_s)
-    cpu_after = host_cpu_seconds(info)
+    cpu_after, machine_after = host_cpu_seconds(info), machine_cpu_seconds()
     after = resource.getrusage(resource.RUSAGE_SELF)
     loadgen = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     seconds = result.duration_s or (time.monotonic() - started)
-    return run_row(setup, endpoint, level, result.summary(), seconds, cpu_after - cpu_before, loadgen)
+    return run_row(setup, endpoint, level, result.summary(), seconds, cpu_after - cpu_before, loadgen,
+                   machine_after - machine_before)
 
 
 def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]:

@@ -58,6 +58,8 @@ def test_each_row_is_consistent(report):
         lat = r["latency_ms"]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
         assert r["cpu_ms_per_ok"] == pytest.approx(r["stack_cpu_s"] * 1000 / r["ok"], rel=2e-3, abs=1e-3)
+        # the machine's busy time covers the stack and the load generator (ticks of 10 ms aside)
+        assert r["other_cpu_s"] > -0.1 * (r["stack_cpu_s"] + r["loadgen_cpu_s"]) - 0.1
 
 
 def test_ceilings_follow_their_definition(report):
