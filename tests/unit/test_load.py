@@ -235,9 +235,10 @@ def test_unparseable_answer_is_kind_protocol(server: LocalServer) -> None:
 
 def test_duration_bounds_the_run_and_timeline_adds_up(server: LocalServer) -> None:
     started = time.monotonic()
-    result = run(server.url, duration_s=1, connections=5, paths=["/cl", "/chunked"])
-    assert time.monotonic() - started < 2.0
-    assert 1.0 <= result.duration_s < 2.0
+    result = run(server.url, duration_s=1, connections=5, paths=["/cl", "/chunked"], timeout_s=2)
+    # the documented bound (duration + one request timeout), not a timing: a busy machine is slow
+    assert time.monotonic() - started < 1 + 2 + 1
+    assert 1.0 <= result.duration_s < 1 + 2 + 1
     assert len(result.records) > 20 and all(r.start < 1.0 for r in result.records)
     timeline = result.timeline(0.25)
     assert len(timeline) >= 4 and [b["t"] for b in timeline[:4]] == [0, 0.25, 0.5, 0.75]

@@ -51,7 +51,9 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     assert plan.php_max_children >= 2
     # workers follow the instance's CPU share (requests scaled to fit the host) x php_workers_per_cpu
     share = min(1.0, cpus / sum(requested_cpu.values())) * 1.0
-    assert plan.php_max_children == max(2, min(32, math.ceil(share * settings.php_workers_per_cpu - 1e-9)))
+    by_memory = (math.floor(inst.memory_max_mib * 0.9) - FPM_MASTER_MIB - OPCACHE_MIB) // settings.php_worker_memory_mib
+    by_cpu = max(4, math.ceil(share * settings.php_workers_per_cpu - 1e-9))
+    assert plan.php_max_children == max(2, min(32, by_memory, by_cpu))
     assert FPM_MASTER_MIB + OPCACHE_MIB + plan.php_max_children * settings.php_worker_memory_mib <= inst.memory_high_mib
     # MariaDB: every PHP worker can connect, plus headroom; pool + connections fit its MemoryHigh
     assert plan.db_max_connections == instances * plan.php_max_children + settings.db_connection_headroom
@@ -87,8 +89,8 @@ def test_two_cpu_host_keeps_ceilings_and_sizes_workers_by_share():
     assert plan.limits["lb"].cpu_quota_pct == 100 and plan.limits["cache"].cpu_quota_pct == 100
     assert plan.limits["db"].cpu_quota_pct == 200 and plan.instance_limits.cpu_quota_pct == 100
     assert {a.component for a in plan.adjustments if a.what.startswith("CPUQuota")} == {"db"}
-    # share 2 x 5/10 / 5 = 0.2 vCPU per instance -> the 2-worker minimum; 10 workers in all
-    assert plan.php_max_children == 2 and plan.db_max_connections == 10 + 20
+    # share 2 x 5/10 / 5 = 0.2 vCPU per instance x 4 = 1 worker -> the preferred minimum of 4; 20 in all
+    assert plan.php_max_children == 4 and plan.db_max_connections == 20 + 20
     assert plan.nginx_worker_processes == 1
     more = make_plan(2, 24 * 1024, load({"php_workers_per_cpu": 40}))
     assert more.php_max_children == 8
