@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-from lbstack import REPO_ROOT
+from lbstack.bench import changed_ops, pyinfra_run
 from lbstack.rehearsal import build_image, build_rootfs, down, up
 
 
@@ -34,15 +32,10 @@ def timed(label: str, results: dict, fn, *args, **kwargs):
 
 
 def pyinfra(name: str, deploy: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "inventories/rehearsal.py", deploy],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600,
-        env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": name},
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"{deploy} failed on {name}:\n{proc.stderr[-3000:]}")
-    total = [line for line in proc.stderr.splitlines() if "Grand total" in line]
-    return total[-1].split() if total else []
+    try:
+        return pyinfra_run(name, deploy, timeout_s=3600)[1]
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main() -> None:
@@ -61,9 +54,8 @@ def main() -> None:
     try:
         timed("host boot", results, up, name, vm_host=args.vm)
         timed("converge from bare", results, pyinfra, name, "deploy/full.py")
-        totals = timed("no-op re-run", results, pyinfra, name, "deploy/full.py")
-        changed = totals[3] if len(totals) > 3 else "?"  # the Success column: operations that changed
-        results["no-op re-run changed ops"] = 0 if changed == "-" else changed
+        stderr = timed("no-op re-run", results, pyinfra, name, "deploy/full.py")
+        results["no-op re-run changed ops"] = changed_ops(stderr)
         timed("verification", results, pyinfra, name, "deploy/verify.py")
     finally:
         timed("teardown", results, down, name)

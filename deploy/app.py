@@ -29,7 +29,6 @@ from lbstack.plan import Plan
 from lbstack.settings import Settings
 
 ARCHIVES_DIR = "/var/lib/lbstack/archives"
-STORAGE_DIRS = ("app/public", "framework/cache/data", "framework/sessions", "framework/views", "logs")
 
 
 REDIS_SOCKET = "/run/redis/redis-server.sock"  # templates/etc/redis/redis.conf.j2: unixsocket, perm 770
@@ -80,7 +79,7 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
         (layout.SHARED_DIR, "root", "root", "755"),
         (ARCHIVES_DIR, "root", "root", "700"),
         (f"{layout.SHARED_DIR}/storage", user, user, "775"),
-    ] + [(f"{layout.SHARED_DIR}/storage/{sub}", user, user, "775") for sub in STORAGE_DIRS]
+    ] + [(f"{layout.SHARED_DIR}/storage/{sub}", user, user, "775") for sub in layout.STORAGE_DIRS]
     directories(name=f"Directories {layout.APP_ROOT}/{{releases,instances,shared,shared/storage/...}}, "
                      f"{ARCHIVES_DIR} (storage: {user}, mode 775)", paths=tree)
 

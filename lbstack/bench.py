@@ -29,20 +29,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import ipaddress
 import json
 import os
 import resource
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lbstack import REPO_ROOT, load
+from lbstack import REPO_ROOT, layout, load
 
 SETUPS = ("baseline", "lbstack")
 ENDPOINTS = {
@@ -330,11 +328,13 @@ def build_report(options: Options, cpus: float, rows: list[dict[str, Any]], tool
 
 def packages() -> list[str]:
     """Every Debian package the full stack's deploy installs (the plain-apt comparison)."""
-    from deploy import base, firewall, mariadb, nginx, php_fpm, redis
+    from deploy import base
+    from deploy.verification import component_packages
+    from lbstack.plan import COMPONENTS
     from lbstack.settings import Settings
 
-    wanted = [*base.PACKAGES, "systemd-timesyncd", *firewall.PACKAGES, *nginx.PACKAGES,
-              *php_fpm.packages(Settings()), *mariadb.PACKAGES, *redis.PACKAGES]
+    per_component = component_packages(Settings(), COMPONENTS)
+    wanted = [*base.PACKAGES, "systemd-timesyncd", *(p for pkgs in per_component.values() for p in pkgs)]
     return list(dict.fromkeys(wanted))
 
 
@@ -384,18 +384,11 @@ def _upload(info, data: bytes, dest: str) -> None:
         client.close()
 
 
-def _sample_app_tarball() -> bytes:
-    """The sample app as the repository has it (no logs, no config cache)."""
-    def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        name = member.name
-        if name.endswith((".log", "bootstrap/cache/config.php")) or "__pycache__" in name:
-            return None
-        return member
+def _sample_app_archive() -> bytes:
+    """The sample app as lbstack's deploy packs it (``release.build``): the same bytes on both hosts."""
+    from lbstack import release
 
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(REPO_ROOT / "sample-app", arcname=".", filter=keep)
-    return buffer.getvalue()
+    return release.build("sample").archive.read_bytes()
 
 
 BASELINE_SITE = f"""# Debian's default site, as a tutorial edits it for a Laravel app: the app's public/ as the
@@ -420,7 +413,7 @@ BASELINE_SETUP = f"""set -eu
 APP={BASELINE_APP}
 rm -rf "$APP" && mkdir -p "$APP" && tar -xzf /root/sample-app.tar.gz -C "$APP" --no-same-owner
 rm /root/sample-app.tar.gz
-mkdir -p "$APP/storage/logs" "$APP/storage/framework" "$APP/bootstrap/cache"
+mkdir -p {" ".join(f'"$APP/storage/{d}"' for d in layout.STORAGE_DIRS)} "$APP/bootstrap/cache"
 PASS=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 KEY=$(head -c 32 /dev/urandom | base64)
 mysql -e "CREATE DATABASE IF NOT EXISTS lbstack;
@@ -439,8 +432,13 @@ nginx -t 2>/dev/null && systemctl reload nginx
 """
 
 
-def _pyinfra(name: str, deploy: str, settings_file: Path, timeout_s: float = 1800) -> tuple[float, str]:
-    env = {**os.environ, "LBSTACK_REHEARSAL_HOSTS": name, "LBSTACK_SETTINGS": str(settings_file)}
+def pyinfra_run(name: str, deploy: str = "deploy/full.py", settings_file: Path | None = None,
+                timeout_s: float = 1800) -> tuple[float, str]:
+    """Run ``deploy`` on rehearsal host ``name`` (``inventories/rehearsal.py``); returns (seconds,
+    pyinfra's stderr). RuntimeError with the output's tail when it fails."""
+    env = {**os.environ, "LBSTACK_REHEARSAL_HOSTS": name}
+    if settings_file is not None:
+        env["LBSTACK_SETTINGS"] = str(settings_file)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/rehearsal.py", deploy],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -450,7 +448,8 @@ def _pyinfra(name: str, deploy: str, settings_file: Path, timeout_s: float = 180
     return seconds, proc.stderr
 
 
-def _changed_ops(stderr: str) -> int | str:
+def changed_ops(stderr: str) -> int | str:
+    """Operations that changed something, from pyinfra's "Grand total" line (its Success column)."""
     total = [line for line in stderr.splitlines() if "Grand total" in line]
     fields = total[-1].split() if total else []
     if len(fields) > 3:
@@ -468,7 +467,6 @@ def _settings_file(out: Path) -> Path:
 
 def measure(info, path: str, level: int, duration_s: float, timeout_s: float,
             setup: str, endpoint: str) -> dict[str, Any]:
-    _check_target(info.address)
     target = f"http://{info.address}"
     usage = resource.getrusage(resource.RUSAGE_SELF)
     machine_before, cpu_before, started = machine_cpu_seconds(), host_cpu_seconds(info), time.monotonic()
@@ -505,6 +503,8 @@ def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]
             hosts[setup] = up(names[setup])
             step(f"{setup} host {names[setup]} up at {hosts[setup].address}")
         base, ours = hosts["baseline"], hosts["lbstack"]
+        for info in hosts.values():
+            _check_target(info.address)  # before any traffic, warm-ups included
 
         t0 = time.monotonic()
         _ssh(base, "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
@@ -513,17 +513,17 @@ def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]
         tool["apt_install_s"] = round(time.monotonic() - t0, 1)
         step(f"baseline: plain apt-get install of {len(tool['packages'])} packages: {tool['apt_install_s']} s")
         t0 = time.monotonic()
-        _upload(base, _sample_app_tarball(), "/root/sample-app.tar.gz")
+        _upload(base, _sample_app_archive(), "/root/sample-app.tar.gz")
         _ssh(base, BASELINE_SETUP, timeout_s=600)
         tool["baseline_app_s"] = round(time.monotonic() - t0, 1)
         step(f"baseline: sample app on the stock nginx site and www pool: {tool['baseline_app_s']} s")
 
         settings = _settings_file(options.out)
-        seconds, _ = _pyinfra(ours.name, "deploy/full.py", settings)
+        seconds, _ = pyinfra_run(ours.name, "deploy/full.py", settings)
         tool["converge_from_bare_s"] = round(seconds, 1)
         step(f"lbstack: converge from bare: {tool['converge_from_bare_s']} s")
-        seconds, stderr = _pyinfra(ours.name, "deploy/full.py", settings)
-        tool["noop_rerun_s"], tool["noop_changed"] = round(seconds, 1), _changed_ops(stderr)
+        seconds, stderr = pyinfra_run(ours.name, "deploy/full.py", settings)
+        tool["noop_rerun_s"], tool["noop_changed"] = round(seconds, 1), changed_ops(stderr)
         step(f"lbstack: no-op re-run: {tool['noop_rerun_s']} s ({tool['noop_changed']} changed)")
         t0 = time.monotonic()
         drift = subprocess.run([sys.executable, "-c", "from lbstack.cli import main; main()", "drift", "inventories/rehearsal.py"],
@@ -554,7 +554,7 @@ def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]
                     down(name)
                 except Exception as error:  # noqa: BLE001 - report and go on tearing down
                     echo(f"teardown of {name} failed: {error}")
-    report = build_report(options, cpus, rows, tool, {k: v for k, v in names.items()})
+    report = build_report(options, cpus, rows, tool, dict(names))
     paths = write_report(report, options.out)
     step(f"report: {', '.join(str(p) for p in paths.values())}")
     return report

@@ -17,6 +17,8 @@ RELEASES_DIR = f"{APP_ROOT}/releases"
 SHARED_DIR = f"{APP_ROOT}/shared"
 CURRENT = f"{APP_ROOT}/current"
 ENV_FILE = f"{SHARED_DIR}/.env"
+# the directories a Laravel app writes under storage/ (shared by every release)
+STORAGE_DIRS = ("app/public", "framework/cache/data", "framework/sessions", "framework/views", "logs")
 DOCUMENT_ROOT = f"{CURRENT}/public"
 # each instance runs the release its own pointer names (instances/app3 -> ../releases/<id>), so a
 # rolling update switches instances one at a time; ``current`` (static files, artisan) follows
