@@ -47,9 +47,10 @@ def host_context(host: Host) -> tuple[Settings, Plan]:
     try:
         settings = settings_mod.load(host.data.get("lbstack"))
         components = host_components(host)
-        cpus = settings.capacity_cpus or host.get_fact(Cpus)
+        online = host.get_fact(Cpus)
+        cpus = settings.capacity_cpus or online
         memory = settings.capacity_memory_mib or host.get_fact(Memory)
-        return settings, make_plan(cpus, int(memory), settings, components)
+        return settings, make_plan(cpus, int(memory), settings, components, online_cpus=online)
     except (SettingsError, PlanError) as exc:
         print(f"lbstack: {host.name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

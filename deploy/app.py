@@ -175,7 +175,8 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
     instances to retire. Called while executing, after the configs were rendered and validated."""
     executing = pyinfra_state.is_executing
     unit_changed = executing and fpm.unit.did_change()
-    reload_all = executing and (fpm.ini.did_change() or env.did_change())
+    reload_all = executing and (fpm.ini.did_change() or env.did_change()
+                                or (fpm.preload is not None and fpm.preload.did_change()))
     pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
     units = host.get_fact(UnitLimits, units=[layout.fpm_unit(i) for i in range(1, plan.instances + 1)])
     differ = set(host.get_fact(StagedDiffers, pairs=[list(c) for c in fpm.configs.values()]))
@@ -189,9 +190,11 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
             step.config = fpm.configs[inst.index]
             step.reasons.append("config")
         running = units.get(inst.unit, {}).get("active_state") == "active"
-        if unit_changed or not running:
-            step.restart = True
-            step.reasons.append("unit changed" if unit_changed else "not running")
+        cpus_changed = executing and inst.index in fpm.cpus and fpm.cpus[inst.index].did_change()
+        if unit_changed or cpus_changed or not running:
+            step.restart = True  # CPUAffinity applies when the master starts, not on a reload
+            step.reasons.append("unit changed" if unit_changed else "CPU placement changed" if cpus_changed
+                                else "not running")
         if reload_all:
             step.reasons.append("PHP settings or .env changed")
         if step.reasons:
@@ -238,10 +241,11 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
         server.shell(name=f"Seed the sample questions (release {release_id}: artisan db:seed, only when empty)",
                      commands=[artisan(settings, path, "db:seed --force")])
     server.shell(
-        name=f"Cache the config and seal release {release_id} (code root-owned, marked complete)",
+        name=f"Cache the config, check OPcache preloading and seal release {release_id} (code root-owned, marked complete)",
         commands=[
             artisan(settings, path, "config:cache"),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
+            php_fpm.preload_check(settings, path),
             f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",
         ],
     )

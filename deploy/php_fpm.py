@@ -13,14 +13,15 @@ Debian's own ``php<V>-fpm`` service (the ``www`` pool) is stopped and disabled.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import apt, server, systemd
 
 from deploy import jinja, template
+from facts.app import Instances
 from lbstack import layout
 from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
 from lbstack.plan import OPCACHE_MIB, Plan
@@ -64,6 +65,33 @@ def instance_template_data(settings: Settings, plan: Plan, index: int, listen: s
     }
 
 
+def preload_template_data(settings: Settings) -> dict:
+    return {"dirs": settings.php_preload, "instances_dir": layout.INSTANCES_DIR}
+
+
+def ini_template_data(settings: Settings) -> dict:
+    return {"opcache_mib": OPCACHE_MIB, "preload": bool(settings.php_preload),
+            "preload_dirs": ", ".join(settings.php_preload), "preload_script": layout.PRELOAD_SCRIPT,
+            "app_user": settings.app_user}
+
+
+def preload_check(settings: Settings, release_path: str) -> str:
+    """Shell: run the preload script on a release as the masters will (as root, preloading as the
+    app user) before any instance switches to it; fails naming the release and the fix."""
+    if not settings.php_preload:
+        return "true"
+    flags = " ".join(f"-d {shlex.quote(f'{k}={v}')}" for k, v in (
+        ("opcache.enable", 1), ("opcache.enable_cli", 1), ("opcache.preload", layout.PRELOAD_SCRIPT),
+        ("opcache.preload_user", settings.app_user)))
+    probe = "echo count(opcache_get_status(false)['preload_statistics']['classes'] ?? []);"
+    fix = (f"lbstack: release {release_path} cannot be preloaded by OPcache (php_preload: "
+           f"{', '.join(settings.php_preload)}): fix the file named above, or set php_preload: [] "
+           "to deploy it without preloading")
+    return (f"classes=$(LBSTACK_PRELOAD_ROOT={shlex.quote(release_path)} php{settings.php_version} {flags} "
+            f"-r {shlex.quote(probe)} 2>&1) || {{ printf '%s\\n' \"$classes\" >&2; echo {shlex.quote(fix)} >&2; "
+            "exit 1; }; echo \"OPcache preload check: $classes classes linked\"")
+
+
 def unit_template_data(settings: Settings, plan: Plan) -> dict:
     return {
         "slice": plan.slices["app"],
@@ -83,6 +111,8 @@ class Changes:
     unit: object
     ini: object
     configs: dict[int, tuple[str, str, str]]
+    preload: object = None  # the preload script (changed: reload every instance)
+    cpus: dict[int, object] = field(default_factory=dict)  # each instance's CPUAffinity drop-in (changed: restart it)
 
 
 @deploy("lbstack php-fpm")
@@ -108,13 +138,31 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         retry_after_s=layout.MAINTENANCE_RETRY_AFTER_S,
     )
 
+    preload = template_file(
+        name=f"Render {layout.PRELOAD_SCRIPT} (OPcache preloading of each instance's release)",
+        src=template(layout.PRELOAD_SCRIPT),
+        dest=layout.PRELOAD_SCRIPT,
+        mode="644",
+        jinja_env_kwargs=jinja(),
+        **preload_template_data(settings),
+    )
+    serving = sorted(set(host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"].values()))
+    if settings.php_preload and serving:
+        # the releases instances serve now will be preloaded at their next reload: check them with
+        # the new script before the PHP settings that name it are written (new releases are
+        # checked when they are built, before any instance switches to them)
+        server.shell(
+            name=f"Check OPcache preloading of the release(s) in service: {', '.join(serving)}",
+            commands=[preload_check(settings, f"{layout.RELEASES_DIR}/{r}") for r in serving],
+            _if=preload.did_change,
+        )
     ini = template_file(
         name=f"Render {ini_path(settings)}",
         src=template("/etc/php/fpm/conf.d/90-lbstack.ini"),
         dest=ini_path(settings),
         mode="644",
         jinja_env_kwargs=jinja(),
-        opcache_mib=OPCACHE_MIB,
+        **ini_template_data(settings),
     )
     unit = template_file(
         name=f"Render {UNIT_FILE}",
@@ -144,12 +192,25 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         files=list(staged.values()),
         test=" && ".join(f"{fpm} --test --fpm-config {shlex.quote(s)}" for s, _, _ in staged.values()),
     )
+    cpus = {}
+    for index in indexes:
+        cpus[index] = template_file(
+            name=f"Render {layout.fpm_cpu_dropin(index)} "
+                 f"(CPUAffinity={plan.instance_cpus[index - 1] or 'any: ' + plan.pinning_note})",
+            src=template(f"/etc/systemd/system/{layout.FPM_UNIT}.d/lbstack-cpu.conf"),
+            dest=layout.fpm_cpu_dropin(index),
+            mode="644",
+            jinja_env_kwargs=jinja(),
+            unit=layout.fpm_unit(index),
+            cpus=plan.instance_cpus[index - 1],
+            why=plan.pinning_note,
+        )
     daemon_reload(name="systemctl daemon-reload (if the instance units changed on disk)",
-                  units=[layout.fpm_unit(i) for i in indexes], changed=[unit])
+                  units=[layout.fpm_unit(i) for i in indexes], changed=[unit, *cpus.values()])
     for index in indexes:
         unit_active(name=f"Enable {layout.fpm_unit(index)} (started by the rolling update)",
                     unit=layout.fpm_unit(index), start=False)
-    return Changes(unit=unit, ini=ini, configs=staged)
+    return Changes(unit=unit, ini=ini, configs=staged, preload=preload, cpus=cpus)
 
 
 def surplus_instances(plan: Plan) -> list[int]:

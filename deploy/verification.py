@@ -96,6 +96,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         for index in range(1, plan.instances + 1):
             unit = layout.fpm_unit(index)
             rows += checks.check_service("app", unit, plan.slices["app"], services.get(unit), plan.instance_limits)
+        rows += checks.check_instance_cpus(plan, services)
         rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=php_fpm.instance_addresses(plan)))
         releases = host.get_fact(Releases, root=layout.APP_ROOT)
         env = host.get_fact(File, path=layout.ENV_FILE)

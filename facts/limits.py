@@ -14,7 +14,7 @@ from pyinfra.api import FactBase
 # systemctl show properties read for each unit
 PROPERTIES = (
     "Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "ControlGroup",
-    "CPUQuotaPerSecUSec", "MemoryHigh", "MemoryMax", "TasksMax", "NeedDaemonReload",
+    "CPUQuotaPerSecUSec", "MemoryHigh", "MemoryMax", "TasksMax", "NeedDaemonReload", "MainPID",
 )
 # cgroup files read per layout: v1 as <controller>/<file>, v2 as <file>
 V1_FILES = ("memory/memory.limit_in_bytes", "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us", "pids/pids.max")
@@ -74,7 +74,9 @@ class UnitLimits(FactBase):
             },
         }
 
-    ``cgroup`` is empty when the unit has no cgroup (inactive).
+    ``cgroup`` is empty when the unit has no cgroup (inactive). Units with a main process also
+    have ``"main_pid"`` and ``"cpus_allowed"``: the CPUs its process may run on, as the kernel
+    has them (``Cpus_allowed_list`` of ``/proc/<pid>/status``, e.g. ``"1"`` or ``"0-7"``).
     """
 
     def requires_command(self, units) -> str:
@@ -95,6 +97,8 @@ class UnitLimits(FactBase):
         return (
             version
             + "cgroup_files() { "
+            '[ "${pid:-0}" = 0 ] || sed -n "s/^Cpus_allowed_list:[[:space:]]*/@cpus_allowed=/p" '
+            '"/proc/$pid/status" 2>/dev/null; '
             '[ -n "$cg" ] || return 0; '
             f'if [ $v = 2 ]; then for f in {v2}; do '
             '[ -r "/sys/fs/cgroup$cg/$f" ] && echo "@cg.$f=$(cat "/sys/fs/cgroup$cg/$f")"; done; '
@@ -102,12 +106,12 @@ class UnitLimits(FactBase):
             'p="/sys/fs/cgroup/${f%%/*}$cg/${f#*/}"; [ -r "$p" ] && echo "@cg.${f#*/}=$(cat "$p")"; done; fi; '
             "return 0; }; "
             f"systemctl show -p {props} -- {quoted} | {{ "
-            f"set -- {quoted}; cg=; first=1; "
+            f"set -- {quoted}; cg=; pid=0; first=1; "
             "while IFS= read -r line; do "
-            'if [ -z "$line" ]; then cgroup_files; cg=; first=1; continue; fi; '
+            'if [ -z "$line" ]; then cgroup_files; cg=; pid=0; first=1; continue; fi; '
             'if [ $first = 1 ]; then echo "@unit=$1"; shift; first=0; fi; '
             'printf "%s\\n" "$line"; '
-            'case "$line" in ControlGroup=*) cg=${line#ControlGroup=} ;; esac; '
+            'case "$line" in ControlGroup=*) cg=${line#ControlGroup=} ;; MainPID=*) pid=${line#MainPID=} ;; esac; '
             "done; "
             "[ $first = 1 ] || cgroup_files; }"
         )
@@ -124,6 +128,8 @@ class UnitLimits(FactBase):
                 current = units.setdefault(value, {"cgroup_version": version, "systemd": {}, "cgroup": {}})
             elif current is None:
                 continue
+            elif key == "@cpus_allowed":
+                current["cpus_allowed"] = value
             elif key.startswith("@cg."):
                 _cgroup_file(current["cgroup"], key[4:], value)
             else:
@@ -138,6 +144,8 @@ def _systemd_property(unit: dict, key: str, value: str) -> None:
     }
     if key in simple:
         unit[simple[key]] = value
+    elif key == "MainPID":
+        unit["main_pid"] = int(value) if value.isdigit() else 0
     elif key == "NeedDaemonReload":
         unit["need_daemon_reload"] = value == "yes"
     elif key == "CPUQuotaPerSecUSec":

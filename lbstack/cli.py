@@ -8,6 +8,7 @@ monitor). ``drift``: 0 clean, 2 drift, 1 error. See ``lbstack/commands.py``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 
@@ -91,7 +92,7 @@ def plan(inventory: str | None, limit: tuple[str, ...], cpus: float | None, memo
         raise click.BadParameter(f"unknown component(s) {', '.join(unknown)}; use {', '.join(COMPONENTS)}",
                                  param_hint="--components")
     try:
-        result = make_plan(cpus, memory, settings, wanted)
+        result = make_plan(cpus, memory, settings, wanted, online_cpus=math.floor(cpus))
     except PlanError as exc:
         if as_json:
             click.echo(json.dumps({"refused": str(exc)}, indent=2))

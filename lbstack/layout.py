@@ -35,6 +35,7 @@ MAINTENANCE_RETRY_AFTER_S = 30
 
 FPM_CONFIG_DIR = f"{ETC}/fpm"
 FPM_UNIT = "lbstack-fpm@.service"
+PRELOAD_SCRIPT = f"{FPM_CONFIG_DIR}/preload.php"  # opcache.preload of every instance master
 FPM_PORT_BASE = 9000  # split topology: instance N listens on 9000 + N
 UPSTREAM = "lbstack_app"
 
@@ -48,6 +49,11 @@ def instance_name(index: int) -> str:
 
 def fpm_unit(index: int) -> str:
     return f"lbstack-fpm@{index}.service"
+
+
+def fpm_cpu_dropin(index: int) -> str:
+    """The instance's CPUAffinity drop-in (the plan's CPU placement)."""
+    return f"/etc/systemd/system/{fpm_unit(index)}.d/lbstack-cpu.conf"
 
 
 def fpm_config(index: int) -> str:

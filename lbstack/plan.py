@@ -133,6 +133,9 @@ class Plan:
     nginx_worker_rlimit_nofile: int
     sysctl: dict[str, str]
     adjustments: tuple[Adjustment, ...] = field(default=())
+    # each instance's CPUAffinity ("3", "0-1"; "" = not pinned) and, when none is pinned, why
+    instance_cpus: tuple[str, ...] = field(default=())
+    pinning_note: str = ""
 
     def to_data(self) -> dict:
         return asdict(self)
@@ -191,8 +194,57 @@ def _refusal(what: str, unit: str, budget: float, rows: dict[str, tuple[float, f
     return PlanError("\n".join(lines))
 
 
-def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: tuple[str, ...] = COMPONENTS) -> Plan:
-    """Plan every limit for the ``components`` placed on a host of this size."""
+def cpu_list(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5' (the form of CPUAffinity= and /proc's Cpus_allowed_list)."""
+    parts: list[str] = []
+    for cpu in sorted(set(cpus)):
+        if parts and _last(parts[-1]) == cpu - 1:
+            first = parts[-1].split("-")[0]
+            parts[-1] = f"{first}-{cpu}"
+        else:
+            parts.append(str(cpu))
+    return ",".join(parts)
+
+
+def _last(part: str) -> int:
+    return int(part.split("-")[-1])
+
+
+def pin_instances(instances: int, ceiling_pct: int, online_cpus: int | None, pin: bool) -> tuple[tuple[str, ...], str]:
+    """Each instance's CPUs, and why none is pinned (rule 6 in the README's capacity section).
+
+    An instance gets as many CPUs as its CPUQuota ceiling, rounded up (1 by default), counted
+    round-robin from the host's last CPU down (CPU 0 takes most device interrupts on a VPS):
+    on 8 vCPU instances 1-5 run on CPUs 7, 6, 5, 4, 3; on 2 vCPU on 1, 0, 1, 0, 1. The CPUs are the
+    host's real ones (``online_cpus``), never a ``capacity_cpus`` rehearsal: pinning to a CPU the
+    host lacks would stop the instance from starting.
+    """
+    none = tuple("" for _ in range(instances))
+    if not instances:
+        return none, ""
+    if not pin:
+        return none, "app_cpu_pinning is off"
+    if not online_cpus:
+        return none, "the host's CPUs are unknown (planned from --cpus without a host)"
+    if online_cpus < 2:
+        return none, "the host has one CPU"
+    per = max(1, math.ceil(ceiling_pct / 100 - 1e-9))
+    if per >= online_cpus:
+        return none, f"each instance's ceiling ({ceiling_pct}%) already spans all {online_cpus} CPUs"
+    sets = []
+    for i in range(instances):
+        start = i * per
+        sets.append(cpu_list([online_cpus - 1 - (start + j) % online_cpus for j in range(per)]))
+    return tuple(sets), ""
+
+
+def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: tuple[str, ...] = COMPONENTS,
+              online_cpus: int | None = None) -> Plan:
+    """Plan every limit for the ``components`` placed on a host of this size.
+
+    ``online_cpus`` is the host's real CPU count (the ``Cpus`` fact), used only to place the
+    instances on CPUs; ``host_cpus`` may be a ``capacity_cpus`` rehearsal of a bigger host.
+    """
     components = tuple(c for c in COMPONENTS if c in components)
     if not components:
         raise PlanError("no lbstack component is placed on this host: put it in one of the groups lb, app, db, cache.")
@@ -301,6 +353,7 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     }
     if n:  # the app slice's MemoryHigh is the sum of its instances', like its other limits
         limits["app"] = Limits(cpu_pct["app"], instance_limits.memory_high_mib * n, mem["app"], tasks["app"])
+    pinned, pinning_note = pin_instances(n, instance_limits.cpu_quota_pct if n else 0, online_cpus, s.app_cpu_pinning)
     somaxconn = max(MIN_SOMAXCONN, 1 << math.ceil(math.log2(max(1, s.lb_max_clients))))
     sysctl = {
         "net.core.somaxconn": str(somaxconn),
@@ -333,4 +386,6 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         nginx_worker_rlimit_nofile=nofile,
         sysctl=sysctl,
         adjustments=tuple(adjustments),
+        instance_cpus=pinned,
+        pinning_note=pinning_note,
     )

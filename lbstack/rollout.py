@@ -296,12 +296,13 @@ def mark_bad_script(release: str, record: dict) -> str:
 
 
 def retire_script(instance: Instance) -> str:
-    """Stop and disable a surplus instance (already drained), remove its config, pointer and staging copy."""
+    """Stop and disable a surplus instance (already drained), remove its config, pointer, staging
+    copy and CPU placement drop-in."""
     live = layout.fpm_config(instance.index)
     return "\n".join([
         f"systemctl disable --now {shlex.quote(instance.unit)} 2>/dev/null || systemctl stop {shlex.quote(instance.unit)} || true",
         f"rm -f {shlex.quote(live)} {shlex.quote(live)}.lbstack-prev {shlex.quote(layout.staged(live))} "
-        f"{shlex.quote(instance.pointer)}",
+        f"{shlex.quote(instance.pointer)} {shlex.quote(layout.fpm_cpu_dropin(instance.index))}",
     ])
 
 

@@ -141,6 +141,17 @@ def _ntp_servers(key: str, value: list[str]) -> None:
             raise SettingsError(f"{key}: {server!r} is not a host name or address. Fix or remove it.")
 
 
+def _preload_dirs(key: str, value: list[str]) -> None:
+    for directory in value:
+        if (not isinstance(directory, str) or not re.fullmatch(r"[A-Za-z0-9._/-]+", directory)
+                or directory.startswith("/") or ".." in directory.split("/")):
+            raise SettingsError(
+                f"{key}: {directory!r} is not a directory inside the release (relative, letters, digits, "
+                f"'._/-', no '..'), e.g. 'app' or 'vendor/laravel/framework/src'. Fix it, or set {key}: [] "
+                "to turn preloading off."
+            )
+
+
 def _optional_positive(key: str, value: float | None) -> None:
     if value is not None and value <= 0:
         raise SettingsError(f"{key}: must be positive, got {value}. Remove {key} to use the host's own value.")
@@ -244,6 +255,13 @@ class Settings:
         "PHP-FPM workers per vCPU of an instance's CPU share (its request scaled to fit the host). "
         "Raise it for apps that spend most of a request waiting on slow I/O (external APIs).",
         "workers", _positive_int(64)))
+    php_preload: list[str] = field(default_factory=lambda: ["app"], metadata=_doc(
+        "Release directories whose PHP files OPcache preloads in every instance's master (compiled once per "
+        "start or reload, classes linked in shared memory); [] turns preloading off. A release whose files "
+        "cannot be preloaded is refused before any instance switches to it.", "", _preload_dirs))
+    app_cpu_pinning: bool = field(default=True, metadata=_doc(
+        "Place each app instance on its own CPUs (as many as its CPU ceiling, from the last CPU down) for "
+        "cache locality; false lets the scheduler move every worker anywhere.", ""))
     db_connection_headroom: int = field(default=20, metadata=_doc(
         "MariaDB connections beyond all PHP workers (admin, backups, cron).",
         "connections", _positive_int(10_000)))

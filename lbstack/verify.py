@@ -184,6 +184,17 @@ def check_service(component: str, unit: str, slice_unit: str, fact: dict | None,
     return rows
 
 
+def check_instance_cpus(plan: Plan, units: dict[str, dict]) -> list[Check]:
+    """Each pinned instance's master runs on the CPUs the plan placed it on, as the kernel has it
+    (its workers are forked from it). Nothing to check when the plan pins none."""
+    rows = []
+    for index, cpus in enumerate(plan.instance_cpus, start=1):
+        if cpus:
+            unit = f"lbstack-fpm@{index}.service"
+            rows.append(_row("app", f"app{index} CPUs", cpus, (units.get(unit) or {}).get("cpus_allowed") or "not running"))
+    return rows
+
+
 def check_pools(plan: Plan, status: dict[str, dict]) -> list[Check]:
     """Each instance's FPM pool, from its own status page: answering, static, planned size."""
     rows = []
