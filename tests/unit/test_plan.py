@@ -128,3 +128,52 @@ def test_cpu_floor_refusal():
     with pytest.raises(PlanError) as err:
         make_plan(0.5, 32768, load({"instances": 8}))
     assert "vCPU usable" in str(err.value)
+
+
+# -- CPU placement of the instances (rule 6) -------------------------------------------------------
+
+@pytest.mark.parametrize("online, expected", [
+    (8, ("7", "6", "5", "4", "3")),   # each instance its own CPU, from the last down
+    (2, ("1", "0", "1", "0", "1")),   # round-robin when there are fewer CPUs than instances
+    (4, ("3", "2", "1", "0", "3")),
+])
+def test_instances_are_placed_from_the_last_cpu_down(online, expected):
+    plan = make_plan(8, 16384, load({}), online_cpus=online)
+    assert plan.instance_cpus == expected and plan.pinning_note == ""
+
+
+def test_an_instance_gets_as_many_cpus_as_its_ceiling():
+    plan = make_plan(8, 32768, load({"app_cpus": 1.5, "instances": 3, "rolling_batch": 1}), online_cpus=8)
+    assert plan.instance_limits.cpu_quota_pct == 150
+    assert plan.instance_cpus == ("6-7", "4-5", "2-3")
+
+
+def test_pinning_uses_the_real_cpus_not_a_capacity_rehearsal():
+    # rehearsing an 8 vCPU plan on a 2 vCPU host must not name CPUs 2..7, which would stop the instances
+    plan = make_plan(2, 24 * 1024, load({"capacity_cpus": 8}), online_cpus=2)
+    assert plan.host_cpus == 8
+    assert set(plan.instance_cpus) == {"0", "1"}
+
+
+@pytest.mark.parametrize("raw, online, note", [
+    ({"app_cpu_pinning": False}, 8, "app_cpu_pinning is off"),
+    ({}, 1, "the host has one CPU"),
+    ({}, None, "the host's CPUs are unknown"),
+    ({"app_cpus": 2.0}, 2, "already spans all 2 CPUs"),
+])
+def test_no_pinning_and_why(raw, online, note):
+    plan = make_plan(max(online or 2, 2), 24 * 1024, load(raw), online_cpus=online)
+    assert plan.instance_cpus == ("",) * plan.instances
+    assert note in plan.pinning_note
+
+
+def test_split_db_host_has_no_instances_to_place():
+    plan = make_plan(8, 16384, load({}), ("db",), online_cpus=8)
+    assert plan.instance_cpus == () and plan.pinning_note == ""
+
+
+@pytest.mark.parametrize("cpus, text", [([3], "3"), ([0, 1], "0-1"), ([7, 6, 5, 0, 2], "0,2,5-7"), ([], "")])
+def test_cpu_list_is_the_kernel_form(cpus, text):
+    from lbstack.plan import cpu_list
+
+    assert cpu_list(cpus) == text

@@ -275,3 +275,8 @@ def test_overrides_come_from_the_environment(monkeypatch):
     monkeypatch.setenv(OVERRIDES_ENV, "not json")
     with pytest.raises(SystemExit, match="LBSTACK_OVERRIDES: not JSON"):
         validated({})
+
+
+def test_retiring_an_instance_removes_its_cpu_placement():
+    script = rollout.retire_script(rollout.Instance(7, "unix:/run/lbstack/app7/fpm.sock", "/run/lbstack/app7/fpm.sock"))
+    assert "/etc/systemd/system/lbstack-fpm@7.service.d/lbstack-cpu.conf" in script

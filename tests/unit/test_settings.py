@@ -164,3 +164,16 @@ def test_settings_file_errors_name_the_file(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("instances: 3\nlb_method: ip_hash\n")
     assert load_file(good).lb_method == "ip_hash"
+
+
+@pytest.mark.parametrize("value", [["/srv/app"], ["../etc"], ["app/../.."], ["app dir"], [3], "app"])
+def test_php_preload_dirs_stay_inside_the_release(value):
+    with pytest.raises(SettingsError) as err:
+        load({"php_preload": value})
+    assert "php_preload" in str(err.value)
+
+
+def test_php_preload_defaults_to_app_and_can_be_turned_off():
+    assert load({}).php_preload == ["app"]
+    assert load({"php_preload": []}).php_preload == []
+    assert load({"php_preload": ["app", "vendor/laravel/framework/src"]}).php_preload[1] == "vendor/laravel/framework/src"

@@ -172,3 +172,45 @@ def test_firewall_opens_only_ssh_and_web_on_a_single_host():
     assert "saddr" not in text and "flush ruleset" not in text
     split = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [], ["10.0.0.2", "10.0.0.3"]))
     assert "ip saddr { 10.0.0.2, 10.0.0.3 } tcp dport { 3306, 6379, 9001, 9002, 9003, 9004, 9005 } accept" in split
+
+
+def test_fpm_pool_sends_php_errors_to_the_journal_not_through_the_master():
+    # catch_workers_output pipes the per-request flush marker to the master (a wake-up per request)
+    text = render(f"{layout.FPM_CONFIG_DIR}/app.conf", **php_fpm.instance_template_data(SETTINGS, PLAN, 4, layout.fpm_socket(4)))
+    assert "catch_workers_output = no" in text and "catch_workers_output = yes" not in text
+    assert "php_admin_value[error_log] = syslog" in text and "php_admin_value[syslog.ident] = lbstack-app4" in text
+
+
+def test_fpm_unit_names_the_instance_for_the_preload_script():
+    text = render(php_fpm.UNIT_FILE, **php_fpm.unit_template_data(SETTINGS, PLAN))
+    assert "Environment=LBSTACK_INSTANCE=app%i" in text
+
+
+def test_php_ini_preloads_as_the_app_user_unless_turned_off():
+    text = render("/etc/php/fpm/conf.d/90-lbstack.ini", **php_fpm.ini_template_data(SETTINGS))
+    assert f"opcache.preload = {layout.PRELOAD_SCRIPT}" in text
+    assert f"opcache.preload_user = {SETTINGS.app_user}" in text
+    off = render("/etc/php/fpm/conf.d/90-lbstack.ini", **php_fpm.ini_template_data(load({"php_preload": []})))
+    assert "opcache.preload" not in off.replace("; OPcache preloading", "")
+    assert "opcache.validate_timestamps = 0" in off
+
+
+def test_preload_script_compiles_the_configured_dirs_of_the_instance_release():
+    text = render(layout.PRELOAD_SCRIPT, **php_fpm.preload_template_data(
+        load({"php_preload": ["app", "vendor/laravel/framework/src"]})))
+    assert text.startswith("<?php")
+    assert "foreach (['app', 'vendor/laravel/framework/src'] as $lbstackDir)" in text
+    assert f"realpath('{layout.INSTANCES_DIR}/' . $lbstackInstance)" in text
+    assert "getenv('LBSTACK_PRELOAD_ROOT')" in text and "getenv('LBSTACK_INSTANCE')" in text
+    assert "opcache_compile_file($lbstackFile)" in text and "catch (Throwable $e)" in text
+
+
+@pytest.mark.parametrize("cpus, line", [("3", "CPUAffinity=3"), ("0-1", "CPUAffinity=0-1"), ("", "CPUAffinity=")])
+def test_fpm_cpu_dropin_pins_or_resets(cpus, line):
+    text = render(f"/etc/systemd/system/{layout.FPM_UNIT}.d/lbstack-cpu.conf", unit=layout.fpm_unit(2), cpus=cpus,
+                  why="app_cpu_pinning is off")
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read_string(text)
+    assert f"CPUAffinity={unit['Service']['CPUAffinity']}" == line
+    assert ("Not pinned: app_cpu_pinning is off." in text) == (cpus == "")

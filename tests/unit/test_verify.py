@@ -153,3 +153,21 @@ def test_firewall_table_is_compared_with_the_expected_ports():
     assert _v.failures(_v.check_firewall([22, 80, 443], table)) == []
     assert _v.failures(_v.check_firewall([2222, 80, 443], table))[0].check == "firewall open TCP ports"
     assert _v.failures(_v.check_firewall([22, 80, 443], {"present": False}))[0].actual == "absent"
+
+
+def test_pinned_instances_are_checked_against_their_masters_cpus():
+    plan = make_plan(8, 16384, load({}), online_cpus=2)
+    units = {f"lbstack-fpm@{i}.service": {"cpus_allowed": cpus} for i, cpus in enumerate(plan.instance_cpus, start=1)}
+    rows = _v.check_instance_cpus(plan, units)
+    assert [r.check for r in rows] == [f"app{i} CPUs" for i in range(1, 6)] and not failures(rows)
+    units["lbstack-fpm@3.service"]["cpus_allowed"] = "0-1"  # restarted by hand without the drop-in
+    del units["lbstack-fpm@5.service"]
+    bad = {r.check: r for r in failures(_v.check_instance_cpus(plan, units))}
+    assert set(bad) == {"app3 CPUs", "app5 CPUs"}
+    assert (bad["app3 CPUs"].expected, bad["app3 CPUs"].actual) == ("1", "0-1")
+    assert bad["app5 CPUs"].actual == "not running"
+
+
+def test_unpinned_plan_has_no_cpu_rows():
+    plan = make_plan(8, 16384, load({"app_cpu_pinning": False}), online_cpus=8)
+    assert _v.check_instance_cpus(plan, {}) == []
