@@ -8,6 +8,12 @@ instances a batch at a time, each drained and health-gated: a config that fails 
 every instance serving as before. nginx names one front controller for every instance
 (``/srv/lbstack/app/front/index.php``); it runs the release the instance's own pointer names.
 Debian's own ``php<V>-fpm`` service (the ``www`` pool) is stopped and disabled.
+
+Per-request tuning (README, "Tuning"): every master preloads its own release's classes into its
+OPcache (``opcache.preload``, the ``php_preload`` setting; a new release is preloaded once by the
+deploy before any instance switches to it), each instance runs on the CPUs the plan placed it on
+(a ``CPUAffinity=`` drop-in per instance: changed, the instance restarts through the rolling
+update), and workers' output is not piped to the master (PHP errors go to the journal).
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Rules, in order:
 4. MemoryHigh is 90 % of MemoryMax: the kernel reclaims before it kills.
 5. Derived sizes come from the planned (not requested) budgets: pm.max_children from the
    instance's CPU share x ``php_workers_per_cpu``, within what its memory allows.
+6. Each app instance is placed on its own CPUs (``app_cpu_pinning``): as many as its ceiling,
+   from the host's last real CPU down, round-robin (:func:`pin_instances`). Five FPM masters are
+   five copies of the app's compiled code; pinned, each core's caches hold fewer of them
+   (measured by `lbstack bench`).
 """
 
 from __future__ import annotations
