@@ -59,7 +59,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on(host):
+def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on_as_a_batch_task(host):
     online = _online_cpus(host)
     settings = load(REHEARSAL_SETTINGS)
     plan = make_plan(settings.capacity_cpus, settings.capacity_memory_mib, settings, online_cpus=online)
@@ -76,6 +76,11 @@ def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on(host):
         lists = out.split()
         assert len(lists) == 1 + plan.php_max_children, (unit, lists)
         assert set(lists) == {expected}, (unit, lists)
+        rc, out, err = remote(host, f"pid=$(systemctl show -p MainPID --value {unit}); "
+                                    "for p in $pid $(pgrep -P $pid); do chrt -p $p | head -1; done")
+        assert rc == 0, err
+        policies = {line.rsplit(":", 1)[1].strip() for line in out.splitlines()}
+        assert policies == {"SCHED_BATCH"}, (unit, out)
 
 
 def test_each_master_preloads_its_own_release(host):

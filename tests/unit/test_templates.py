@@ -184,6 +184,7 @@ def test_fpm_pool_sends_php_errors_to_the_journal_not_through_the_master():
 def test_fpm_unit_names_the_instance_for_the_preload_script():
     text = render(php_fpm.UNIT_FILE, **php_fpm.unit_template_data(SETTINGS, PLAN))
     assert "Environment=LBSTACK_INSTANCE=app%i" in text
+    assert "\nCPUSchedulingPolicy=batch\n" in text
 
 
 def test_php_ini_preloads_as_the_app_user_unless_turned_off():
