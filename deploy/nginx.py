@@ -16,7 +16,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from deploy import group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
+from deploy import SCHED_POLICY, group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
 from lbstack import layout
 from lbstack.operations import promote, template_file
 from lbstack.plan import Plan
@@ -88,7 +88,8 @@ def main_template_data(settings: Settings, plan: Plan) -> dict:
 @deploy("lbstack nginx")
 def nginx(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install nginx", packages=PACKAGES, no_recommends=True)
-    dropin = service_dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx_worker_rlimit_nofile)
+    dropin = service_dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx_worker_rlimit_nofile,
+                            CPUSchedulingPolicy=SCHED_POLICY)
     if settings.tls == "self_signed":
         _self_signed(settings)
 

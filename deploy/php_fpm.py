@@ -26,7 +26,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
 from pyinfra.operations import apt, server, systemd
 
-from deploy import jinja, template
+from deploy import SCHED_POLICY, jinja, template
 from facts.app import Instances
 from lbstack import layout
 from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
@@ -105,6 +105,7 @@ def unit_template_data(settings: Settings, plan: Plan) -> dict:
         "php_version": settings.php_version,
         "config_dir": layout.FPM_CONFIG_DIR,
         "limits": plan.instance_limits,
+        "sched_policy": SCHED_POLICY,
     }
 
 

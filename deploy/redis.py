@@ -17,7 +17,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, server
 
-from deploy import group_hosts, jinja, restart_needed, same_host, service_dropin, service_in_slice, template
+from deploy import SCHED_POLICY, group_hosts, jinja, restart_needed, same_host, service_dropin, service_in_slice, template
 from facts.redis import LiveConfig
 from lbstack import layout
 from lbstack.operations import secret_file, template_file
@@ -42,7 +42,8 @@ def config_template_data(settings: Settings, plan: Plan, remote_clients: bool, a
 @deploy("lbstack redis")
 def redis(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install Redis", packages=PACKAGES, no_recommends=True)
-    dropin = service_dropin("redis-server.service", plan.slices["cache"], restart="always")
+    dropin = service_dropin("redis-server.service", plan.slices["cache"], restart="always",
+                            CPUSchedulingPolicy=SCHED_POLICY)
     data = config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
                                 app_hosts=len(group_hosts("app")))
     # compared with the secret-free source of the last run: the live file carries the password hash

@@ -46,7 +46,8 @@ def _pointers(info) -> dict[str, str]:
 def _php_probe(info, instance: int, code: str) -> str:
     """Run ``code`` in one of the instance's FPM workers (straight on its socket), from a probe
     file that is removed afterwards; returns the body."""
-    probe = f"{layout.STATE_DIR}/probe-{secrets.token_hex(4)}.php"
+    # next to the front controller: a directory every worker reads
+    probe = f"{layout.FRONT_CONTROLLER.rsplit('/', 1)[0]}/probe-{secrets.token_hex(4)}.php"
     command = (f"printf '%s' {_quote('<?php ' + code)} > {probe} && chmod 644 {probe} && "
                f"SCRIPT_FILENAME={probe} REQUEST_METHOD=GET cgi-fcgi -bind -connect {layout.fpm_socket(instance)}; "
                f"rc=$?; rm -f {probe}; exit $rc")
@@ -81,6 +82,14 @@ def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on_as_a_batch_task(ho
         assert rc == 0, err
         policies = {line.rsplit(":", 1)[1].strip() for line in out.splitlines()}
         assert policies == {"SCHED_BATCH"}, (unit, out)
+
+
+def test_nginx_and_redis_run_as_batch_tasks(host):
+    for unit in ("nginx.service", "redis-server.service"):
+        rc, out, err = remote(host, f"pid=$(systemctl show -p MainPID --value {unit}); "
+                                    "for p in $pid $(pgrep -P $pid); do chrt -p $p | head -1; done")
+        assert rc == 0, err
+        assert {line.rsplit(":", 1)[1].strip() for line in out.splitlines()} == {"SCHED_BATCH"}, (unit, out)
 
 
 def test_each_master_preloads_its_own_release(host):

@@ -215,3 +215,13 @@ def test_fpm_cpu_dropin_pins_or_resets(cpus, line):
     unit.read_string(text)
     assert f"CPUAffinity={unit['Service']['CPUAffinity']}" == line
     assert ("Not pinned: app_cpu_pinning is off." in text) == (cpus == "")
+
+
+def test_nginx_and_redis_dropins_run_them_as_batch_tasks():
+    from deploy import SCHED_POLICY, service_dropin_data
+
+    assert SCHED_POLICY == "batch"
+    for service in ("nginx.service", "redis-server.service"):
+        text = render("/etc/systemd/system/component.service.d/lbstack.conf",
+                      **service_dropin_data(service, "lbstack-lb.slice", CPUSchedulingPolicy=SCHED_POLICY))
+        assert "\nCPUSchedulingPolicy=batch\n" in text
