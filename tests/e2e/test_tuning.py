@@ -32,7 +32,7 @@ def host(converged_nspawn):
 
 
 def _online_cpus(info) -> int:
-    rc, out, err = remote(info, "getconf NPROCESSORS_ONLN")
+    rc, out, err = remote(info, "getconf _NPROCESSORS_ONLN")  # what pyinfra's Cpus fact falls back to
     assert rc == 0, err
     return int(out.strip())
 
@@ -127,7 +127,8 @@ def test_a_release_that_cannot_be_preloaded_is_refused_and_the_host_keeps_servin
     assert run["rc"] != 0
     assert "cannot be preloaded by OPcache" in run["stderr"] and "Cannot redeclare" in run["stderr"]
     assert "php_preload: []" in run["stderr"]
-    assert not any(name.startswith("Rolling update") for name in changed_ops(run))
+    # the run stopped at the release check: no instance was drained or switched
+    assert "Rolling update" not in run["stderr"] + run["stdout"]
     assert _pointers(host) == before  # no instance switched
     for _ in range(20):
         status, headers, _ = http(f"http://{host.address}/api/questions/random")
