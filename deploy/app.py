@@ -175,8 +175,7 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
     instances to retire. Called while executing, after the configs were rendered and validated."""
     executing = pyinfra_state.is_executing
     unit_changed = executing and fpm.unit.did_change()
-    reload_all = executing and (fpm.ini.did_change() or env.did_change()
-                                or (fpm.preload is not None and fpm.preload.did_change()))
+    reload_all = executing and (fpm.ini.did_change() or fpm.preload.did_change() or env.did_change())
     pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
     units = host.get_fact(UnitLimits, units=[layout.fpm_unit(i) for i in range(1, plan.instances + 1)])
     differ = set(host.get_fact(StagedDiffers, pairs=[list(c) for c in fpm.configs.values()]))
@@ -190,7 +189,7 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
             step.config = fpm.configs[inst.index]
             step.reasons.append("config")
         running = units.get(inst.unit, {}).get("active_state") == "active"
-        cpus_changed = executing and inst.index in fpm.cpus and fpm.cpus[inst.index].did_change()
+        cpus_changed = executing and fpm.cpus[inst.index].did_change()
         if unit_changed or cpus_changed or not running:
             step.restart = True  # CPUAffinity applies when the master starts, not on a reload
             step.reasons.append("unit changed" if unit_changed else "CPU placement changed" if cpus_changed

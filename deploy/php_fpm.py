@@ -19,7 +19,7 @@ update), and workers' output is not piped to the master (PHP errors go to the jo
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -118,8 +118,8 @@ class Changes:
     unit: object
     ini: object
     configs: dict[int, tuple[str, str, str]]
-    preload: object = None  # the preload script (changed: reload every instance)
-    cpus: dict[int, object] = field(default_factory=dict)  # each instance's CPUAffinity drop-in (changed: restart it)
+    preload: object  # the preload script (changed: reload every instance)
+    cpus: dict[int, object]  # each instance's CPUAffinity drop-in (changed: restart it)
 
 
 @deploy("lbstack php-fpm")

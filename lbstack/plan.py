@@ -200,18 +200,13 @@ def _refusal(what: str, unit: str, budget: float, rows: dict[str, tuple[float, f
 
 def cpu_list(cpus: list[int]) -> str:
     """[0, 1, 2, 5] -> '0-2,5' (the form of CPUAffinity= and /proc's Cpus_allowed_list)."""
-    parts: list[str] = []
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive CPUs
     for cpu in sorted(set(cpus)):
-        if parts and _last(parts[-1]) == cpu - 1:
-            first = parts[-1].split("-")[0]
-            parts[-1] = f"{first}-{cpu}"
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
         else:
-            parts.append(str(cpu))
-    return ",".join(parts)
-
-
-def _last(part: str) -> int:
-    return int(part.split("-")[-1])
+            runs.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def pin_instances(instances: int, ceiling_pct: int, online_cpus: int | None, pin: bool) -> tuple[tuple[str, ...], str]:
@@ -223,7 +218,7 @@ def pin_instances(instances: int, ceiling_pct: int, online_cpus: int | None, pin
     host's real ones (``online_cpus``), never a ``capacity_cpus`` rehearsal: pinning to a CPU the
     host lacks would stop the instance from starting.
     """
-    none = tuple("" for _ in range(instances))
+    none = ("",) * instances
     if not instances:
         return none, ""
     if not pin:

@@ -35,7 +35,7 @@ def plan_tables(plan: Plan, host_name: str = "") -> list[Table]:
     rows = []
     if "app" in plan.components:
         rows.append(("pm.max_children per instance", str(plan.php_max_children)))
-        rows.append(("CPUs of app1..app%d" % plan.instances,
+        rows.append((f"CPUs of app1..app{plan.instances}",
                      " ".join(plan.instance_cpus) if any(plan.instance_cpus) else f"not pinned ({plan.pinning_note})"))
     if "db" in plan.components:
         rows += [("MariaDB max_connections", str(plan.db_max_connections)),

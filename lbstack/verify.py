@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lbstack import layout
 from lbstack.plan import Limits, Plan
 from lbstack.settings import Settings
 
@@ -190,8 +191,8 @@ def check_instance_cpus(plan: Plan, units: dict[str, dict]) -> list[Check]:
     rows = []
     for index, cpus in enumerate(plan.instance_cpus, start=1):
         if cpus:
-            unit = f"lbstack-fpm@{index}.service"
-            rows.append(_row("app", f"app{index} CPUs", cpus, (units.get(unit) or {}).get("cpus_allowed") or "not running"))
+            live = (units.get(layout.fpm_unit(index)) or {}).get("cpus_allowed") or "not running"
+            rows.append(_row("app", f"{layout.instance_name(index)} CPUs", cpus, live))
     return rows
 
 

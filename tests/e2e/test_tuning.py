@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import shutil
 
 import pytest
@@ -48,16 +49,12 @@ def _php_probe(info, instance: int, code: str) -> str:
     file that is removed afterwards; returns the body."""
     # next to the front controller: a directory every worker reads
     probe = f"{layout.FRONT_CONTROLLER.rsplit('/', 1)[0]}/probe-{secrets.token_hex(4)}.php"
-    command = (f"printf '%s' {_quote('<?php ' + code)} > {probe} && chmod 644 {probe} && "
+    command = (f"printf '%s' {shlex.quote('<?php ' + code)} > {probe} && chmod 644 {probe} && "
                f"SCRIPT_FILENAME={probe} REQUEST_METHOD=GET cgi-fcgi -bind -connect {layout.fpm_socket(instance)}; "
                f"rc=$?; rm -f {probe}; exit $rc")
     rc, out, err = remote(info, command)
     assert rc == 0, err
     return out.split("\r\n\r\n", 1)[-1]
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on_as_a_batch_task(host):
