@@ -226,6 +226,10 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
             commands=[f"cd {path} && runuser -u {user} -- composer install --no-dev --optimize-autoloader "
                       "--no-interaction --no-progress"],
         )
+    if settings.php_preload:
+        # before the backup and the migrations: a release OPcache cannot preload changes nothing
+        server.shell(name=f"Check OPcache preloading of release {release_id} (as the masters will run it)",
+                     commands=[php_fpm.preload_check(settings, path)])
     if "db" in host.groups:  # the database is on this host: back it up first (split: `lbstack backup`)
         server.shell(
             name=f"Back up the database before the migrations of release {release_id} (lbstack-backup)",
@@ -240,11 +244,10 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
         server.shell(name=f"Seed the sample questions (release {release_id}: artisan db:seed, only when empty)",
                      commands=[artisan(settings, path, "db:seed --force")])
     server.shell(
-        name=f"Cache the config, check OPcache preloading and seal release {release_id} (code root-owned, marked complete)",
+        name=f"Cache the config and seal release {release_id} (code root-owned, marked complete)",
         commands=[
             artisan(settings, path, "config:cache"),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
-            php_fpm.preload_check(settings, path),
             f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",
         ],
     )

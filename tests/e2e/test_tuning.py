@@ -124,8 +124,12 @@ def test_a_release_that_cannot_be_preloaded_is_refused_and_the_host_keeps_servin
     assert run["rc"] != 0
     assert "cannot be preloaded by OPcache" in run["stderr"] and "Cannot redeclare" in run["stderr"]
     assert "php_preload: []" in run["stderr"]
-    # the run stopped at the release check: no instance was drained or switched
-    assert "Rolling update" not in run["stderr"] + run["stdout"]
+    # the run stopped at the release check, before the database was touched: no backup, no
+    # migration, no instance drained or switched (pyinfra names each operation it starts)
+    output = run["stderr"] + run["stdout"]
+    assert "Unpack release" in output
+    assert "Migrate the database" not in output and "Back up the database" not in output
+    assert "Rolling update" not in output
     assert _pointers(host) == before  # no instance switched
     for _ in range(20):
         status, headers, _ = http(f"http://{host.address}/api/questions/random")
