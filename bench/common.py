@@ -1,8 +1,8 @@
-"""Shared by the bench scripts (run as ``python bench/<script>.py``: this directory is on sys.path)."""
+"""Shared by the bench scripts (run from the checkout as ``python -m bench.<script>``)."""
 
 from __future__ import annotations
 
-from lbstack.bench import pyinfra_run
+from bench.stack import pyinfra_run
 
 
 def converge(name: str) -> None:

@@ -6,7 +6,7 @@
     no-op re-run      deploy/full.py again (must change nothing)
     verification      deploy/verify.py alone
 
-    python bench/converge_times.py [--fresh] [--vm]
+    python -m bench.converge_times [--fresh] [--vm]
 
 Bounded: every step has a timeout; the host it boots is torn down at the end. Prints a table and
 one JSON line (for notes and CI logs).
@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from lbstack.bench import changed_ops, pyinfra_run
+from bench.stack import changed_ops, pyinfra_run
 from lbstack.rehearsal import build_image, build_rootfs, down, up
 
 

@@ -5,7 +5,7 @@
     metrics   lbstack metrics
     test      lbstack test --requests 200
 
-    python bench/operate_times.py [--host NAME] [--runs N]
+    python -m bench.operate_times [--host NAME] [--runs N]
 
 With --host, an already converged rehearsal host is measured (e.g. the one ``./dev rehearse``
 leaves running); otherwise a fresh nspawn host is booted, converged, measured and torn down.
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from common import converge
+from bench.common import converge
 
 from lbstack import REPO_ROOT
 from lbstack.rehearsal import down, up

@@ -5,10 +5,10 @@
     p95 before       p95 latency over the same window length just before the update
     p95 during       p95 latency while it ran
 
-    python bench/rolling_update.py [--host NAME] [--connections 200] [--before 20] [--runs 1]
+    python -m bench.rolling_update [--host NAME] [--connections 200] [--before 20] [--runs 1]
 
 The release is the bundled sample app with one extra file (a new build each run). Load comes from
-lbstack.load on this machine, only to the rehearsal host, bounded in time. With --host an already
+bench.load on this machine, only to the rehearsal host, bounded in time. With --host an already
 converged host is used (and left on the new release: converge it again to go back); otherwise a
 fresh nspawn host is booted, converged, measured and torn down. Prints a table and one JSON line.
 """
@@ -24,9 +24,10 @@ import sys
 import tempfile
 import time
 
-from common import converge
+from bench.common import converge
 
-from lbstack import REPO_ROOT, load
+from bench import load
+from lbstack import REPO_ROOT
 from lbstack.rehearsal import down, get_host, up
 from lbstack.release import SAMPLE_APP_DIR
 

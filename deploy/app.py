@@ -19,29 +19,17 @@ from pyinfra import host, state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from deploy import group_hosts, jinja, php_fpm, private_address, same_host, template
+from deploy import php_fpm
 from facts.app import COMPLETE_MARKER, Instances, Releases
 from facts.files import StagedDiffers
 from facts.limits import UnitLimits
 from lbstack import layout, release, rollout
+from lbstack.layout import ARCHIVES_DIR
 from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
 from lbstack.plan import Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
-
-ARCHIVES_DIR = "/var/lib/lbstack/archives"
-
-
-REDIS_SOCKET = "/run/redis/redis-server.sock"  # templates/etc/redis/redis.conf.j2: unixsocket, perm 770
-
-
-def backend_address(group: str) -> str:
-    """How the app reaches the db or cache group: a unix socket when it runs on this host (no TCP
-    stack on either side: measured 3 % of a cached API request's CPU), else the first such host's
-    private address."""
-    hosts = group_hosts(group) or [host]
-    if any(same_host(h) for h in hosts):
-        return "localhost" if group == "db" else REDIS_SOCKET  # MariaDB: "localhost" is its socket
-    return private_address(hosts[0])
+from lbstack.topology import backend_address, group_hosts, listen_address, private_address, same_host
 
 
 def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
@@ -69,7 +57,7 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
         print(f"lbstack: {host.name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     user = settings.app_user
-    if backend_address("cache") == REDIS_SOCKET:  # before any worker starts: workers get it at spawn
+    if backend_address("cache") == layout.REDIS_SOCKET:  # before any worker starts: workers get it at spawn
         server.user(name=f"Service user {user} in group redis (the Redis unix socket, mode 770)",
                     user=user, groups=["redis"], append=True, ensure_home=False)
     tree = [
@@ -162,7 +150,7 @@ def instances(plan: Plan, indexes) -> list[rollout.Instance]:
     local_lb = "lb" in host.groups
     result = []
     for index in indexes:
-        address = php_fpm.listen_address(index)
+        address = listen_address(index)
         member = f"unix:{address}" if address.startswith("/") else (
             None if local_lb else f"{private_address(host)}:{layout.FPM_PORT_BASE + index}")
         result.append(rollout.Instance(index=index, member=member, fpm=address))

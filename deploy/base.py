@@ -12,16 +12,15 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy import jinja, template
 from facts.base import Virtualization
-from lbstack.layout import APP_HOME
+from lbstack import packages
+from lbstack.layout import APP_HOME, SYSCTL_FILE
 from lbstack.operations import service_user, template_file
 from lbstack.plan import Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
 
-PACKAGES = ["ca-certificates", "curl", "procps", "iproute2", "logrotate", "tzdata", "acl", "openssl"]
 TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")  # if one is installed, keep it
-SYSCTL_FILE = "/etc/sysctl.d/60-lbstack.conf"
 TIMESYNCD_DROPIN = "/etc/systemd/timesyncd.conf.d/lbstack.conf"
 
 
@@ -33,7 +32,7 @@ def sysctl_template_data(settings: Settings, plan: Plan) -> dict:
 def base(settings: Settings, plan: Plan) -> None:
     virt = host.get_fact(Virtualization)
     apt.update(name="Update apt package lists (at most hourly)", cache_time=3600)
-    apt.packages(name=f"Install base packages: {' '.join(PACKAGES)}", packages=PACKAGES, no_recommends=True)
+    apt.packages(name=f"Install base packages: {' '.join(packages.BASE)}", packages=packages.BASE, no_recommends=True)
     _service_user(settings)
     _sysctl(settings, plan, virt["container"])
     _time_sync(settings, virt["container"])
@@ -76,7 +75,7 @@ def _time_sync(settings: Settings, container: str | None) -> None:
     if other:
         logger.info(f"[{host.name}] time sync: keeping the installed {', '.join(other)}.")
         return
-    apt.packages(name="Install systemd-timesyncd", packages=["systemd-timesyncd"], no_recommends=True)
+    apt.packages(name="Install systemd-timesyncd", packages=packages.TIME_SYNC, no_recommends=True)
     dropin = template_file(
         name=f"Render {TIMESYNCD_DROPIN}",
         src=template(TIMESYNCD_DROPIN),

@@ -6,39 +6,20 @@ it replaces the live file, and the SSH ports sshd is listening on are always kep
 
 from __future__ import annotations
 
-import re
-
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.server import Command
 from pyinfra.operations import apt, server
 
-from deploy import group_hosts, jinja, private_address, same_host, template
-from lbstack import layout
+from facts.firewall import SshdPorts
+from lbstack import layout, packages
+from lbstack.layout import FIREWALL_CONFIG as CONFIG
 from lbstack.operations import promote, template_file, unit_active
 from lbstack.plan import Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
+from lbstack.topology import open_ssh_ports, stack_peers
 
-PACKAGES = ["nftables"]
-CONFIG = "/etc/nftables.conf"
 PRIVATE_PORTS = (3306, 6379)  # plus the FPM ports 9001..
-
-
-def sshd_ports() -> list[int]:
-    """Ports sshd listens on now (so a firewall change never locks the operator out)."""
-    output = host.get_fact(Command, command="ss -Hltnp 2>/dev/null | grep '\"sshd\"' || true") or ""
-    return sorted({int(m) for m in re.findall(r":(\d+)\s", output + " ")})
-
-
-def stack_peers() -> list[str]:
-    """The other hosts of the stack (split topology), by private address."""
-    return sorted({private_address(h) for g in ("lb", "app", "db", "cache") for h in group_hosts(g)
-                   if not same_host(h)})
-
-
-def open_ssh_ports(settings: Settings) -> list[int]:
-    """``ssh_port`` plus every port sshd listens on now."""
-    return sorted({settings.ssh_port, *sshd_ports()})
 
 
 def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], peers: list[str]) -> dict:
@@ -52,14 +33,14 @@ def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], peers: l
 
 @deploy("lbstack firewall")
 def firewall(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install nftables", packages=PACKAGES, no_recommends=True)
+    apt.packages(name="Install nftables", packages=packages.FIREWALL, no_recommends=True)
     template_file(
         name=f"Render {CONFIG} (staged)",
         src=template(CONFIG),
         dest=layout.staged(CONFIG),
         mode="755",
         jinja_env_kwargs=jinja(),
-        **template_data(settings, plan, open_ssh_ports(settings), stack_peers()),
+        **template_data(settings, plan, open_ssh_ports(settings, host.get_fact(SshdPorts)), stack_peers()),
     )
     rules = promote(
         name=f"Validate (nft --check) and promote {CONFIG}",

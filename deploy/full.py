@@ -6,8 +6,9 @@ verification of the live state against the capacity plan.
 
 from pyinfra import host
 
-from deploy import app, base, firewall, host_context, limits, mariadb, nginx, php_fpm, redis, secrets, verification
+from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, redis, secrets, verification
 from lbstack import report
+from lbstack.context import host_context
 
 settings, plan = host_context(host)
 report.print_tables(*report.plan_tables(plan, host.name), stderr=True)

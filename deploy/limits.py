@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from deploy import jinja, template
 from lbstack import layout
 from lbstack.operations import daemon_reload, no_limit_overrides, template_file, unit_active
 from lbstack.plan import SLICE_PARENT, Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
 
 UNIT_DIR = "/etc/systemd/system"

@@ -12,49 +12,44 @@ from pyinfra import host
 from pyinfra.api import OperationError, deploy, operation
 from pyinfra.operations import apt, files, server
 
-from deploy import (group_hosts, jinja, private_address, restart_needed, same_host, service_dropin,
-                    service_in_slice, template)
 from facts.mariadb import Security, Variables
 from facts.secrets import HELPER
-from lbstack import layout
-from lbstack.layout import BACKUP_DIR, BACKUP_HELPER
+from lbstack import layout, packages, services
+from lbstack.layout import BACKUP_DIR, BACKUP_HELPER, MARIADB_CONFIG as CONFIG
 from lbstack.operations import template_file
-from lbstack.plan import INNODB_CHUNK_MIB, Plan
+from lbstack.plan import Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
+from lbstack.topology import app_client_hosts
 
-PACKAGES = ["mariadb-server", "mariadb-client"]
-CONFIG = "/etc/mysql/mariadb.conf.d/90-lbstack.cnf"
 # what the app needs for its data and its migrations, on its own database only
 APP_PRIVILEGES = ("SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES, "
                   "CREATE TEMPORARY TABLES, LOCK TABLES, CREATE VIEW, SHOW VIEW, TRIGGER")
 
 
-def app_client_hosts() -> list[str]:
-    """Where the app user may connect from: localhost, or the app hosts' private addresses."""
-    hosts = []
-    for app_host in group_hosts("app") or [host]:
-        hosts.append("localhost" if same_host(app_host) else private_address(app_host))
-    return sorted(set(hosts))
-
-
-def config_template_data(settings: Settings, plan: Plan, client_hosts: list[str]) -> dict:
+def config_template_data(plan: Plan, client_hosts: list[str]) -> dict:
     remote = any(h != "localhost" for h in client_hosts)
+    db = plan.mariadb
     return {
         "memory_max_mib": plan.limits["db"].memory_max_mib,
         "bind_address": "0.0.0.0" if remote else "127.0.0.1",
-        "workers": plan.instances * plan.php_max_children,
-        "headroom": settings.db_connection_headroom,
-        "max_connections": plan.db_max_connections,
-        "buffer_pool_mib": plan.innodb_buffer_pool_mib,
-        "chunk_mib": INNODB_CHUNK_MIB,
-        "log_file_mib": max(48, plan.innodb_buffer_pool_mib // 4),
-        "thread_cache": min(plan.db_max_connections, 128),
+        "workers": db.php_workers,
+        "headroom": db.connection_headroom,
+        "max_connections": db.max_connections,
+        "buffer_pool_mib": db.buffer_pool_mib,
+        "chunk_mib": db.buffer_pool_chunk_mib,
+        "log_file_mib": db.log_file_mib,
+        "thread_cache": db.thread_cache,
     }
+
+
+def backup_helper_data(settings: Settings) -> dict:
+    return {"backup_dir": BACKUP_DIR, "database": settings.db_name, "keep": settings.backups_keep}
 
 
 @deploy("lbstack mariadb")
 def mariadb(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install MariaDB", packages=PACKAGES, no_recommends=True)
+    apt.packages(name="Install MariaDB", packages=packages.DB, no_recommends=True)
     files.directory(name=f"Directory {BACKUP_DIR} (root, mode 700)", path=BACKUP_DIR, user="root", group="root",
                     mode="700")
     template_file(
@@ -63,13 +58,11 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         dest=BACKUP_HELPER,
         mode="755",
         jinja_env_kwargs=jinja(),
-        backup_dir=BACKUP_DIR,
-        database=settings.db_name,
-        keep=settings.backups_keep,
+        **backup_helper_data(settings),
     )
-    dropin = service_dropin("mariadb.service", plan.slices["db"])
-    data = config_template_data(settings, plan, app_client_hosts())
-    static_change = restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
+    dropin = services.dropin("mariadb.service", plan.slices["db"])
+    data = config_template_data(plan, app_client_hosts())
+    static_change = services.restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
     config = template_file(
         name=f"Render {CONFIG}",
         src=template(CONFIG),
@@ -78,7 +71,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **data,
     )
-    service_in_slice("mariadb.service", plan.slices["db"], dropin)
+    services.in_slice("mariadb.service", plan.slices["db"], dropin)
     server.shell(
         name="Restart MariaDB (a setting only a restart applies, or its drop-in, changed): backup first, "
              "the balancer answers 503 + Retry-After meanwhile",
@@ -100,7 +93,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
 def final_sizing(settings: Settings, plan: Plan) -> None:
     """After the app instances changed (scaling down): lower what was only raised before them."""
     live_variables(name="MariaDB's max_connections down to the plan's (after the app instances changed)",
-                   wanted=live_values(config_template_data(settings, plan, app_client_hosts())))
+                   wanted=live_values(config_template_data(plan, app_client_hosts())))
 
 
 # sized by the plan and changed by scaling; MariaDB 10.11 applies them to the running server

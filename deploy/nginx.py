@@ -16,35 +16,17 @@ from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from deploy import SCHED_POLICY, group_hosts, jinja, private_address, same_host, service_dropin, service_in_slice, template
-from lbstack import layout
+from lbstack import layout, packages, services
+from lbstack.layout import NGINX_CONF, SITE_CONF
 from lbstack.operations import promote, template_file
 from lbstack.plan import Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
+from lbstack.topology import members
 
-PACKAGES = ["nginx"]
-NGINX_CONF = "/etc/nginx/nginx.conf"
-SITE_CONF = "/etc/nginx/conf.d/lbstack.conf"
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 TLS_DIR = f"{layout.ETC}/tls"
 SELF_SIGNED = {"certificate": f"{TLS_DIR}/self-signed.crt", "key": f"{TLS_DIR}/self-signed.key"}
-MAX_FAILS = 3  # passive health: failures within fail_timeout before an instance is skipped
-FAIL_TIMEOUT_S = 5  # ... and for how long: a crashed instance (restarted after 1 s) is back within ~6 s
-
-
-def members(plan: Plan) -> list[dict]:
-    """Upstream members: every instance of every app host (unix sockets when on this host)."""
-    result = []
-    for app_host in group_hosts("app") or [host]:
-        for index in range(1, plan.instances + 1):
-            name = layout.instance_name(index)
-            if same_host(app_host):
-                address = f"unix:{layout.fpm_socket(index)}"
-            else:
-                address = f"{private_address(app_host)}:{layout.FPM_PORT_BASE + index}"
-                name = f"{app_host.name}-{name}"
-            result.append({"name": name, "address": address, "drained": False})
-    return result
 
 
 def tls_files(settings: Settings) -> dict | None:
@@ -59,12 +41,10 @@ def site_template_data(settings: Settings, plan: Plan, upstream: list[dict], ipv
     return {
         "lb_method": settings.lb_method,
         "members": upstream,
-        "max_fails": MAX_FAILS,
-        "fail_timeout_s": FAIL_TIMEOUT_S,
-        # a refused or failed request may try every member once: with all but one instance dead,
-        # a request still reaches the live one before the dead ones reach max_fails
-        "next_upstream_tries": len(upstream),
-        "backlog": plan.sysctl["net.core.somaxconn"],
+        "max_fails": plan.nginx.max_fails,
+        "fail_timeout_s": plan.nginx.fail_timeout_s,
+        "next_upstream_tries": plan.nginx.next_upstream_tries,
+        "backlog": plan.nginx.listen_backlog,
         "tls": tls_files(settings),
         "server_names": settings.server_names,
         "document_root": layout.DOCUMENT_ROOT,
@@ -78,24 +58,24 @@ def site_template_data(settings: Settings, plan: Plan, upstream: list[dict], ipv
 
 def main_template_data(settings: Settings, plan: Plan) -> dict:
     return {
-        "max_clients": settings.lb_max_clients,
-        "worker_processes": plan.nginx_worker_processes,
-        "worker_connections": plan.nginx_worker_connections,
-        "rlimit_nofile": plan.nginx_worker_rlimit_nofile,
+        "max_clients": plan.nginx.max_clients,
+        "worker_processes": plan.nginx.worker_processes,
+        "worker_connections": plan.nginx.worker_connections,
+        "rlimit_nofile": plan.nginx.worker_rlimit_nofile,
     }
 
 
 @deploy("lbstack nginx")
 def nginx(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install nginx", packages=PACKAGES, no_recommends=True)
-    dropin = service_dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx_worker_rlimit_nofile,
-                            CPUSchedulingPolicy=SCHED_POLICY)
+    apt.packages(name="Install nginx", packages=packages.LB, no_recommends=True)
+    dropin = services.dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx.worker_rlimit_nofile,
+                             CPUSchedulingPolicy=services.SCHED_POLICY)
     if settings.tls == "self_signed":
         _self_signed(settings)
 
     staged = []
     for live, data in ((NGINX_CONF, main_template_data(settings, plan)), (SITE_CONF, site_template_data(
-            settings, plan, members(plan), ipv6=bool(host.get_fact(File, path="/proc/net/if_inet6"))))):
+            settings, plan, members(plan.instances), ipv6=bool(host.get_fact(File, path="/proc/net/if_inet6"))))):
         template_file(
             name=f"Render {live} (staged)",
             src=template(live),
@@ -113,7 +93,7 @@ def nginx(settings: Settings, plan: Plan) -> None:
     # the stock site is not included by lbstack's nginx.conf; removed so nobody edits it in vain
     default_site = files.link(name=f"Remove {DEFAULT_SITE}", path=DEFAULT_SITE, present=False)
 
-    service_in_slice("nginx.service", plan.slices["lb"], dropin)
+    services.in_slice("nginx.service", plan.slices["lb"], dropin)
     server.shell(
         name="Restart nginx (its drop-in changed)",
         commands=["systemctl restart nginx.service"],

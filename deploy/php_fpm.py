@@ -26,37 +26,19 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
 from pyinfra.operations import apt, server, systemd
 
-from deploy import SCHED_POLICY, jinja, template
 from facts.app import Instances
-from lbstack import layout
+from lbstack import layout, packages, services
 from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
-from lbstack.plan import OPCACHE_MIB, Plan
+from lbstack.plan import Plan
+from lbstack.render import jinja, template
 from lbstack.settings import Settings
+from lbstack.topology import listen_address
 
-EXTENSIONS = ("fpm", "cli", "mysql", "opcache", "mbstring", "xml", "curl", "zip", "bcmath", "intl")
 UNIT_FILE = f"/etc/systemd/system/{layout.FPM_UNIT}"
-
-
-def packages(settings: Settings) -> list[str]:
-    # php-redis is Debian's phpredis for the default PHP; libfcgi-bin gives cgi-fcgi (status fact)
-    return [f"php{settings.php_version}-{ext}" for ext in EXTENSIONS] + ["php-redis", "libfcgi-bin"]
 
 
 def ini_path(settings: Settings) -> str:
     return f"/etc/php/{settings.php_version}/fpm/conf.d/90-lbstack.ini"
-
-
-def listen_address(index: int) -> str:
-    """Unix socket when nginx is on this host; a port on every address otherwise (split topology:
-    the firewall admits only the lb hosts)."""
-    if "lb" in host.groups:
-        return layout.fpm_socket(index)
-    return f"0.0.0.0:{layout.FPM_PORT_BASE + index}"
-
-
-def instance_addresses(plan: Plan) -> dict[str, str]:
-    """Each instance's name and FPM address on this host (status facts ask there directly)."""
-    return {layout.instance_name(i): listen_address(i) for i in range(1, plan.instances + 1)}
 
 
 def instance_template_data(settings: Settings, plan: Plan, index: int, listen: str) -> dict:
@@ -66,8 +48,8 @@ def instance_template_data(settings: Settings, plan: Plan, index: int, listen: s
         "php_version": settings.php_version,
         "app_user": settings.app_user,
         "listen": listen,
-        "max_children": plan.php_max_children,
-        "worker_memory_mib": settings.php_worker_memory_mib * 2,  # memory_limit: twice the expected size
+        "max_children": plan.php_fpm.max_children,
+        "worker_memory_mib": plan.php_fpm.memory_limit_mib,
     }
 
 
@@ -75,8 +57,8 @@ def preload_template_data(settings: Settings) -> dict:
     return {"dirs": settings.php_preload, "instances_dir": layout.INSTANCES_DIR}
 
 
-def ini_template_data(settings: Settings) -> dict:
-    return {"opcache_mib": OPCACHE_MIB, "preload": bool(settings.php_preload),
+def ini_template_data(settings: Settings, plan: Plan) -> dict:
+    return {"opcache_mib": plan.php_fpm.opcache_mib, "preload": bool(settings.php_preload),
             "preload_dirs": ", ".join(settings.php_preload), "preload_script": layout.PRELOAD_SCRIPT,
             "app_user": settings.app_user}
 
@@ -104,8 +86,8 @@ def unit_template_data(settings: Settings, plan: Plan) -> dict:
         "instances": plan.instances,
         "php_version": settings.php_version,
         "config_dir": layout.FPM_CONFIG_DIR,
-        "limits": plan.instance_limits,
-        "sched_policy": SCHED_POLICY,
+        "limits": plan.php_fpm.instance_limits,
+        "sched_policy": services.SCHED_POLICY,
     }
 
 
@@ -125,7 +107,7 @@ class Changes:
 @deploy("lbstack php-fpm")
 def php_fpm(settings: Settings, plan: Plan) -> Changes:
     version = settings.php_version
-    apt.packages(name=f"Install PHP {version} (FPM, CLI, extensions)", packages=packages(settings), no_recommends=True)
+    apt.packages(name=f"Install PHP {version} (FPM, CLI, extensions)", packages=packages.php(settings), no_recommends=True)
     systemd.service(
         name=f"Stop and disable Debian's php{version}-fpm (the www pool; lbstack runs its own masters)",
         service=f"php{version}-fpm.service",
@@ -169,7 +151,7 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         dest=ini_path(settings),
         mode="644",
         jinja_env_kwargs=jinja(),
-        **ini_template_data(settings),
+        **ini_template_data(settings, plan),
     )
     unit = template_file(
         name=f"Render {UNIT_FILE}",
@@ -203,14 +185,14 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
     for index in indexes:
         cpus[index] = template_file(
             name=f"Render {layout.fpm_cpu_dropin(index)} "
-                 f"(CPUAffinity={plan.instance_cpus[index - 1] or 'any: ' + plan.pinning_note})",
+                 f"(CPUAffinity={plan.php_fpm.instance_cpus[index - 1] or 'any: ' + plan.php_fpm.pinning_note})",
             src=template(f"/etc/systemd/system/{layout.FPM_UNIT}.d/lbstack-cpu.conf"),
             dest=layout.fpm_cpu_dropin(index),
             mode="644",
             jinja_env_kwargs=jinja(),
             unit=layout.fpm_unit(index),
-            cpus=plan.instance_cpus[index - 1],
-            why=plan.pinning_note,
+            cpus=plan.php_fpm.instance_cpus[index - 1],
+            why=plan.php_fpm.pinning_note,
         )
     daemon_reload(name="systemctl daemon-reload (if the instance units changed on disk)",
                   units=[layout.fpm_unit(i) for i in indexes], changed=[unit, *cpus.values()])

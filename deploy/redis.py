@@ -17,37 +17,34 @@ from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, server
 
-from deploy import SCHED_POLICY, group_hosts, jinja, restart_needed, same_host, service_dropin, service_in_slice, template
 from facts.redis import LiveConfig
-from lbstack import layout
+from lbstack import layout, packages, services
+from lbstack.layout import REDIS_CONFIG as CONFIG
 from lbstack.operations import secret_file, template_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
-
-PACKAGES = ["redis-server", "redis-tools"]
-CONFIG = "/etc/redis/redis.conf"
-CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
+from lbstack.render import jinja, template
+from lbstack.topology import remote_app_clients
 
 
-def config_template_data(settings: Settings, plan: Plan, remote_clients: bool, app_hosts: int) -> dict:
+def config_template_data(plan: Plan, remote_clients: bool) -> dict:
     return {
         "source": layout.source(CONFIG),
         "bind": "0.0.0.0" if remote_clients else "127.0.0.1 -::1",
-        "tcp_backlog": 511 if int(plan.sysctl["net.core.somaxconn"]) < 511 else plan.sysctl["net.core.somaxconn"],
-        "maxmemory_mib": plan.redis_maxmemory_mib,
-        "maxclients": plan.instances * plan.php_max_children * max(1, app_hosts) + CLIENT_HEADROOM,
+        "tcp_backlog": plan.redis.tcp_backlog,
+        "maxmemory_mib": plan.redis.maxmemory_mib,
+        "maxclients": plan.redis.maxclients,
     }
 
 
 @deploy("lbstack redis")
 def redis(settings: Settings, plan: Plan) -> None:
-    apt.packages(name="Install Redis", packages=PACKAGES, no_recommends=True)
-    dropin = service_dropin("redis-server.service", plan.slices["cache"], restart="always",
-                            CPUSchedulingPolicy=SCHED_POLICY)
-    data = config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
-                                app_hosts=len(group_hosts("app")))
+    apt.packages(name="Install Redis", packages=packages.CACHE, no_recommends=True)
+    dropin = services.dropin("redis-server.service", plan.slices["cache"], restart="always",
+                             CPUSchedulingPolicy=services.SCHED_POLICY)
+    data = config_template_data(plan, remote_app_clients())
     # compared with the secret-free source of the last run: the live file carries the password hash
-    static_change = restart_needed(layout.source(CONFIG), CONFIG, data, set(DYNAMIC))
+    static_change = services.restart_needed(layout.source(CONFIG), CONFIG, data, set(DYNAMIC))
     template_file(
         name=f"Render {CONFIG} (secret-free source {layout.source(CONFIG)})",
         src=template(CONFIG),
@@ -64,7 +61,7 @@ def redis(settings: Settings, plan: Plan) -> None:
         group="redis",
         mode="640",
     )
-    service_in_slice("redis-server.service", plan.slices["cache"], dropin)
+    services.in_slice("redis-server.service", plan.slices["cache"], dropin)
     server.shell(
         name="Restart Redis (a setting only a restart applies, or its drop-in, changed)",
         commands=["systemctl restart redis-server.service"],
@@ -72,27 +69,23 @@ def redis(settings: Settings, plan: Plan) -> None:
     )
     live_settings(name="Redis's running maxmemory, policy and maxclients are the plan's (CONFIG SET; no restart; "
                        "maxclients only raised here)",
-                  wanted=live_values(plan, data), raise_only=("maxclients",))
+                  wanted=live_values(plan), raise_only=("maxclients",))
 
 
 def final_sizing(settings: Settings, plan: Plan) -> None:
     """After the app instances changed (scaling down): lower what was only raised before them."""
-    data = config_template_data(settings, plan, remote_clients=any(not same_host(h) for h in group_hosts("app")),
-                                app_hosts=len(group_hosts("app")))
     live_settings(name="Redis's maxclients down to the plan's (after the app instances changed)",
-                  wanted=live_values(plan, data))
+                  wanted=live_values(plan))
 
 
 # sized by the plan and changed by scaling: applied to the running server with CONFIG SET
 DYNAMIC = ("maxmemory", "maxmemory-policy", "maxclients")
 
 
-def live_values(plan: Plan, data: dict | None = None) -> dict[str, str]:
+def live_values(plan: Plan) -> dict[str, str]:
     """The settings the running server must have, as CONFIG GET prints them."""
-    wanted = {"maxmemory": str(plan.redis_maxmemory_mib * 1024 * 1024), "maxmemory-policy": "noeviction"}
-    if data is not None:
-        wanted["maxclients"] = str(data["maxclients"])
-    return wanted
+    return {"maxmemory": str(plan.redis.maxmemory_mib * 1024 * 1024), "maxmemory-policy": "noeviction",
+            "maxclients": str(plan.redis.maxclients)}
 
 
 @operation()

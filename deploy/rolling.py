@@ -12,7 +12,8 @@ Changing the instance count (scaling) re-plans every component's limits: use ``f
 
 from pyinfra import host
 
-from deploy import app, host_context, nginx, php_fpm, verification
+from deploy import app, nginx, php_fpm, verification
+from lbstack.context import host_context
 
 settings, plan = host_context(host)
 if "app" in plan.components:

@@ -21,11 +21,11 @@ import yaml
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from deploy import group_hosts, jinja, template
 from lbstack.layout import ETC, SECRETS, SECRETS_DIR, SOURCES_DIR, STAGE_DIR
 from lbstack.operations import directories, secret_present, template_file
-from lbstack.plan import COMPONENTS
 from facts.secrets import HELPER
+from lbstack.render import jinja, template
+from lbstack.topology import all_stack_hosts
 
 _ALPHABET = re.compile(r"[A-Za-z0-9+/=:._-]{16,256}")
 
@@ -77,7 +77,7 @@ def secrets() -> None:
         store=SECRETS_DIR,
     )
     given = supplied()
-    hosts = {h.name for group in COMPONENTS for h in group_hosts(group)}
+    hosts = all_stack_hosts()
     missing = [name for name in SECRETS if name not in given]
     if len(hosts) > 1 and missing:
         _refuse(f"the stack spans {len(hosts)} hosts, which must share their secrets: supply "

@@ -1,132 +1,19 @@
-"""Verification: the last step of every run, comparing lbstack's facts with the capacity plan.
-
-Each component placed on the host is read back: units active, enabled and inside their slice with
-the planned limits; every FPM pool answering on its own socket with its planned size; the release
-in service; MariaDB and Redis answering with the app's credentials and the planned sizes; the
-upstream nginx has loaded; the health endpoints; requests through the balancer reaching every
-instance; the firewall. Any difference fails the run with a component/check/expected/actual table.
+"""Verification: the last step of every run, comparing lbstack's facts with the capacity plan
+(:func:`lbstack.verification.gather`). Any difference fails the run with a
+component/check/expected/actual table.
 """
 
 from __future__ import annotations
 
-import time
-
-from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File
-from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from deploy import base, firewall, mariadb, nginx, php_fpm, redis
-from facts.app import Instances, Releases
-from facts.base import Account, SysctlValues, Virtualization
-from facts.files import Directives
-from facts.firewall import LbstackTable
-from facts.http import Distribution, HttpStatus
-from facts.limits import UnitLimits
-from facts.mariadb import AppLogin, Security
-from facts.nginx import Upstreams
-from facts.php_fpm import PoolStatus
-from facts.redis import AppConnection
-from lbstack import layout, verify as checks
-from lbstack.operations import verify
+from lbstack import verification as host_verification
+from lbstack.operations import verification_report
 from lbstack.plan import Plan
 from lbstack.settings import Settings
-
-DISTRIBUTION_REQUESTS = 100
-
-
-def local_url(settings: Settings, path: str) -> str:
-    return f"http://127.0.0.1{path}"
-
-
-def component_packages(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
-    """The Debian packages each placed component installs."""
-    wanted = {"lb": nginx.PACKAGES, "app": php_fpm.packages(settings), "db": mariadb.PACKAGES,
-              "cache": redis.PACKAGES}
-    found = {c: list(p) for c, p in wanted.items() if c in components}
-    if settings.firewall:
-        found["firewall"] = list(firewall.PACKAGES)
-    return found
-
-
-def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
-    """The base host: packages, service user, kernel settings, time sync."""
-    virt = host.get_fact(Virtualization)
-    installed = host.get_fact(DebPackages)
-    account = host.get_fact(Account, user=settings.app_user)
-    timesync = None
-    if "systemd-timesyncd" in installed:
-        unit = "systemd-timesyncd.service"
-        timesync = {
-            "enabled": host.get_fact(SystemdEnabled, services=[unit]).get(unit, False),
-            "running": host.get_fact(SystemdStatus, services=[unit]).get(unit, False),
-        }
-    return checks.check_base(
-        settings, plan,
-        packages=base.PACKAGES,
-        installed=installed,
-        users={settings.app_user: account} if account else {},
-        sysctl=host.get_fact(SysctlValues, path=base.SYSCTL_FILE, keys=list(plan.sysctl)),
-        container=virt["container"],
-        timesync=timesync,
-    )
-
-
-def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
-    """Read the host with lbstack's facts and compare everything with the plan."""
-    components = plan.components
-    units = [unit for _, unit in layout.planned_units(plan)]
-    services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
-    rows = base_checks(settings, plan) + checks.check_limits(plan, services)
-    installed = host.get_fact(DebPackages)
-    for component, packages in component_packages(settings, components).items():
-        rows += checks.check_packages(component, packages, installed)
-    if settings.firewall:
-        rows += checks.check_firewall(firewall.open_ssh_ports(settings) + [80, 443],
-                                      host.get_fact(LbstackTable))
-    if "db" in components:
-        rows += checks.check_service("db", layout.SERVICES["db"], plan.slices["db"], services.get(layout.SERVICES["db"]))
-        rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user))
-    if "cache" in components:
-        rows += checks.check_service("cache", layout.SERVICES["cache"], plan.slices["cache"], services.get(layout.SERVICES["cache"]))
-        rows += checks.check_redis_file(plan, host.get_fact(Directives, path=redis.CONFIG,
-                                                            keys=["maxmemory", "maxmemory-policy"]))
-    if "app" in components:
-        for index in range(1, plan.instances + 1):
-            unit = layout.fpm_unit(index)
-            rows += checks.check_service("app", unit, plan.slices["app"], services.get(unit), plan.instance_limits)
-        rows += checks.check_instance_cpus(plan, services)
-        rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=php_fpm.instance_addresses(plan)))
-        releases = host.get_fact(Releases, root=layout.APP_ROOT)
-        env = host.get_fact(File, path=layout.ENV_FILE)
-        env_state = {"user": env["user"], "group": env["group"], "mode": env["mode"]} if env else None
-        rows += checks.check_release(releases["current"], releases["complete"], env_state, settings.app_user)
-        pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
-        rows += checks.check_instance_releases(pointers, releases["current"],
-                                               [layout.instance_name(i) for i in range(1, plan.instances + 1)])
-        rows += checks.check_app_backends(host.get_fact(AppLogin, env_file=layout.ENV_FILE),
-                                          host.get_fact(AppConnection, env_file=layout.ENV_FILE),
-                                          plan, settings.db_name)
-    if "lb" in components:
-        rows += checks.check_service("lb", layout.SERVICES["lb"], plan.slices["lb"], services.get(layout.SERVICES["lb"]))
-        members = nginx.members(plan)
-        rows += checks.check_upstream([m["address"] for m in members], settings.lb_method,
-                                      host.get_fact(Upstreams))
-        paths = ["/health", "/app-health"] + [f"/instances/{m['name']}/health" for m in members] + [settings.health_path]
-        rows += checks.check_http(host.get_fact(HttpStatus, urls=[local_url(settings, p) for p in paths]))
-        url = local_url(settings, settings.health_path)
-        names = [m["name"] for m in members]
-        spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
-        if settings.lb_method != "ip_hash" and set(spread["instances"]) != set(names):
-            # an instance (re)started in this run may still be skipped by nginx's passive health
-            # check: it is tried again after fail_timeout; measure once more after that
-            time.sleep(nginx.FAIL_TIMEOUT_S + 1)
-            spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
-        rows += checks.check_distribution(spread, names, settings.lb_method)
-    return rows
 
 
 @deploy("lbstack verification")
 def verification(settings: Settings, plan: Plan) -> None:
-    verify(name="Verify the host against the capacity plan", gather=lambda: gather(settings, plan))
+    verification_report(name="Verify the host against the capacity plan",
+                        gather=lambda: host_verification.gather(settings, plan))

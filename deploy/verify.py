@@ -5,7 +5,8 @@
 
 from pyinfra import host
 
-from deploy import host_context, verification
+from deploy import verification
+from lbstack.context import host_context
 
 settings, plan = host_context(host)
 verification.verification(settings, plan)

@@ -49,3 +49,20 @@ class LbstackTable(FactBase):
                     result["restricted_rules"] += 1
         result["open_tcp_ports"].sort()
         return result
+
+
+class SshdPorts(FactBase):
+    """
+    The TCP ports sshd listens on now, from ``ss -Hltnp`` (so a firewall change never locks the
+    operator out). Returns ``[22, 2222]``, sorted; ``[]`` when sshd listens nowhere.
+    """
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self) -> str:
+        return "ss -Hltnp 2>/dev/null | grep '\"sshd\"' || true"
+
+    def process(self, output) -> list[int]:
+        return sorted({int(m) for m in re.findall(r":(\d+)\s", " ".join(output) + " ")})

@@ -15,12 +15,30 @@ import sys
 import click
 import yaml
 
-from lbstack import backup, bench, commands, report, settings as settings_mod
+from lbstack import REPO_ROOT, backup, commands, report, settings as settings_mod
 from lbstack.plan import COMPONENTS, PlanError, make_plan
 from lbstack.rehearsal.cli import rehearsal
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _SIZE_MIB = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+class SettingOverride(click.ParamType):
+    """``--set KEY=VALUE``: one setting, its value read as YAML (``instances=3`` is a number)."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx) -> tuple[str, object]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r}: expected KEY=VALUE", param, ctx)
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError:
+            parsed = text
+        return key.strip(), parsed
 
 
 class MemorySize(click.ParamType):
@@ -52,13 +70,13 @@ def main() -> None:
 @click.option("--cpus", type=click.FloatRange(min=0.1), help="Host vCPUs to plan for.")
 @click.option("--memory", type=MemorySize(), help="Host memory, e.g. 16G.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), help="YAML settings file.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "overrides", multiple=True, type=SettingOverride(),
               help="Override one setting (YAML value), e.g. --set instances=3. Repeatable.")
 @click.option("--components", default=",".join(COMPONENTS), show_default=True,
               help="Components placed on the host (comma-separated).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(inventory: str | None, limit: tuple[str, ...], cpus: float | None, memory: int | None,
-         settings_file: str | None, overrides: tuple[str, ...], components: str, as_json: bool) -> None:
+         settings_file: str | None, overrides: tuple[tuple[str, object], ...], components: str, as_json: bool) -> None:
     """Print the capacity plan: for a host of --cpus/--memory without touching any host, or for
     each host of INVENTORY from its settings and facts (read over ssh, nothing changed).
 
@@ -77,11 +95,7 @@ def plan(inventory: str | None, limit: tuple[str, ...], cpus: float | None, memo
     try:
         if settings_file:
             raw = settings_mod.load_file(settings_file).to_data()
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
-            raw[key.strip()] = _yaml_value(value)
+        raw.update(overrides)
         settings = settings_mod.load(raw)
     except settings_mod.SettingsError as exc:
         click.echo(f"lbstack: invalid settings: {exc}", err=True)
@@ -104,13 +118,6 @@ def plan(inventory: str | None, limit: tuple[str, ...], cpus: float | None, memo
         report.print_tables(*report.plan_tables(result))
 
 
-def _yaml_value(text: str):
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 @main.command("settings-doc")
 def settings_doc() -> None:
     """Print the settings table (Markdown), as in the README."""
@@ -121,10 +128,10 @@ def settings_doc() -> None:
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option("--rolling", is_flag=True,
               help="Only the app instances (deploy/rolling.py): a new release or FPM/PHP settings, a batch at a time.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "overrides", multiple=True, type=SettingOverride(),
               help="Override a setting for this run, e.g. app_source=git+URL@v1.2 (repeatable).")
 @click.option("--limit", "limit", multiple=True, metavar="HOST", help="Only this inventory host (repeatable).")
-def deploy(inventory: str, rolling: bool, overrides: tuple[str, ...], limit: tuple[str, ...]) -> None:
+def deploy(inventory: str, rolling: bool, overrides: tuple[tuple[str, object], ...], limit: tuple[str, ...]) -> None:
     """Converge INVENTORY: `pyinfra -y INVENTORY deploy/full.py`, or deploy/rolling.py with --rolling.
 
     Instances are always updated through the rolling path: drained, switched, health-gated and
@@ -136,29 +143,41 @@ def deploy(inventory: str, rolling: bool, overrides: tuple[str, ...], limit: tup
     import subprocess
     from pathlib import Path
 
-    from lbstack import REPO_ROOT
+    from lbstack.session import deploy_dir
 
-    values = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            click.echo(f"lbstack: --set {item!r}: expected KEY=VALUE", err=True)
-            sys.exit(2)
-        values[key.strip()] = _yaml_value(value)
+    values = dict(overrides)
     if not Path(inventory).is_file():
         click.echo(f"lbstack: inventory file {inventory!r} not found", err=True)
         sys.exit(2)
-    entry = "deploy/rolling.py" if rolling else "deploy/full.py"
+    entry = "deploy/rolling.py" if rolling else "deploy/full.py"  # run in the dir holding deploy/: pyinfra imports from its cwd
     cmd = [sys.executable, "-m", "pyinfra", "-y", str(Path(inventory).resolve()), entry]
     for host in limit:
         cmd[4:4] = ["--limit", host]
     env = dict(os.environ)
     if values:
         env[settings_mod.OVERRIDES_ENV] = json.dumps(values)
-    sys.exit(subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode)
+    sys.exit(subprocess.run(cmd, cwd=deploy_dir().parent, env=env).returncode)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Baseline vs lbstack under the same load on two rehearsal hosts (`lbstack bench --help`).
+
+    Benchmark tooling of a source checkout (``bench/``, not installed): runs ``python -m bench
+    ARGS`` with the checkout on the module path; relative paths stay the caller's."""
+    import os
+    import subprocess
+
+    if not (REPO_ROOT / "bench" / "__main__.py").is_file():
+        click.echo("lbstack: `lbstack bench` runs from a source checkout of lbstack (its bench/ directory): "
+                   "clone the repository and run ./dev test, or `python -m bench` in it", err=True)
+        sys.exit(2)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    sys.exit(subprocess.run([sys.executable, "-m", "bench", *args], env=env).returncode)
 
 
 main.add_command(rehearsal)
 commands.register(main)
 backup.register(main)
-bench.register(main)

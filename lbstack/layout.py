@@ -10,6 +10,8 @@ STAGE_DIR = "/var/lib/lbstack/staged"  # configs rendered here, validated, then 
 LOG_DIR = "/var/log/lbstack"
 BACKUP_DIR = "/var/backups/lbstack"  # database backups, root only (made by BACKUP_HELPER)
 BACKUP_HELPER = "/usr/local/sbin/lbstack-backup"
+INSTANCE_HELPER = "/usr/local/sbin/lbstack-instance"  # the rolling update's host side (lbstack.hostscripts)
+MAINTENANCE_HELPER = "/usr/local/sbin/lbstack-maintenance"  # maintenance flag, MariaDB restart (db hosts)
 
 APP_HOME = "/srv/lbstack"
 APP_ROOT = f"{APP_HOME}/app"
@@ -28,6 +30,7 @@ INSTANCES_DIR = f"{APP_ROOT}/instances"
 FRONT_CONTROLLER = f"{APP_ROOT}/front/index.php"
 
 STATE_DIR = "/var/lib/lbstack"
+ARCHIVES_DIR = f"{STATE_DIR}/archives"  # uploaded release archives, root only
 DEPLOY_LOCK = f"{STATE_DIR}/deploy.lock"  # JSON: who deploys (machine, pid, user, since)
 BAD_RELEASES_DIR = f"{STATE_DIR}/bad-releases"  # <digest>: why that build was rolled back
 MAINTENANCE_FLAG = f"{STATE_DIR}/maintenance"  # present: nginx answers 503 + Retry-After
@@ -38,6 +41,16 @@ FPM_UNIT = "lbstack-fpm@.service"
 PRELOAD_SCRIPT = f"{FPM_CONFIG_DIR}/preload.php"  # opcache.preload of every instance master
 FPM_PORT_BASE = 9000  # split topology: instance N listens on 9000 + N
 UPSTREAM = "lbstack_app"
+
+# the packaged services' files lbstack writes
+NGINX_DIR = "/etc/nginx"
+NGINX_CONF = f"{NGINX_DIR}/nginx.conf"
+SITE_CONF = f"{NGINX_DIR}/conf.d/lbstack.conf"  # the upstream and the site
+MARIADB_CONFIG = "/etc/mysql/mariadb.conf.d/90-lbstack.cnf"
+REDIS_CONFIG = "/etc/redis/redis.conf"
+REDIS_SOCKET = "/run/redis/redis-server.sock"  # templates/etc/redis/redis.conf.j2: unixsocket, perm 770
+SYSCTL_FILE = "/etc/sysctl.d/60-lbstack.conf"
+FIREWALL_CONFIG = "/etc/nftables.conf"
 
 # secrets: name -> kind (how lbstack-secrets generates it)
 SECRETS = {"db_password": "password", "redis_password": "password", "app_key": "app_key"}

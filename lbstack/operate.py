@@ -18,23 +18,21 @@ from facts.nginx import AccessLog, StubStatus, Upstreams
 from facts.php_fpm import PoolStatus
 from facts.redis import Info
 from facts.usage import UnitUsage
-from lbstack import REPO_ROOT, layout
-from lbstack.session import HostContext, Session, SessionError, use_host
+from lbstack import layout, topology
+from lbstack.session import HostContext, Session, SessionError, deploy_dir, use_host
+from lbstack.verification import gather
+
 
 def members(ctx: HostContext) -> list[dict]:
     """The upstream members the code places behind this host's balancer (name, address)."""
-    from deploy import nginx
-
     with use_host(ctx.host):
-        return nginx.members(ctx.plan)
+        return topology.members(ctx.plan.instances)
 
 
 def instance_addresses(ctx: HostContext) -> dict[str, str]:
     """Each app instance's FPM address on this host (socket, or port when split)."""
-    from deploy import php_fpm
-
     with use_host(ctx.host):
-        return php_fpm.instance_addresses(ctx.plan)
+        return topology.instance_addresses(ctx.plan.instances)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,15 +197,13 @@ def drift(session: Session) -> dict:
     """
     from pyinfra_cli.util import load_deploy_file
 
-    from deploy.verification import gather
-
     state = session.state
     contexts = session.hosts()
     printed = io.StringIO()  # full.py prints each host's plan: not part of drift's output
     try:
         with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
             state.current_op_file_number = 0
-            load_deploy_file(state, str(REPO_ROOT / "deploy" / "full.py"))
+            load_deploy_file(state, str(deploy_dir() / "full.py"))
     except SystemExit:  # the deploy refused (its reason is the "lbstack: ..." line it printed)
         reasons = [line.removeprefix("lbstack: ") for line in printed.getvalue().splitlines()
                    if line.startswith("lbstack: ")]

@@ -18,7 +18,7 @@ from facts.base import Account
 from facts.files import Directories, FileState, StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import ControlOverrides, UnitLimits
-from lbstack import deploylock, report, rollout, verify as checks
+from lbstack import checks, deploylock, report, rollout
 
 
 @operation()
@@ -230,7 +230,7 @@ def _unreadable(state, host, reason: str) -> bool:  # noqa: ARG001
 
 
 @operation(is_idempotent=False)
-def verify(gather: Callable[[], list[checks.Check]]):
+def verification_report(gather: Callable[[], list[checks.Check]]):
     """Verify the host against the plan after every other operation ran.
 
     ``gather`` reads the live state with lbstack's facts and returns the check rows. Runs only

@@ -53,7 +53,15 @@ DB_PER_CONNECTION_MIB = 3  # thread stack + per-session buffers, typical OLTP
 REDIS_FRACTION = 0.75  # maxmemory share of Redis' MemoryMax (fork copy-on-write, fragmentation)
 NGINX_CONNECTIONS_PER_CLIENT = 2  # a proxied request holds a client and an upstream connection
 NGINX_CONNECTION_SLACK = 1.25
+NGINX_MAX_FAILS = 3  # passive health: failures within the fail timeout before a member is skipped
+NGINX_FAIL_TIMEOUT_S = 5  # ... and for how long: a crashed instance (restarted after 1 s) is back within ~6 s
 MIN_SOMAXCONN = 4096
+PHP_MEMORY_LIMIT_FACTOR = 2  # memory_limit: twice the expected worker size
+DB_LOG_FILE_FRACTION = 0.25  # innodb_log_file_size as a share of the buffer pool ...
+DB_LOG_FILE_MIN_MIB = 48  # ... at least this
+DB_THREAD_CACHE_MAX = 128
+REDIS_CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
+REDIS_MIN_TCP_BACKLOG = 511
 
 # The least each component can run in: below this the plan refuses rather than pretend.
 FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1}
@@ -117,6 +125,54 @@ class Adjustment:
 
 
 @dataclass(frozen=True)
+class NginxPlan:
+    """The load balancer's sizes (templates/etc/nginx/*)."""
+
+    max_clients: int  # lb_max_clients: concurrent clients it is sized for
+    worker_processes: int
+    worker_connections: int  # per worker: a proxied request holds a client and an upstream connection
+    worker_rlimit_nofile: int
+    listen_backlog: int  # listen ... backlog= (net.core.somaxconn)
+    max_fails: int  # passive health: failures within fail_timeout before a member is skipped
+    fail_timeout_s: int  # ... and for how long
+    next_upstream_tries: int  # every member once: with all but one dead, a request still reaches it
+
+
+@dataclass(frozen=True)
+class PhpFpmPlan:
+    """Each app instance's sizes (templates/etc/lbstack/fpm/*, the instance unit)."""
+
+    max_children: int  # pm.max_children (static pool)
+    memory_limit_mib: int  # php memory_limit: twice the expected worker size
+    opcache_mib: int  # opcache.memory_consumption, per master
+    instance_limits: Limits  # each lbstack-fpm@N unit
+    instance_cpus: tuple[str, ...]  # each instance's CPUAffinity ("3", "0-1"; "" = not pinned)
+    pinning_note: str  # when none is pinned, why
+
+
+@dataclass(frozen=True)
+class MariadbPlan:
+    """MariaDB's sizes (templates/etc/mysql/mariadb.conf.d/90-lbstack.cnf)."""
+
+    php_workers: int  # every PHP worker of every instance holds a (persistent) connection
+    connection_headroom: int  # db_connection_headroom: admin, backups, cron
+    max_connections: int
+    buffer_pool_mib: int  # innodb_buffer_pool_size
+    buffer_pool_chunk_mib: int  # innodb_buffer_pool_chunk_size: the pool is a multiple of it
+    log_file_mib: int  # innodb_log_file_size: a quarter of the pool, at least 48
+    thread_cache: int  # thread_cache_size
+
+
+@dataclass(frozen=True)
+class RedisPlan:
+    """Redis' sizes (templates/etc/redis/redis.conf)."""
+
+    maxmemory_mib: int
+    maxclients: int  # one per PHP worker of every app host, plus CLIENT_HEADROOM
+    tcp_backlog: int
+
+
+@dataclass(frozen=True)
 class Plan:
     host_cpus: float
     host_memory_mib: int
@@ -126,20 +182,14 @@ class Plan:
     components: tuple[str, ...]  # the components placed on this host
     slices: dict[str, str]  # component -> slice unit
     limits: dict[str, Limits]  # component -> limits of its slice (app = all instances)
-    instances: int
-    instance_limits: Limits | None  # each FPM instance unit
-    php_max_children: int
-    db_max_connections: int
-    innodb_buffer_pool_mib: int
-    redis_maxmemory_mib: int
-    nginx_worker_processes: int
-    nginx_worker_connections: int
-    nginx_worker_rlimit_nofile: int
+    instances: int  # app instances on this host (0 without the app)
     sysctl: dict[str, str]
+    # each component's section; None when the component is not on this host
+    nginx: NginxPlan | None = None
+    php_fpm: PhpFpmPlan | None = None
+    mariadb: MariadbPlan | None = None
+    redis: RedisPlan | None = None
     adjustments: tuple[Adjustment, ...] = field(default=())
-    # each instance's CPUAffinity ("3", "0-1"; "" = not pinned) and, when none is pinned, why
-    instance_cpus: tuple[str, ...] = field(default=())
-    pinning_note: str = ""
 
     def to_data(self) -> dict:
         return asdict(self)
@@ -238,12 +288,16 @@ def pin_instances(instances: int, ceiling_pct: int, online_cpus: int | None, pin
 
 
 def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: tuple[str, ...] = COMPONENTS,
-              online_cpus: int | None = None) -> Plan:
-    """Plan every limit for the ``components`` placed on a host of this size.
+              online_cpus: int | None = None, app_hosts: int = 1) -> Plan:
+    """Plan every limit and size for the ``components`` placed on a host of this size.
 
     ``online_cpus`` is the host's real CPU count (the ``Cpus`` fact), used only to place the
     instances on CPUs; ``host_cpus`` may be a ``capacity_cpus`` rehearsal of a bigger host.
+    ``app_hosts``: how many app hosts the stack has (the upstream's members and Redis' clients
+    span all of them; each runs ``instances`` instances).
     """
+    if app_hosts < 1:
+        raise PlanError(f"app_hosts is {app_hosts}: a stack has at least one app host.")
     components = tuple(c for c in COMPONENTS if c in components)
     if not components:
         raise PlanError("no lbstack component is placed on this host: put it in one of the groups lb, app, db, cache.")
@@ -320,7 +374,7 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         instance_high = math.floor(instance_mem * MEMORY_HIGH_FRACTION)
         instance_limits = Limits(instance_cpu_pct, instance_high, instance_mem, children + 16)
 
-    max_connections = 0
+    max_connections = php_workers = 0
     if "db" in components:
         # In a split topology the db host cannot see the app hosts' plan: it sizes for their
         # requested memory.
@@ -365,6 +419,26 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         "vm.overcommit_memory": "1",
         "vm.swappiness": "10",
     }
+    nginx = php_fpm = mariadb = redis = None
+    if "lb" in components:
+        nginx = NginxPlan(max_clients=s.lb_max_clients, worker_processes=workers, worker_connections=conns,
+                          worker_rlimit_nofile=nofile, listen_backlog=somaxconn, max_fails=NGINX_MAX_FAILS,
+                          fail_timeout_s=NGINX_FAIL_TIMEOUT_S, next_upstream_tries=s.instances * app_hosts)
+    if n:
+        php_fpm = PhpFpmPlan(max_children=children, memory_limit_mib=s.php_worker_memory_mib * PHP_MEMORY_LIMIT_FACTOR,
+                             opcache_mib=OPCACHE_MIB, instance_limits=instance_limits, instance_cpus=pinned,
+                             pinning_note=pinning_note)
+    if "db" in components:
+        mariadb = MariadbPlan(php_workers=php_workers, connection_headroom=s.db_connection_headroom,
+                              max_connections=max_connections, buffer_pool_mib=buffer_pool,
+                              buffer_pool_chunk_mib=INNODB_CHUNK_MIB,
+                              log_file_mib=max(DB_LOG_FILE_MIN_MIB, math.floor(buffer_pool * DB_LOG_FILE_FRACTION)),
+                              thread_cache=min(max_connections, DB_THREAD_CACHE_MAX))
+    if "cache" in components:
+        # every PHP worker of every app host may hold a (persistent) connection
+        clients = s.instances * (children or _max_children(s.app_memory_mib, s)[0]) * app_hosts
+        redis = RedisPlan(maxmemory_mib=redis_max, maxclients=clients + REDIS_CLIENT_HEADROOM,
+                          tcp_backlog=max(REDIS_MIN_TCP_BACKLOG, somaxconn))
     return Plan(
         host_cpus=host_cpus,
         host_memory_mib=host_memory_mib,
@@ -375,16 +449,10 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         slices={c: f"lbstack-{c}.slice" for c in components},
         limits=limits,
         instances=n,
-        instance_limits=instance_limits,
-        php_max_children=children,
-        db_max_connections=max_connections,
-        innodb_buffer_pool_mib=buffer_pool,
-        redis_maxmemory_mib=redis_max,
-        nginx_worker_processes=workers,
-        nginx_worker_connections=conns,
-        nginx_worker_rlimit_nofile=nofile,
         sysctl=sysctl,
+        nginx=nginx,
+        php_fpm=php_fpm,
+        mariadb=mariadb,
+        redis=redis,
         adjustments=tuple(adjustments),
-        instance_cpus=pinned,
-        pinning_note=pinning_note,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.console import Console
 from rich.table import Table
 
 from lbstack.plan import Plan
-from lbstack.verify import Check
+from lbstack.checks import Check
 
 STATUS = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[yellow]n/a[/]"}
 
@@ -21,34 +23,20 @@ def plan_tables(plan: Plan, host_name: str = "") -> list[Table]:
         lim = plan.limits[c]
         head.add_row(c, plan.slices[c], f"{lim.cpu_quota_pct}%", f"{lim.memory_high_mib} MiB",
                      f"{lim.memory_max_mib} MiB", str(lim.tasks_max))
-        if c == "app" and plan.instance_limits:
-            i = plan.instance_limits
+        if c == "app" and plan.php_fpm:
+            i = plan.php_fpm.instance_limits
             head.add_row(f"  each of {plan.instances} instances", "", f"{i.cpu_quota_pct}%",
                          f"{i.memory_high_mib} MiB", f"{i.memory_max_mib} MiB", str(i.tasks_max))
     head.add_row("OS reserve", "-", "-", "-", f"{plan.os_reserve_mib} MiB", "-")
     head.add_row("[bold]total hard limits[/]", "", f"- (host {plan.host_cpus * 100:.0f}%)", "",
                  f"{plan.memory_max_total_mib} MiB of {plan.usable_memory_mib}", "")
 
-    derived = Table(title="Derived sizes")
-    derived.add_column("setting")
+    derived = Table(title="Derived sizes (every number the templates use)")
+    derived.add_column("section")
+    derived.add_column("size")
     derived.add_column("value", justify="right")
-    rows = []
-    if "app" in plan.components:
-        rows.append(("pm.max_children per instance", str(plan.php_max_children)))
-        rows.append((f"CPUs of app1..app{plan.instances}",
-                     " ".join(plan.instance_cpus) if any(plan.instance_cpus) else f"not pinned ({plan.pinning_note})"))
-    if "db" in plan.components:
-        rows += [("MariaDB max_connections", str(plan.db_max_connections)),
-                 ("InnoDB buffer pool", f"{plan.innodb_buffer_pool_mib} MiB")]
-    if "cache" in plan.components:
-        rows.append(("Redis maxmemory", f"{plan.redis_maxmemory_mib} MiB"))
-    if "lb" in plan.components:
-        rows += [("nginx worker_processes", str(plan.nginx_worker_processes)),
-                 ("nginx worker_connections", str(plan.nginx_worker_connections)),
-                 ("nginx worker_rlimit_nofile", str(plan.nginx_worker_rlimit_nofile))]
-    rows += [(key, value) for key, value in plan.sysctl.items()]
-    for row in rows:
-        derived.add_row(*row)
+    for section, key, value in plan_sizes(plan):
+        derived.add_row(section, key, value)
     tables = [head, derived]
     if plan.adjustments:
         adj = Table(title="Scaled to fit this host")
@@ -58,6 +46,27 @@ def plan_tables(plan: Plan, host_name: str = "") -> list[Table]:
             adj.add_row(a.component, a.what, a.requested, a.planned, a.why)
         tables.append(adj)
     return tables
+
+
+def plan_sizes(plan: Plan) -> list[tuple[str, str, str]]:
+    """(section, size, value) for every size of each placed component's plan section, then the
+    kernel settings: what ``lbstack plan`` prints under "Derived sizes"."""
+    rows = []
+    for section in ("nginx", "php_fpm", "mariadb", "redis"):
+        data = getattr(plan, section)
+        if data is None:
+            continue
+        for f in dataclasses.fields(data):
+            value = getattr(data, f.name)
+            if f.name == "instance_limits":
+                continue  # in the limits table
+            if f.name == "instance_cpus":
+                value = " ".join(f"app{i}:{cpus}" for i, cpus in enumerate(value, 1)) if any(value) else "not pinned"
+            elif f.name == "pinning_note" and not value:
+                continue
+            rows.append((f"plan.{section}", f.name, str(value)))
+    rows += [("plan.sysctl", key, value) for key, value in plan.sysctl.items()]
+    return rows
 
 
 def verification_table(host_name: str, rows: list[Check]) -> Table:

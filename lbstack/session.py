@@ -9,9 +9,9 @@ readable line: no traceback reaches the user.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +23,21 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
-from lbstack import REPO_ROOT, transport
+from lbstack import transport
+from lbstack.context import host_context
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
 CONNECT_TIMEOUT_S = 10
+
+
+def deploy_dir() -> Path:
+    """Where ``deploy/`` (the entry files pyinfra runs) is: installed beside lbstack, or in the
+    checkout. Found without importing it: the library never imports the deploy."""
+    spec = importlib.util.find_spec("deploy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SessionError("lbstack's deploy/ package is not installed (pip install lbstack, or run from a checkout)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 class SessionError(Exception):
@@ -89,7 +99,7 @@ def load_inventory(path: str, state: State):
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            return make_inventory(str(file.resolve()), cwd=str(REPO_ROOT))
+            return make_inventory(str(file.resolve()), cwd=str(deploy_dir().parent))
     except SystemExit as exc:  # lbstack's inventory helpers exit with the reason (invalid settings)
         reason = (stderr.getvalue().strip() or str(exc.code or "")).removeprefix("lbstack: ")
         raise InventoryError(f"inventory {path}: {reason}") from None
@@ -100,10 +110,8 @@ def load_inventory(path: str, state: State):
 @contextlib.contextmanager
 def session(inventory_path: str, limit: list[str] | None = None) -> Iterator[Session]:
     """Connect to the inventory's hosts (or ``limit``); always disconnect afterwards."""
-    if str(REPO_ROOT) not in sys.path:  # deploy/ and facts/ import from the repository root
-        sys.path.insert(0, str(REPO_ROOT))
     state = State(check_for_changes=True)
-    state.cwd = str(REPO_ROOT)
+    state.cwd = str(deploy_dir().parent)
     config = Config(CONNECT_TIMEOUT=CONNECT_TIMEOUT_S)
     errors = _ConnectErrors()
     with ctx_state.use(state), ctx_config.use(config):
@@ -146,8 +154,6 @@ class Session:
 
     def hosts(self) -> list[HostContext]:
         """Every connected host with its settings and plan (facts read once, as the deploy does)."""
-        from deploy import host_context
-
         contexts = []
         for host in self.state.activated_hosts:
             with use_host(host):

@@ -79,12 +79,18 @@ def remove(paths: list[str | Path], timeout_s: float = 10.0) -> None:
     """
     freeze(paths, False)
     for path in map(Path, paths):
-        for pid in procs(path) if path.is_dir() else ():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill(path)
     for path in map(Path, paths):
-        if not wait_until(lambda: _rmtree(path), timeout_s, interval_s=0.2):
+        # killed again on each try: a process that was joining the cgroup meanwhile
+        if not wait_until(lambda: _kill(path) or _rmtree(path), timeout_s, interval_s=0.2):
             raise RehearsalError(f"cannot remove cgroup {path}: processes {procs(path)} remain")
+
+
+def _kill(path: Path) -> None:
+    """SIGKILL every process in the ``path`` subtree (if it exists)."""
+    for pid in procs(path) if path.is_dir() else ():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _rmtree(path: Path) -> bool:

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import alive, build_image, build_rootfs, down, get_host, list_hosts, snapshot, up
-from .common import RehearsalError, hosts_dir
+from . import alive, build_image, build_rootfs, down, get_host, list_hosts, reap_stale, snapshot, up
+from .common import HostInfo, RehearsalError, hosts_dir
 
 
 class RehearsalGroup(click.Group):
@@ -49,10 +49,17 @@ def build(vm_image: bool, force: bool) -> None:
 @click.option("--rootfs", type=click.Path(exists=True, file_okay=False), help="Boot a copy of this tree.")
 @click.option("--memory-mib", type=click.IntRange(512), default=4096, show_default=True, help="VM memory.")
 @click.option("--cpus", type=click.IntRange(1), default=2, show_default=True, help="VM vCPUs.")
-def up_command(name: str, vm_host: bool, rootfs: str | None, memory_mib: int, cpus: int) -> None:
-    """Boot host NAME (a container unless --vm) and wait until ssh answers."""
+@click.option("--owner", "owner_pid", type=click.IntRange(1), metavar="PID",
+              help="Owner process: once it is gone, `reap` tears the host down (e.g. --owner $$ in a script).")
+def up_command(name: str, vm_host: bool, rootfs: str | None, memory_mib: int, cpus: int,
+               owner_pid: int | None) -> None:
+    """Boot host NAME (a container unless --vm) and wait until ssh answers.
+
+    Without --owner the host is nobody's: it stays up until `down NAME`, and `reap` never
+    touches it.
+    """
     started = time.monotonic()
-    info = up(name, vm_host=vm_host, rootfs=rootfs, memory_mib=memory_mib, cpus=cpus)
+    info = up(name, vm_host=vm_host, rootfs=rootfs, memory_mib=memory_mib, cpus=cpus, owner=owner_pid)
     click.echo(f"{info.name} up in {time.monotonic() - started:.0f} s: "
                f"ssh -i {info.ssh_key} -p {info.ssh_port} {info.ssh_user}@{info.address}")
 
@@ -60,15 +67,47 @@ def up_command(name: str, vm_host: bool, rootfs: str | None, memory_mib: int, cp
 @rehearsal.command("down")
 @click.argument("name", required=False)
 @click.option("--all", "all_hosts", is_flag=True, help="Tear down every recorded host.")
+@click.option("--stale", is_flag=True, help="Tear down the hosts whose owner process is gone (as `reap`).")
 @click.option("--keep-rootfs", is_flag=True, help="Containers: keep the rootfs; `up NAME` boots it again.")
-def down_command(name: str | None, all_hosts: bool, keep_rootfs: bool) -> None:
-    """Stop host NAME (or --all) and remove what it left behind."""
-    if bool(name) == all_hosts:
-        raise click.UsageError("give either NAME or --all")
+def down_command(name: str | None, all_hosts: bool, stale: bool, keep_rootfs: bool) -> None:
+    """Stop host NAME (or --all, or --stale) and remove what it left behind."""
+    if [bool(name), all_hosts, stale].count(True) != 1:
+        raise click.UsageError("give one of NAME, --all or --stale")
+    if stale:
+        if keep_rootfs:
+            raise click.UsageError("--keep-rootfs does not go with --stale")
+        _reap()
+        return
     names = [info.name for info in list_hosts()] if all_hosts else [name]
     for each in names:
         found = down(each, keep_rootfs=keep_rootfs)
         click.echo(f"{each}: {'down' if found else 'was not up'}")
+
+
+@rehearsal.command("reap")
+def reap_command() -> None:
+    """Tear down every host whose owner process is gone (a test run or bench that was killed).
+
+    Also removes what such a host left behind when its own process died too (veth, cgroups,
+    apt proxy, rootfs). Hosts booted with plain `up NAME` have no owner and are left alone.
+    """
+    _reap()
+
+
+def _reap() -> None:
+    """Reap stale hosts and print one line per host removed."""
+    reaped = reap_stale()
+    for each in reaped:
+        click.echo(str(each))
+    if not reaped:
+        click.echo("no stale hosts")
+
+
+def _owner(info: HostInfo) -> str:
+    """The list's owner column: "-" (nobody), "pid N", or "pid N (gone)"."""
+    if info.owner_pid is None:
+        return "-"
+    return f"pid {info.owner_pid}" + (" (gone)" if info.owner_gone() else "")
 
 
 @rehearsal.command("list")
@@ -77,20 +116,22 @@ def list_command(as_json: bool) -> None:
     """List recorded hosts and kept container rootfs dirs."""
     hosts = list_hosts()
     if as_json:
-        records = [dict(dataclasses.asdict(info), alive=alive(info)) for info in hosts]
+        records = [dict(dataclasses.asdict(info), alive=alive(info), stale=info.owner_gone()) for info in hosts]
         click.echo(json.dumps(records, indent=2))
         return
-    table = Table("name", "kind", "state", "ssh", "pid", "detail", "up for")
+    table = Table("name", "kind", "state", "ssh", "pid", "owner", "detail", "up for")
     for info in hosts:
         state = "up" if alive(info) else "dead (run down)"
+        if info.owner_gone():
+            state += ", stale (run reap)"
         detail = info.accel if info.kind == "vm" else f"veth {info.veth}"
         uptime = f"{(time.time() - info.started_at) / 60:.0f} min"
         table.add_row(info.name, info.kind, state, f"{info.address}:{info.ssh_port}",
-                      str(info.pid), detail or "", uptime)
+                      str(info.pid), _owner(info), detail or "", uptime)
     recorded = {info.name for info in hosts}
     for kept in sorted(hosts_dir().glob("*/rootfs")):
         if kept.parent.name not in recorded:
-            table.add_row(kept.parent.name, "nspawn", "stopped (rootfs kept)", "", "", str(kept), "")
+            table.add_row(kept.parent.name, "nspawn", "stopped (rootfs kept)", "", "", "-", str(kept), "")
     Console().print(table)
 
 

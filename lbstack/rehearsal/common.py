@@ -23,6 +23,8 @@ from collections.abc import Iterator
 
 import paramiko
 
+from . import owner
+
 STATE_ENV = "LBSTACK_REHEARSAL_DIR"
 DEFAULT_STATE_DIR = "/var/lib/lbstack-rehearsal"
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -55,6 +57,12 @@ class HostInfo:
     overlay: str | None = None  # vm: qcow2 overlay over the golden image
     accel: str | None = None  # vm: "kvm" or "tcg"
     serial_log: str | None = None  # vm: serial console log
+    owner_pid: int | None = None  # process that owns the host (None: a person's, never reaped)
+    owner_start: int | None = None  # its start time, /proc/<pid>/stat field 22 (pid reuse check)
+
+    def owner_gone(self) -> bool:
+        """True if the host has an owner process and it is gone: ``reap_stale`` tears it down."""
+        return owner.owner_gone(self.owner_pid, self.owner_start)
 
     def save(self) -> None:
         """Write this record to its host.json (atomically)."""
@@ -99,8 +107,9 @@ def require_root() -> None:
 
 
 def load_host(path: Path) -> HostInfo:
-    """Read one host.json."""
-    return HostInfo(**json.loads(path.read_text()))
+    """Read one host.json (unknown keys, from a newer version, are ignored)."""
+    known = {f.name for f in dataclasses.fields(HostInfo)}
+    return HostInfo(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
 def list_hosts() -> list[HostInfo]:
@@ -134,7 +143,8 @@ def pyinfra_host(info: HostInfo) -> tuple[str, dict]:
 def reclaim_name(name: str, kind: str, alive, teardown) -> None:
     """Before ``up``: refuse if ``name`` is up or of another kind; tear a stale record down.
 
-    Call with the state lock held. ``alive`` and ``teardown`` are the kind's own functions.
+    A record is stale if its process died, or if its owner process is gone. Call with the
+    state lock held. ``alive`` and ``teardown`` are the kind's own functions.
     """
     record = host_dir(name) / "host.json"
     if not record.exists():
@@ -142,7 +152,7 @@ def reclaim_name(name: str, kind: str, alive, teardown) -> None:
     stale = load_host(record)
     if stale.kind != kind:
         raise RehearsalError(f"{name!r} is a {stale.kind} host: run `lbstack rehearsal down {name}`")
-    if alive(stale):
+    if alive(stale) and not stale.owner_gone():
         raise RehearsalError(f"host {name!r} is already up (`lbstack rehearsal down {name}`)")
     teardown(stale)
 
@@ -238,6 +248,26 @@ def stop_process(pid: int | None, marker: str, timeout_s: float) -> None:
             reap(pid)
             return
     raise RehearsalError(f"process {pid} ({marker}) did not exit after SIGKILL")
+
+
+def pids_matching(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker`` (not this process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and pid_matches(int(entry.name), marker):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pid: int | None, marker: str, timeout_s: float) -> None:
+    """:func:`stop_process` of ``pid`` and of any other process with ``marker`` in its command line.
+
+    A run killed between starting a process and recording its pid leaves one nobody knows
+    the pid of; the marker (unique to the host) still finds it.
+    """
+    stop_process(pid, marker, timeout_s)
+    for stray in pids_matching(marker):
+        stop_process(stray, marker, timeout_s)
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.1) -> bool:

@@ -16,12 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+from collections.abc import Callable
+
 from . import aptconfig, cgroups
 from .common import (
     HostInfo, RehearsalError, check_name, copy_tree, get_host, host_dir, list_hosts, load_host,
-    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_process, wait_for_ssh,
+    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, wait_for_ssh,
     wait_until,
 )
+from .signals import holding_signals
 from .rootfs import INIT_WRAPPER, build_rootfs, ssh_key, write_file
 
 NET_PREFIX = "10.213"
@@ -32,11 +35,15 @@ BOOT_TIMEOUT_S = 90.0
 POWEROFF_TIMEOUT_S = 20.0
 
 
-def up(name: str, rootfs: str | Path | None = None, timeout_s: float = BOOT_TIMEOUT_S) -> HostInfo:
+def up(
+    name: str, rootfs: str | Path | None = None, timeout_s: float = BOOT_TIMEOUT_S,
+    owner: tuple[int | None, int | None] = (None, None),
+) -> HostInfo:
     """Boot container host ``name`` and wait until ssh answers; returns its record.
 
     ``rootfs`` is a tree to boot a copy of (e.g. a :func:`snapshot`); default: the golden
     rootfs, or this host's own rootfs if an earlier ``down(keep_rootfs=True)`` kept it.
+    ``owner`` is the ``(owner_pid, owner_start)`` recorded from the start (see :mod:`.owner`).
     On failure everything started so far is torn down again.
     """
     require_root()
@@ -44,7 +51,7 @@ def up(name: str, rootfs: str | Path | None = None, timeout_s: float = BOOT_TIME
     source = Path(rootfs) if rootfs else None
     if source is None and not (host_dir(name) / "rootfs").is_dir():
         source = build_rootfs()
-    info = _register(name, source)
+    info = _register(name, source, owner)
     try:
         if source is not None:
             copy_tree(source, Path(info.rootfs))
@@ -59,25 +66,32 @@ def up(name: str, rootfs: str | Path | None = None, timeout_s: float = BOOT_TIME
     return info
 
 
-def down(name: str, keep_rootfs: bool = False) -> bool:
+def down(name: str, keep_rootfs: bool = False, when: Callable[[HostInfo], bool] | None = None) -> bool:
     """Stop host ``name`` and remove its processes, cgroups, veth, proxy and files.
 
     With ``keep_rootfs`` the rootfs copy stays (``up(name)`` boots it again). Safe to call
-    twice or after a crash; returns False if there was nothing to tear down.
+    twice or after a crash, even one in the middle of an earlier ``down``: host.json goes last,
+    so whatever is left is still recorded. Returns False if there was nothing to tear down.
+    With ``when``, only a recorded host for which ``when(record)`` is true (checked under the
+    state lock) is torn down.
     """
     check_name(name)
     path = host_dir(name)
-    with locked(state_dir() / ".lock"):
-        if (path / "host.json").exists():
-            _teardown(load_host(path / "host.json"))
-        elif not path.exists() or keep_rootfs:
+    record = path / "host.json"
+    with holding_signals(), locked(state_dir() / ".lock"):
+        if record.exists():
+            info = load_host(record)
+            if when is not None and not when(info):
+                return False
+            _release(info)
+        elif not path.exists() or keep_rootfs or when is not None:
             return False
-        if keep_rootfs:
-            for entry in path.iterdir():
-                if entry.name != "rootfs":
-                    remove_tree(entry)
-        else:
-            remove_tree(path)
+        for entry in path.iterdir():
+            if entry.name not in ("host.json", "rootfs" if keep_rootfs else ""):
+                remove_tree(entry)
+        record.unlink(missing_ok=True)
+        if not keep_rootfs:
+            path.rmdir()
     return True
 
 
@@ -122,7 +136,7 @@ def _get_running(name: str) -> HostInfo:
     return info
 
 
-def _register(name: str, source: Path | None) -> HostInfo:
+def _register(name: str, source: Path | None, owner: tuple[int | None, int | None]) -> HostInfo:
     """Claim ``name`` and a free network index; write the initial host.json.
 
     A stale record (its nspawn died, e.g. after a reboot) is torn down first; its rootfs
@@ -140,6 +154,7 @@ def _register(name: str, source: Path | None) -> HostInfo:
             ssh_user="root", ssh_key=str(ssh_key()), pid=0, host_dir=str(path),
             started_at=time.time(), index=index, veth=f"vlbs{index}",
             rootfs=str(path / "rootfs"), proxy_address=f"{NET_PREFIX}.{index}.1:{PROXY_PORT}",
+            owner_pid=owner[0], owner_start=owner[1],
         )
         info.save()
     return info
@@ -171,9 +186,14 @@ def _personalize(info: HostInfo) -> None:
 
 
 def _start_container(info: HostInfo) -> None:
-    """Start systemd-nspawn from a shell that first joins the host's own cgroups."""
-    info.cgroups = [str(path) for path in cgroups.create(f"nspawn-{info.name}")]
+    """Start systemd-nspawn from a shell that first joins the host's own cgroups.
+
+    The cgroups and the pid are recorded before anything can be left behind unrecorded.
+    """
+    leaf = f"nspawn-{info.name}"
+    info.cgroups = [str(parent / leaf) for parent in cgroups.hierarchies()]
     info.save()
+    cgroups.create(leaf)
     nspawn = [
         "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--kill-signal=SIGRTMIN+3",
         "--console=read-only", "-D", info.rootfs, "-M", info.name,
@@ -181,12 +201,12 @@ def _start_container(info: HostInfo) -> None:
     ]
     procs_files = " ".join(shlex.quote(f"{path}/cgroup.procs") for path in info.cgroups)
     script = f'for f in {procs_files}; do echo $$ > "$f" || exit 1; done; exec setsid "$@"'
-    with open(Path(info.host_dir) / "nspawn.log", "w") as log:
+    with open(Path(info.host_dir) / "nspawn.log", "w") as log, holding_signals():
         process = subprocess.Popen(
             ["sh", "-c", script, "sh", *nspawn], stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
-    info.pid = process.pid
-    info.save()
+        info.pid = process.pid
+        info.save()
 
 
 def _configure_veth(info: HostInfo) -> None:
@@ -204,13 +224,13 @@ def _start_proxy(info: HostInfo) -> None:
     address = f"{NET_PREFIX}.{info.index}.1"
     allow = [arg for host in aptconfig.mirror_hosts() for arg in ("--allow", host)]
     script = str(Path(__file__).with_name("aptproxy.py"))
-    with open(Path(info.host_dir) / "aptproxy.log", "w") as log:
+    with open(Path(info.host_dir) / "aptproxy.log", "w") as log, holding_signals():
         process = subprocess.Popen(
             [sys.executable, script, "--listen", address, "--port", str(PROXY_PORT), *allow],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
-    info.proxy_pid = process.pid
-    info.save()
+        info.proxy_pid = process.pid
+        info.save()
     if not wait_until(lambda: _listening(address, PROXY_PORT), 10.0):
         raise RehearsalError(f"{info.name}: apt proxy did not listen on {info.proxy_address}")
 
@@ -225,10 +245,24 @@ def _listening(address: str, port: int) -> bool:
 
 
 def _teardown(info: HostInfo) -> None:
-    """Stop nspawn (clean poweroff, SIGKILL on timeout) and the proxy; drop cgroups and veth."""
-    stop_process(info.pid, _nspawn_marker(info.name), POWEROFF_TIMEOUT_S)
-    stop_process(info.proxy_pid, _proxy_marker(info), 5.0)
+    """:func:`_release` the host, then forget it (its rootfs stays)."""
+    with holding_signals():
+        _release(info)
+        (Path(info.host_dir) / "host.json").unlink(missing_ok=True)
+
+
+def _release(info: HostInfo) -> None:
+    """Stop nspawn (clean poweroff, SIGKILL on timeout) and the proxy; drop cgroups and veth.
+
+    Also what a run killed part-way leaves: nspawn already dead, a proxy whose pid was never
+    recorded (found by its command line), processes left in the cgroups.
+    """
+    stop_processes(info.pid, _nspawn_marker(info.name), POWEROFF_TIMEOUT_S)
+    if info.index:
+        stop_processes(info.proxy_pid, _proxy_marker(info), 5.0)
     cgroups.remove(info.cgroups)
-    if info.veth and Path(f"/sys/class/net/{info.veth}").exists():
-        run(["ip", "link", "delete", info.veth])
-    (Path(info.host_dir) / "host.json").unlink(missing_ok=True)
+    link = Path(f"/sys/class/net/{info.veth}")
+    if info.veth and link.exists():
+        # the kernel also drops it on its own once the container's network namespace is gone
+        if subprocess.run(["ip", "link", "delete", info.veth], capture_output=True).returncode and link.exists():
+            run(["ip", "link", "delete", info.veth])

@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .common import (
     HostInfo, RehearsalError, check_name, host_dir, load_host, locked, reclaim_name, pid_matches, remove_tree,
-    require_root, run, state_dir, stop_process, wait_for_ssh, wait_until,
+    require_root, run, state_dir, stop_process, stop_processes, wait_for_ssh, wait_until,
 )
+from .signals import holding_signals
 from .rootfs import Recipe, base_recipe, build_tree, cached_build, ssh_key
 from .tools import ensure_tools
 
@@ -46,14 +48,12 @@ FIRST_BOOT_WAIT_S = 120.0  # first attempt's ssh wait before booting again
 
 
 def stack_packages() -> tuple[str, ...]:
-    """The packages the deploy installs with default settings (imported from the deploy modules,
-    so the image follows them)."""
-    from deploy import base, firewall, mariadb, nginx, php_fpm, redis
+    """The packages the deploy installs with default settings (:mod:`lbstack.packages`, so the
+    image follows the deploy)."""
+    from lbstack import packages
     from lbstack.settings import Settings
 
-    names = (base.PACKAGES + ["systemd-timesyncd"] + firewall.PACKAGES + nginx.PACKAGES + mariadb.PACKAGES
-             + redis.PACKAGES + php_fpm.packages(Settings()))
-    return tuple(sorted(set(names)))
+    return tuple(packages.everything(Settings()))
 
 
 def vm_recipe() -> Recipe:
@@ -85,17 +85,21 @@ def _build_image(recipe: Recipe, dest: Path, log: Path) -> None:
     remove_tree(tree)
 
 
-def up(name: str, memory_mib: int = 4096, cpus: int = 2, timeout_s: float = BOOT_TIMEOUT_S) -> HostInfo:
+def up(
+    name: str, memory_mib: int = 4096, cpus: int = 2, timeout_s: float = BOOT_TIMEOUT_S,
+    owner: tuple[int | None, int | None] = (None, None),
+) -> HostInfo:
     """Boot VM host ``name`` on a fresh overlay and wait until ssh answers; returns its record.
 
-    ``$LBSTACK_VM_ACCEL`` (``kvm`` or ``tcg``) forces the accelerator. On failure everything
-    started so far is torn down again.
+    ``$LBSTACK_VM_ACCEL`` (``kvm`` or ``tcg``) forces the accelerator. ``owner`` is the
+    ``(owner_pid, owner_start)`` recorded from the start (see :mod:`.owner`). On failure
+    everything started so far is torn down again.
     """
     require_root()
     check_name(name)
     accels = accelerators()
     image = build_image()
-    info = _register(name, image)
+    info = _register(name, image, owner)
     try:
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "disk.raw"), "-F", "raw",
              info.overlay])
@@ -132,16 +136,31 @@ def _keep_logs(info: HostInfo) -> None:
     print(f"{info.name}: boot logs kept in {dest}", file=sys.stderr)
 
 
-def down(name: str) -> bool:
-    """Kill the VM's qemu and delete its overlay and logs; False if there was nothing to do."""
+def down(name: str, when: Callable[[HostInfo], bool] | None = None) -> bool:
+    """Kill the VM's qemu and delete its overlay and logs; False if there was nothing to do.
+
+    host.json goes last, so a ``down`` killed part-way leaves a record the next one finishes.
+    With ``when``, only a recorded host for which ``when(record)`` is true (checked under the
+    state lock) is torn down.
+    """
     check_name(name)
     path = host_dir(name)
-    with locked(state_dir() / ".lock"):
+    record = path / "host.json"
+    with holding_signals(), locked(state_dir() / ".lock"):
         if not path.exists():
             return False
-        if (path / "host.json").exists():
-            _teardown(load_host(path / "host.json"))
-        remove_tree(path)
+        if record.exists():
+            info = load_host(record)
+            if when is not None and not when(info):
+                return False
+            _release(info)
+        elif when is not None:
+            return False
+        for entry in path.iterdir():
+            if entry.name != "host.json":
+                remove_tree(entry)
+        record.unlink(missing_ok=True)
+        path.rmdir()
     return True
 
 
@@ -166,7 +185,7 @@ def _marker(name: str) -> str:
     return f"-name lbstack-{name} "
 
 
-def _register(name: str, image: Path) -> HostInfo:
+def _register(name: str, image: Path, owner: tuple[int | None, int | None]) -> HostInfo:
     """Claim ``name``: refuse if it is up, tear down a stale record, write the initial host.json."""
     path = host_dir(name)
     with locked(state_dir() / ".lock"):
@@ -179,6 +198,7 @@ def _register(name: str, image: Path) -> HostInfo:
             name=name, kind="vm", address="127.0.0.1", ssh_port=0, ssh_user="root",
             ssh_key=str(ssh_key()), pid=0, host_dir=str(path), started_at=time.time(),
             image=str(image), overlay=str(path / "overlay.qcow2"), serial_log=str(path / "serial.log"),
+            owner_pid=owner[0], owner_start=owner[1],
         )
         info.save()
     return info
@@ -213,12 +233,12 @@ def _start_qemu(info: HostInfo, image: Path, accel: str, memory_mib: int, cpus: 
         "-device", "virtio-net-pci,netdev=n0",
         "-serial", f"file:{info.serial_log}", "-display", "none", "-monitor", "none",
     ]
-    with open(Path(info.host_dir) / "qemu.log", "a") as log:
+    with open(Path(info.host_dir) / "qemu.log", "a") as log, holding_signals():
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
-    info.pid = process.pid
-    info.save()
+        info.pid = process.pid
+        info.save()
 
 
 def _probe_kernel(info: HostInfo) -> str | None:
@@ -241,6 +261,13 @@ def _free_port() -> int:
 
 
 def _teardown(info: HostInfo) -> None:
-    """Kill qemu (the overlay is thrown away, so no clean guest shutdown is needed)."""
-    stop_process(info.pid, _marker(info.name), 10.0)
-    (Path(info.host_dir) / "host.json").unlink(missing_ok=True)
+    """:func:`_release` the VM, then forget it."""
+    with holding_signals():
+        _release(info)
+        (Path(info.host_dir) / "host.json").unlink(missing_ok=True)
+
+
+def _release(info: HostInfo) -> None:
+    """Kill qemu (the overlay is thrown away, so no clean guest shutdown is needed), also one
+    whose pid was never recorded (found by its command line)."""
+    stop_processes(info.pid, _marker(info.name), 10.0)

@@ -3,17 +3,25 @@
 Hosts are named ``t<pid>-<tag>`` so parallel runs do not collide, and are torn down at the
 end of the session even when tests fail. Everything here needs root (cgroups, veths, qemu);
 the tests fail, rather than skip, without it.
+
+Interrupted runs clean up: hosts are owned by the pytest process (``rehearsal.up``'s default),
+SIGTERM and SIGHUP stop the run like Ctrl-C (KeyboardInterrupt, so the session's fixtures are
+torn down), every host the session booted is torn down at its end even if a fixture's own
+teardown was cut short, and each session first reaps the hosts of earlier runs whose process
+is gone (killed with SIGKILL, or a machine that went down).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from lbstack import rehearsal
-from lbstack.rehearsal import HostInfo, ssh_run
+from lbstack.rehearsal import HostInfo, holding_signals, ssh_run
 
 from e2e_helpers import TIMINGS, pyinfra
 
@@ -42,12 +50,58 @@ def host_name():
     return unique_name
 
 
+_SIGNALS = contextlib.ExitStack()
+
+
+def pytest_configure(config) -> None:
+    """From here on SIGTERM and SIGHUP, like SIGINT, raise KeyboardInterrupt (see rehearsal.signals)."""
+    _SIGNALS.enter_context(rehearsal.teardown_on_signal())
+
+
+def pytest_unconfigure(config) -> None:
+    _SIGNALS.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """The session's fixtures are torn down here: a signal now must not cut that short."""
+    with holding_signals(reraise=False):
+        return (yield)
+
+
+_REAPED: list[str] = []
+
+
+def _reap(when: str) -> None:
+    """Reap stale rehearsal hosts (listed in the summary); one that cannot be reaped is a warning."""
+    try:
+        _REAPED.extend(f"{when}: {each}" for each in rehearsal.reap_stale())
+    except rehearsal.RehearsalError as error:
+        warnings.warn(f"reaping stale rehearsal hosts {when}: {error}", stacklevel=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rehearsal_session() -> Iterator[list[str]]:
+    """Reap stale hosts of earlier runs; tear down whatever this session booted, however it ends.
+
+    At the end, also reaps hosts of processes this session started and that were killed (a
+    bench run as a subprocess is killed when the session is interrupted).
+    """
+    if os.geteuid() != 0:
+        yield []
+        return
+    _reap("session start")
+    with rehearsal.owned_hosts() as names:
+        yield names
+    _reap("session end")
+
+
 def _hold(name: str, vm_host: bool) -> Iterator[HostInfo]:
     """Boot host ``name`` for the duration of a fixture; always tear it down afterwards."""
     if os.geteuid() != 0:
         pytest.fail("end-to-end tests need root (rehearsal hosts use cgroups, veths and qemu)")
     try:
-        yield rehearsal.up(name, vm_host=vm_host)
+        yield rehearsal.up(name, vm_host=vm_host, owner="self")  # reaped if this run is killed
     finally:
         rehearsal.down(name)
 
@@ -90,7 +144,12 @@ def converged_nspawn(request):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Print the timings the end-to-end tests saw (informational; bench/ measures them properly)."""
+    """Print the stale hosts reaped, and the timings the end-to-end tests saw (informational;
+    bench/ measures them properly)."""
+    if _REAPED:
+        terminalreporter.write_sep("-", "stale rehearsal hosts reaped")
+        for line in _REAPED:
+            terminalreporter.write_line(line)
     if TIMINGS:
         terminalreporter.write_sep("-", "rehearsal host timings")
         for label, seconds in TIMINGS.items():

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lbstack import REPO_ROOT, bench
+from bench import stack as bench
+from lbstack import REPO_ROOT
 
 
 

@@ -9,7 +9,7 @@ import re
 import time
 
 from facts.limits import UnitLimits
-from lbstack.verify import check_limits, failures
+from lbstack.checks import check_limits, failures
 
 from e2e_helpers import MIB, TIMINGS, changed_ops, failed_ops, pyinfra, rehearsal_plan, remote
 

@@ -1,8 +1,8 @@
 """Rolling updates, rollback, self-healing, scaling and the deploy lock, on the session's converged
-nspawn host, with traffic flowing the whole time (lbstack.load: 200 keep-alive connections from
+nspawn host, with traffic flowing the whole time (bench.load: 200 keep-alive connections from
 this machine to the host, every response recorded).
 
-"Failed" is what lbstack.load counts: a 5xx or a socket error (a request resent once after an
+"Failed" is what bench.load counts: a 5xx or a socket error (a request resent once after an
 idle keep-alive connection was closed by a graceful reload is not a failure: every mainstream
 client does the same). The host ends every test converged with the rehearsal settings and the
 bundled sample app, as the other modules expect.
@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from lbstack import REPO_ROOT, layout, load
+from bench import load
+from lbstack import REPO_ROOT, layout
 from lbstack.release import SAMPLE_APP_DIR
 
 from e2e_helpers import TIMINGS, REHEARSAL_SETTINGS, changed_ops, failed_ops, lbstack, pyinfra, remote

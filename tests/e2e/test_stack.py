@@ -33,7 +33,7 @@ def stack(converged_nspawn):
 def test_instances_run_in_the_app_slice_with_their_planned_limits(stack):
     info, _, _ = stack
     plan = rehearsal_plan()
-    limits = plan.instance_limits
+    limits = plan.php_fpm.instance_limits
     for index in range(1, 6):
         unit = f"lbstack-fpm@{index}.service"
         rc, out, err = remote(info, f"systemctl is-active {unit}; systemctl show -P ControlGroup {unit}")
@@ -50,7 +50,7 @@ def test_instances_run_in_the_app_slice_with_their_planned_limits(stack):
         rc, out, _ = remote(info, "SCRIPT_NAME=/fpm-status SCRIPT_FILENAME=/fpm-status QUERY_STRING=json "
                                   f"REQUEST_METHOD=GET cgi-fcgi -bind -connect /run/lbstack/app{index}/fpm.sock")
         assert f'"pool":"app{index}"' in out and '"process manager":"static"' in out
-        assert f'"total processes":{plan.php_max_children}' in out
+        assert f'"total processes":{plan.php_fpm.max_children}' in out
 
 
 def test_upstream_is_the_five_instances(stack):

@@ -63,8 +63,8 @@ def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on_as_a_batch_task(ho
     plan = make_plan(settings.capacity_cpus, settings.capacity_memory_mib, settings, online_cpus=online)
     if online < 2:
         pytest.fail(f"the rehearsal host has {online} CPU: nothing to place (this machine has 2)")
-    assert all(plan.instance_cpus) and len(set(plan.instance_cpus)) == min(online, INSTANCES)
-    for index, expected in enumerate(plan.instance_cpus, start=1):
+    assert all(plan.php_fpm.instance_cpus) and len(set(plan.php_fpm.instance_cpus)) == min(online, INSTANCES)
+    for index, expected in enumerate(plan.php_fpm.instance_cpus, start=1):
         unit = layout.fpm_unit(index)
         # the master and every worker it forked: the kernel's own record
         rc, out, err = remote(host, f"pid=$(systemctl show -p MainPID --value {unit}); "
@@ -72,7 +72,7 @@ def test_each_instance_runs_on_the_cpus_the_plan_placed_it_on_as_a_batch_task(ho
                                     "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/$p/status; done")
         assert rc == 0, err
         lists = out.split()
-        assert len(lists) == 1 + plan.php_max_children, (unit, lists)
+        assert len(lists) == 1 + plan.php_fpm.max_children, (unit, lists)
         assert set(lists) == {expected}, (unit, lists)
         rc, out, err = remote(host, f"pid=$(systemctl show -p MainPID --value {unit}); "
                                     "for p in $pid $(pgrep -P $pid); do chrt -p $p | head -1; done")

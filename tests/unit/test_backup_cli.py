@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api.util import get_template
 
-from deploy import jinja, template
+from lbstack.render import jinja, template
 from lbstack import REPO_ROOT, layout
 from lbstack.backup import NAME, db_hosts
 from lbstack.session import SessionError

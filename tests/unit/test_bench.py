@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lbstack import bench
+from bench import stack as bench
 from lbstack.cli import main
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from lbstack import REPO_ROOT
-from lbstack.load import ensure_open_files, run, running
+from bench.load import ensure_open_files, run, running
 
 BIG = 200_000
 
@@ -321,7 +321,7 @@ def test_open_file_limit_is_raised_or_named() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lbstack.load", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "bench.load", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=30, check=False)
 
 

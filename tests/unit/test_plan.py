@@ -39,31 +39,31 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     for component, limits in plan.limits.items():
         if component != "app":
             assert limits.cpu_quota_pct == int(min(requested_cpu[component], cpus) * 100)
-    assert plan.instance_limits.cpu_quota_pct == int(min(1.0, cpus) * 100)
+    assert plan.php_fpm.instance_limits.cpu_quota_pct == int(min(1.0, cpus) * 100)
     for limits in plan.limits.values():
         assert 0 < limits.memory_high_mib < limits.memory_max_mib
         assert limits.cpu_quota_pct >= 10 and limits.tasks_max > 0
     # the app slice is exactly its instances
-    inst = plan.instance_limits
+    inst = plan.php_fpm.instance_limits
     assert plan.limits["app"].memory_max_mib == inst.memory_max_mib * instances
     assert plan.limits["app"].cpu_quota_pct == inst.cpu_quota_pct * instances
     # the pool fits the instance's MemoryHigh
-    assert plan.php_max_children >= 2
+    assert plan.php_fpm.max_children >= 2
     # workers follow the instance's CPU share (requests scaled to fit the host) x php_workers_per_cpu
     share = min(1.0, cpus / sum(requested_cpu.values())) * 1.0
     by_memory = (math.floor(inst.memory_max_mib * 0.9) - FPM_MASTER_MIB - OPCACHE_MIB) // settings.php_worker_memory_mib
     by_cpu = max(4, math.ceil(share * settings.php_workers_per_cpu - 1e-9))
-    assert plan.php_max_children == max(2, min(32, by_memory, by_cpu))
-    assert FPM_MASTER_MIB + OPCACHE_MIB + plan.php_max_children * settings.php_worker_memory_mib <= inst.memory_high_mib
+    assert plan.php_fpm.max_children == max(2, min(32, by_memory, by_cpu))
+    assert FPM_MASTER_MIB + OPCACHE_MIB + plan.php_fpm.max_children * settings.php_worker_memory_mib <= inst.memory_high_mib
     # MariaDB: every PHP worker can connect, plus headroom; pool + connections fit its MemoryHigh
-    assert plan.db_max_connections == instances * plan.php_max_children + settings.db_connection_headroom
+    assert plan.mariadb.max_connections == instances * plan.php_fpm.max_children + settings.db_connection_headroom
     db_high = plan.limits["db"].memory_high_mib
-    assert plan.innodb_buffer_pool_mib >= 128 and plan.innodb_buffer_pool_mib % 128 == 0
-    assert DB_BASE_MIB + plan.innodb_buffer_pool_mib + plan.db_max_connections * DB_PER_CONNECTION_MIB <= db_high
+    assert plan.mariadb.buffer_pool_mib >= 128 and plan.mariadb.buffer_pool_mib % 128 == 0
+    assert DB_BASE_MIB + plan.mariadb.buffer_pool_mib + plan.mariadb.max_connections * DB_PER_CONNECTION_MIB <= db_high
     # Redis leaves room under its MemoryMax; nginx holds 2000 clients plus their upstream connections
-    assert 0 < plan.redis_maxmemory_mib < plan.limits["cache"].memory_max_mib
-    assert plan.nginx_worker_processes * plan.nginx_worker_connections >= 2 * 2000
-    assert plan.nginx_worker_rlimit_nofile >= plan.nginx_worker_connections
+    assert 0 < plan.redis.maxmemory_mib < plan.limits["cache"].memory_max_mib
+    assert plan.nginx.worker_processes * plan.nginx.worker_connections >= 2 * 2000
+    assert plan.nginx.worker_rlimit_nofile >= plan.nginx.worker_connections
     assert int(plan.sysctl["net.core.somaxconn"]) >= 2000
     # scaling is explicit: adjustments exist exactly when the requests did not fit
     requested = 2048 + 3072 * instances + 6144 + 3072
@@ -80,20 +80,20 @@ def test_seed_profile_on_8_vcpu_16_gb_is_scaled_explicitly():
     assert not [a for a in plan.adjustments if a.what.startswith("CPUQuota")]
     assert plan.cpu_quota_total_pct == 100 + 500 + 300 + 100 > 800
     # shares are scaled (10 requested on 8): 0.8 vCPU per instance x 4 workers per vCPU -> 4
-    assert plan.instances == 5 and plan.php_max_children == 4
+    assert plan.instances == 5 and plan.php_fpm.max_children == 4
     assert any(a.what == "pm.max_children" and "CPU share 0.80" in a.why for a in plan.adjustments)
 
 
 def test_two_cpu_host_keeps_ceilings_and_sizes_workers_by_share():
     plan = make_plan(2, 24 * 1024, load({}))
     assert plan.limits["lb"].cpu_quota_pct == 100 and plan.limits["cache"].cpu_quota_pct == 100
-    assert plan.limits["db"].cpu_quota_pct == 200 and plan.instance_limits.cpu_quota_pct == 100
+    assert plan.limits["db"].cpu_quota_pct == 200 and plan.php_fpm.instance_limits.cpu_quota_pct == 100
     assert {a.component for a in plan.adjustments if a.what.startswith("CPUQuota")} == {"db"}
     # share 2 x 5/10 / 5 = 0.2 vCPU per instance x 4 = 1 worker -> the preferred minimum of 4; 20 in all
-    assert plan.php_max_children == 4 and plan.db_max_connections == 20 + 20
-    assert plan.nginx_worker_processes == 1
+    assert plan.php_fpm.max_children == 4 and plan.mariadb.max_connections == 20 + 20
+    assert plan.nginx.worker_processes == 1
     more = make_plan(2, 24 * 1024, load({"php_workers_per_cpu": 40}))
-    assert more.php_max_children == 8
+    assert more.php_fpm.max_children == 8
 
 
 def test_refuse_policy_refuses_with_the_numbers():
@@ -111,9 +111,9 @@ def test_capacity_override_wins_over_host_facts():
 def test_split_topology_plans_only_the_hosts_components():
     db_host = make_plan(4, 8192, load({}), components=("db",))
     assert db_host.components == ("db",) and set(db_host.limits) == {"db"}
-    assert db_host.instance_limits is None
+    assert db_host.php_fpm is None and db_host.nginx is None and db_host.redis is None
     # the db host still sizes connections for every remote PHP worker
-    assert db_host.db_max_connections > 5 * 2
+    assert db_host.mariadb.max_connections > 5 * 2
     assert db_host.memory_max_total_mib <= db_host.usable_memory_mib
 
 
@@ -139,20 +139,20 @@ def test_cpu_floor_refusal():
 ])
 def test_instances_are_placed_from_the_last_cpu_down(online, expected):
     plan = make_plan(8, 16384, load({}), online_cpus=online)
-    assert plan.instance_cpus == expected and plan.pinning_note == ""
+    assert plan.php_fpm.instance_cpus == expected and plan.php_fpm.pinning_note == ""
 
 
 def test_an_instance_gets_as_many_cpus_as_its_ceiling():
     plan = make_plan(8, 32768, load({"app_cpus": 1.5, "instances": 3, "rolling_batch": 1}), online_cpus=8)
-    assert plan.instance_limits.cpu_quota_pct == 150
-    assert plan.instance_cpus == ("6-7", "4-5", "2-3")
+    assert plan.php_fpm.instance_limits.cpu_quota_pct == 150
+    assert plan.php_fpm.instance_cpus == ("6-7", "4-5", "2-3")
 
 
 def test_pinning_uses_the_real_cpus_not_a_capacity_rehearsal():
     # rehearsing an 8 vCPU plan on a 2 vCPU host must not name CPUs 2..7, which would stop the instances
     plan = make_plan(2, 24 * 1024, load({"capacity_cpus": 8}), online_cpus=2)
     assert plan.host_cpus == 8
-    assert set(plan.instance_cpus) == {"0", "1"}
+    assert set(plan.php_fpm.instance_cpus) == {"0", "1"}
 
 
 @pytest.mark.parametrize("raw, online, note", [
@@ -163,13 +163,41 @@ def test_pinning_uses_the_real_cpus_not_a_capacity_rehearsal():
 ])
 def test_no_pinning_and_why(raw, online, note):
     plan = make_plan(max(online or 2, 2), 24 * 1024, load(raw), online_cpus=online)
-    assert plan.instance_cpus == ("",) * plan.instances
-    assert note in plan.pinning_note
+    assert plan.php_fpm.instance_cpus == ("",) * plan.instances
+    assert note in plan.php_fpm.pinning_note
 
 
 def test_split_db_host_has_no_instances_to_place():
     plan = make_plan(8, 16384, load({}), ("db",), online_cpus=8)
-    assert plan.instance_cpus == () and plan.pinning_note == ""
+    assert plan.instances == 0 and plan.php_fpm is None
+
+
+def test_every_component_section_holds_the_sizes_its_templates_use():
+    plan = make_plan(8, 16384, load({}))
+    db = plan.mariadb
+    assert db.php_workers == plan.instances * plan.php_fpm.max_children
+    assert db.max_connections == db.php_workers + db.connection_headroom
+    assert db.log_file_mib == max(48, db.buffer_pool_mib // 4) and db.thread_cache == min(db.max_connections, 128)
+    assert db.buffer_pool_mib % db.buffer_pool_chunk_mib == 0
+    assert plan.redis.maxclients == plan.instances * plan.php_fpm.max_children + 100
+    assert plan.redis.tcp_backlog == max(511, int(plan.sysctl["net.core.somaxconn"]))
+    assert plan.nginx.next_upstream_tries == plan.instances
+    assert plan.nginx.listen_backlog == int(plan.sysctl["net.core.somaxconn"])
+    assert plan.php_fpm.memory_limit_mib == 2 * load({}).php_worker_memory_mib
+    data = plan.to_data()  # what `lbstack plan --json` prints
+    for section in ("nginx", "php_fpm", "mariadb", "redis", "limits", "sysctl"):
+        assert data[section], section
+
+
+def test_split_stack_sizes_span_every_app_host():
+    three = make_plan(8, 16384, load({}), app_hosts=3)
+    one = make_plan(8, 16384, load({}))
+    assert three.nginx.next_upstream_tries == 3 * one.nginx.next_upstream_tries
+    assert three.redis.maxclients - 100 == 3 * (one.redis.maxclients - 100)
+    cache_only = make_plan(4, 8192, load({}), ("cache",), app_hosts=2)
+    assert cache_only.redis.maxclients > 100  # sized for the app hosts' workers it cannot see
+    with pytest.raises(PlanError, match="app_hosts"):
+        make_plan(8, 16384, load({}), app_hosts=0)
 
 
 @pytest.mark.parametrize("cpus, text", [([3], "3"), ([0, 1], "0-1"), ([7, 6, 5, 0, 2], "0,2,5-7"), ([], "")])

@@ -5,14 +5,19 @@ import configparser
 import pytest
 from pyinfra.api.util import get_template
 
-from deploy import base, jinja, limits, template
+from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, redis, secrets
+from lbstack import layout, render as rendering, services
 from lbstack.plan import make_plan
+from lbstack.render import jinja, template
 from lbstack.settings import load
 
 PLAN = make_plan(8, 16384, load({}))
+SETTINGS = load({})
+LOCAL_MEMBERS = [{"name": f"app{i}", "address": f"unix:{layout.fpm_socket(i)}", "drained": False} for i in range(1, 6)]
 
 
 def render(target: str, **data) -> str:
+    """As pyinfra's files.template renders it on the host."""
     return get_template(template(target), jinja()).render(**data)
 
 
@@ -48,12 +53,6 @@ def test_timesyncd_dropin_lists_servers():
 
 
 # -- the stack's components ----------------------------------------------------------------------
-
-from deploy import app, firewall, mariadb, nginx, php_fpm, redis  # noqa: E402
-from lbstack import layout  # noqa: E402
-
-SETTINGS = load({})
-LOCAL_MEMBERS = [{"name": f"app{i}", "address": f"unix:{layout.fpm_socket(i)}", "drained": False} for i in range(1, 6)]
 
 
 def _upstream(text: str) -> str:
@@ -94,10 +93,11 @@ def test_site_health_paths_front_controller_and_maintenance():
     assert "fastcgi_next_upstream error timeout invalid_header;" in text
     # a request may try every instance once (4 of 5 dead: still answered)
     assert f"fastcgi_next_upstream_tries {len(LOCAL_MEMBERS)};" in text
+    assert PLAN.nginx.next_upstream_tries == len(LOCAL_MEMBERS)
     # maintenance: 503 with Retry-After while the flag exists
     assert text.count(f"if (-f {layout.MAINTENANCE_FLAG}) {{") == 2
     assert f"add_header Retry-After {layout.MAINTENANCE_RETRY_AFTER_S} always;" in text
-    assert f"backlog={PLAN.sysctl['net.core.somaxconn']}" in text and "listen [::]:80" in text
+    assert f"backlog={PLAN.nginx.listen_backlog}" in text and "listen [::]:80" in text
 
 
 def test_site_tls_files_and_self_signed():
@@ -110,9 +110,9 @@ def test_site_tls_files_and_self_signed():
 
 def test_nginx_conf_is_sized_by_the_plan_and_includes_relative_paths():
     text = render(nginx.NGINX_CONF, **nginx.main_template_data(SETTINGS, PLAN))
-    assert f"worker_connections {PLAN.nginx_worker_connections};" in text
-    assert PLAN.nginx_worker_connections * PLAN.nginx_worker_processes > 2 * SETTINGS.lb_max_clients
-    assert f"worker_rlimit_nofile {PLAN.nginx_worker_rlimit_nofile};" in text
+    assert f"worker_connections {PLAN.nginx.worker_connections};" in text
+    assert PLAN.nginx.worker_connections * PLAN.nginx.worker_processes > 2 * SETTINGS.lb_max_clients
+    assert f"worker_rlimit_nofile {PLAN.nginx.worker_rlimit_nofile};" in text
     assert "include conf.d/*.conf;" in text  # the staged copy validates as a whole
     assert "sites-enabled" not in text and '"upstream":"$upstream_addr"' in text
 
@@ -121,7 +121,7 @@ def test_fpm_instance_pool_from_the_plan():
     data = php_fpm.instance_template_data(SETTINGS, PLAN, 3, layout.fpm_socket(3))
     text = render(f"{layout.FPM_CONFIG_DIR}/app.conf", **data)
     assert "[app3]" in text and "listen = /run/lbstack/app3/fpm.sock" in text
-    assert "pm = static" in text and f"pm.max_children = {PLAN.php_max_children}" in text
+    assert "pm = static" in text and f"pm.max_children = {PLAN.php_fpm.max_children}" in text
     assert "pm.status_path = /fpm-status" in text and "ping.path = /fpm-ping" in text
     assert "env[LBSTACK_INSTANCE] = app3" in text and "slowlog = /var/log/lbstack/app3-slow.log" in text
     assert "\nlisten.backlog" not in text  # 511 failed 99.6 % of requests (performance-facts)
@@ -134,7 +134,7 @@ def test_fpm_unit_carries_the_instance_limits():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
     unit.read_string(text)
-    lim = PLAN.instance_limits
+    lim = PLAN.php_fpm.instance_limits
     service = unit["Service"]
     assert service["Slice"] == "lbstack-app.slice"
     assert (service["CPUQuota"], service["MemoryMax"], service["TasksMax"]) == (
@@ -143,18 +143,18 @@ def test_fpm_unit_carries_the_instance_limits():
 
 
 def test_mariadb_config_from_the_plan():
-    text = render(mariadb.CONFIG, **mariadb.config_template_data(SETTINGS, PLAN, ["localhost"]))
+    text = render(mariadb.CONFIG, **mariadb.config_template_data(PLAN, ["localhost"]))
     assert "bind-address = 127.0.0.1" in text
-    assert f"max_connections = {PLAN.db_max_connections}" in text
-    assert f"innodb_buffer_pool_size = {PLAN.innodb_buffer_pool_mib}M" in text
+    assert f"max_connections = {PLAN.mariadb.max_connections}" in text
+    assert f"innodb_buffer_pool_size = {PLAN.mariadb.buffer_pool_mib}M" in text
     assert "slow_query_log = ON" in text
-    remote = render(mariadb.CONFIG, **mariadb.config_template_data(SETTINGS, PLAN, ["10.0.0.5"]))
+    remote = render(mariadb.CONFIG, **mariadb.config_template_data(PLAN, ["10.0.0.5"]))
     assert "bind-address = 0.0.0.0" in remote
 
 
 def test_redis_config_holds_no_secret_and_never_evicts():
-    text = render(redis.CONFIG, **redis.config_template_data(SETTINGS, PLAN, remote_clients=False, app_hosts=1))
-    assert f"maxmemory {PLAN.redis_maxmemory_mib}mb" in text and "maxmemory-policy noeviction" in text
+    text = render(redis.CONFIG, **redis.config_template_data(PLAN, remote_clients=False))
+    assert f"maxmemory {PLAN.redis.maxmemory_mib}mb" in text and "maxmemory-policy noeviction" in text
     assert "user default on #@@sha256:redis_password@@" in text and "requirepass" not in text
     assert "bind 127.0.0.1 -::1" in text and "appendonly yes" in text
 
@@ -188,10 +188,10 @@ def test_fpm_unit_names_the_instance_for_the_preload_script():
 
 
 def test_php_ini_preloads_as_the_app_user_unless_turned_off():
-    text = render("/etc/php/fpm/conf.d/90-lbstack.ini", **php_fpm.ini_template_data(SETTINGS))
+    text = render("/etc/php/fpm/conf.d/90-lbstack.ini", **php_fpm.ini_template_data(SETTINGS, PLAN))
     assert f"opcache.preload = {layout.PRELOAD_SCRIPT}" in text
     assert f"opcache.preload_user = {SETTINGS.app_user}" in text
-    off = render("/etc/php/fpm/conf.d/90-lbstack.ini", **php_fpm.ini_template_data(load({"php_preload": []})))
+    off = render("/etc/php/fpm/conf.d/90-lbstack.ini", **php_fpm.ini_template_data(load({"php_preload": []}), PLAN))
     assert "opcache.preload" not in off.replace("; OPcache preloading", "")
     assert "opcache.validate_timestamps = 0" in off
 
@@ -218,10 +218,50 @@ def test_fpm_cpu_dropin_pins_or_resets(cpus, line):
 
 
 def test_nginx_and_redis_dropins_run_them_as_batch_tasks():
-    from deploy import SCHED_POLICY, service_dropin_data
-
-    assert SCHED_POLICY == "batch"
+    assert services.SCHED_POLICY == "batch"
     for service in ("nginx.service", "redis-server.service"):
         text = render("/etc/systemd/system/component.service.d/lbstack.conf",
-                      **service_dropin_data(service, "lbstack-lb.slice", CPUSchedulingPolicy=SCHED_POLICY))
+                      **services.dropin_data(service, "lbstack-lb.slice", CPUSchedulingPolicy=services.SCHED_POLICY))
         assert "\nCPUSchedulingPolicy=batch\n" in text
+
+
+# -- every template, from the data its deploy module passes ----------------------------------------
+
+# target -> the data the deploy renders it with (one-VPS shape, default settings, the 8 vCPU / 16 GB
+# plan); tests/e2e/test_install.py runs this against an installed lbstack (templates as package data)
+EXAMPLES = {
+    "/etc/systemd/system/lbstack.slice": lambda: {},
+    "/etc/systemd/system/lbstack-component.slice": lambda: limits.slice_template_data(PLAN, "app"),
+    base.SYSCTL_FILE: lambda: base.sysctl_template_data(SETTINGS, PLAN),
+    base.TIMESYNCD_DROPIN: lambda: {"ntp_servers": ["ntp.example.net"]},
+    "/etc/systemd/system/component.service.d/lbstack.conf": lambda: services.dropin_data(
+        "nginx.service", "lbstack-lb.slice", LimitNOFILE=PLAN.nginx.worker_rlimit_nofile),
+    layout.NGINX_CONF: lambda: nginx.main_template_data(SETTINGS, PLAN),
+    layout.SITE_CONF: lambda: nginx.site_template_data(SETTINGS, PLAN, LOCAL_MEMBERS, ipv6=True),
+    f"{layout.FPM_CONFIG_DIR}/app.conf": lambda: php_fpm.instance_template_data(SETTINGS, PLAN, 1, layout.fpm_socket(1)),
+    php_fpm.UNIT_FILE: lambda: php_fpm.unit_template_data(SETTINGS, PLAN),
+    f"/etc/systemd/system/{layout.FPM_UNIT}.d/lbstack-cpu.conf": lambda: {
+        "unit": layout.fpm_unit(1), "cpus": PLAN.php_fpm.instance_cpus[0], "why": PLAN.php_fpm.pinning_note},
+    "/etc/php/fpm/conf.d/90-lbstack.ini": lambda: php_fpm.ini_template_data(SETTINGS, PLAN),
+    layout.PRELOAD_SCRIPT: lambda: php_fpm.preload_template_data(SETTINGS),
+    layout.FRONT_CONTROLLER: lambda: {"instances_dir": layout.INSTANCES_DIR,
+                                      "retry_after_s": layout.MAINTENANCE_RETRY_AFTER_S},
+    layout.ENV_FILE: lambda: app.env_template_data(SETTINGS, "localhost", layout.REDIS_SOCKET),
+    layout.MARIADB_CONFIG: lambda: mariadb.config_template_data(PLAN, ["localhost"]),
+    layout.REDIS_CONFIG: lambda: redis.config_template_data(PLAN, remote_clients=False),
+    layout.FIREWALL_CONFIG: lambda: firewall.template_data(SETTINGS, PLAN, [22], []),
+    layout.BACKUP_HELPER: lambda: mariadb.backup_helper_data(SETTINGS),
+    secrets.HELPER: lambda: {"store": layout.SECRETS_DIR},
+}
+
+
+def test_every_template_has_an_example():
+    """A new template gets its deploy data here (so the install test renders it too)."""
+    assert sorted(EXAMPLES) == rendering.targets()
+
+
+@pytest.mark.parametrize("target", sorted(EXAMPLES))
+def test_every_template_renders_with_no_undefined_name(target):
+    text = rendering.render(target, **EXAMPLES[target]())
+    assert text.strip()
+    assert "{{" not in text and "{%" not in text

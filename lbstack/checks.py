@@ -1,4 +1,5 @@
-"""Verification: compare what the facts read from a host with what the plan says.
+"""Checks: compare what the facts read from a host with what the plan says (the rows of the
+verification, :mod:`lbstack.verification`).
 
 Pure functions over fact values (see ``facts/``); each returns :class:`Check` rows. A row whose
 ``ok`` is None was not applicable on this host (for example ``memory.high`` on cgroup v1) and
@@ -189,7 +190,7 @@ def check_instance_cpus(plan: Plan, units: dict[str, dict]) -> list[Check]:
     """Each pinned instance's master runs on the CPUs the plan placed it on, as the kernel has it
     (its workers are forked from it). Nothing to check when the plan pins none."""
     rows = []
-    for index, cpus in enumerate(plan.instance_cpus, start=1):
+    for index, cpus in enumerate(plan.php_fpm.instance_cpus, start=1):
         if cpus:
             live = (units.get(layout.fpm_unit(index)) or {}).get("cpus_allowed") or "not running"
             rows.append(_row("app", f"{layout.instance_name(index)} CPUs", cpus, live))
@@ -203,10 +204,10 @@ def check_pools(plan: Plan, status: dict[str, dict]) -> list[Check]:
         name = f"app{index}"
         pool = status.get(name, {"error": "not asked"})
         if "error" in pool:
-            rows.append(Check("app", f"{name} pool status", f"static, {plan.php_max_children} workers",
+            rows.append(Check("app", f"{name} pool status", f"static, {plan.php_fpm.max_children} workers",
                               "no answer", False, pool["error"][:120]))
             continue
-        rows.append(_row("app", f"{name} pool status", f"static, {plan.php_max_children} workers",
+        rows.append(_row("app", f"{name} pool status", f"static, {plan.php_fpm.max_children} workers",
                          f"{pool.get('process_manager')}, {pool.get('total')} workers"))
     return rows
 
@@ -239,9 +240,9 @@ def check_app_backends(login: dict, redis: dict, plan: Plan, database: str) -> l
         Check("app", "Redis PING with the app's credentials", "PONG", redis.get("ping", "failed"),
               bool(redis.get("ok")), redis.get("error", "")[:120]),
     ]
-    if redis.get("ok"):
+    if redis.get("ok") and plan.redis:  # the cache on this host: its running sizes too
         config = redis.get("config", {})
-        rows.append(_row("cache", "Redis maxmemory", f"{plan.redis_maxmemory_mib} MiB",
+        rows.append(_row("cache", "Redis maxmemory", f"{plan.redis.maxmemory_mib} MiB",
                          _mib_str(config.get("maxmemory")) if isinstance(config.get("maxmemory"), int) else "-"))
         rows.append(_row("cache", "Redis maxmemory-policy", "noeviction", config.get("maxmemory-policy")))
     return rows
@@ -256,8 +257,8 @@ def check_mariadb(plan: Plan, security: dict) -> list[Check]:
         _row("db", "anonymous users", 0, security["anonymous_users"]),
         _row("db", "test database", "absent", "present" if security["test_database"] else "absent"),
         _row("db", "root accounts", "localhost", ", ".join(security["root_hosts"])),
-        _row("db", "max_connections", plan.db_max_connections, int(variables.get("max_connections", -1))),
-        _row("db", "innodb_buffer_pool_size", f"{plan.innodb_buffer_pool_mib} MiB",
+        _row("db", "max_connections", plan.mariadb.max_connections, int(variables.get("max_connections", -1))),
+        _row("db", "innodb_buffer_pool_size", f"{plan.mariadb.buffer_pool_mib} MiB",
              _mib_str(int(pool)) if pool and pool.isdigit() else "-"),
     ]
 
@@ -319,6 +320,6 @@ def check_redis_file(plan: Plan, directives: dict | None) -> list[Check]:
     """redis.conf on disk says what the plan says (the running value is checked separately)."""
     directives = directives or {}
     return [
-        _row("cache", "redis.conf maxmemory", f"{plan.redis_maxmemory_mib}mb", directives.get("maxmemory", "absent")),
+        _row("cache", "redis.conf maxmemory", f"{plan.redis.maxmemory_mib}mb", directives.get("maxmemory", "absent")),
         _row("cache", "redis.conf maxmemory-policy", "noeviction", directives.get("maxmemory-policy", "absent")),
     ]

@@ -11,7 +11,7 @@ Two rehearsal hosts are booted from the same golden rootfs (the same bare Debian
 
 Then, for each endpoint (``light``: the random-question API, a Redis cache hit; ``heavy``: the
 exam page, five queries and a rendered view) and each connection level, both setups get the same
-load from :mod:`lbstack.load`, one after the other (the order alternates per level), each run
+load from :mod:`bench.load`, one after the other (the order alternates per level), each run
 preceded by a warm-up. Measured per run: successful answers per second, errors by kind, p50/p95/p99
 of the answered requests, the stack's CPU seconds (the host's cgroup, read on this machine: every
 unit of the rehearsal host, nothing of the load generator) per successful answer, and the load
@@ -33,6 +33,7 @@ import ipaddress
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -40,7 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lbstack import REPO_ROOT, layout, load
+from bench import load
+from lbstack import REPO_ROOT, layout
 
 SETUPS = ("baseline", "lbstack")
 ENDPOINTS = {
@@ -207,7 +209,7 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: runs, comparisons, checks, tool speed."""
     meta = report["meta"]
     lines = [f"# lbstack bench ({meta['mode']} mode, {meta['finished']})", "",
-             f"Machine: {meta['cpus']:g} CPUs. Load generator: lbstack.load (HTTP/1.1 keep-alive, GET), "
+             f"Machine: {meta['cpus']:g} CPUs. Load generator: bench.load (HTTP/1.1 keep-alive, GET), "
              f"{meta['duration_s']:g} s per run after a {meta['warmup_s']:g} s warm-up, timeout "
              f"{meta['timeout_s']:g} s. CPU: each rehearsal host's cgroup (all its units). CPU ceiling: "
              "(CPUs - load generator CPU/s) / (stack CPU per answer at the lowest level). Other CPU/s: "
@@ -328,14 +330,10 @@ def build_report(options: Options, cpus: float, rows: list[dict[str, Any]], tool
 
 def packages() -> list[str]:
     """Every Debian package the full stack's deploy installs (the plain-apt comparison)."""
-    from deploy import base
-    from deploy.verification import component_packages
-    from lbstack.plan import COMPONENTS
+    from lbstack import packages as stack_packages
     from lbstack.settings import Settings
 
-    per_component = component_packages(Settings(), COMPONENTS)
-    wanted = [*base.PACKAGES, "systemd-timesyncd", *(p for pkgs in per_component.values() for p in pkgs)]
-    return list(dict.fromkeys(wanted))
+    return stack_packages.everything(Settings())
 
 
 def _check_target(address: str) -> None:
@@ -391,45 +389,7 @@ def _sample_app_archive() -> bytes:
     return release.build("sample").archive.read_bytes()
 
 
-BASELINE_SITE = f"""# Debian's default site, as a tutorial edits it for a Laravel app: the app's public/ as the
-# root, index.php, Laravel's try_files, and the stock PHP block uncommented.
-server {{
-	listen 80 default_server;
-	root {BASELINE_APP}/public;
-	index index.php index.html;
-	server_name _;
-	location / {{
-		try_files $uri $uri/ /index.php?$query_string;
-	}}
-	location ~ \\.php$ {{
-		include snippets/fastcgi-php.conf;
-		fastcgi_pass unix:/run/php/php{PHP_VERSION}-fpm.sock;
-	}}
-}}
-"""
-
-# The app with its own defaults (no persistent connections: the lbstack deploy turns them on).
-BASELINE_SETUP = f"""set -eu
-APP={BASELINE_APP}
-rm -rf "$APP" && mkdir -p "$APP" && tar -xzf /root/sample-app.tar.gz -C "$APP" --no-same-owner
-rm /root/sample-app.tar.gz
-mkdir -p {" ".join(f'"$APP/storage/{d}"' for d in layout.STORAGE_DIRS)} "$APP/bootstrap/cache"
-PASS=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-KEY=$(head -c 32 /dev/urandom | base64)
-mysql -e "CREATE DATABASE IF NOT EXISTS lbstack;
-  CREATE OR REPLACE USER 'lbstack'@'localhost' IDENTIFIED BY '$PASS';
-  CREATE OR REPLACE USER 'lbstack'@'127.0.0.1' IDENTIFIED BY '$PASS';
-  GRANT ALL ON lbstack.* TO 'lbstack'@'localhost'; GRANT ALL ON lbstack.* TO 'lbstack'@'127.0.0.1';"
-sed -e "s|^APP_KEY=.*|APP_KEY=base64:$KEY|" -e "s|^DB_PASSWORD=.*|DB_PASSWORD=$PASS|" \\
-    "$APP/.env.example" > "$APP/.env"
-chown -R root:www-data "$APP" && chmod 0640 "$APP/.env"
-chown -R www-data:www-data "$APP/storage" "$APP/bootstrap/cache"
-cd "$APP" && runuser -u www-data -- php artisan migrate --force --seed >/dev/null
-runuser -u www-data -- php artisan config:cache >/dev/null
-cat > /etc/nginx/sites-available/default <<'SITE'
-{BASELINE_SITE}SITE
-nginx -t 2>/dev/null && systemctl reload nginx
-"""
+BASELINE_DIR = Path(__file__).resolve().parent / "baseline"  # the baseline host's setup: a script and a site
 
 
 def pyinfra_run(name: str, deploy: str = "deploy/full.py", settings_file: Path | None = None,
@@ -508,13 +468,16 @@ def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]
 
         t0 = time.monotonic()
         _ssh(base, "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
-                   f"apt-get install -y -q --no-install-recommends {' '.join(tool['packages'])} >/dev/null",
-             timeout_s=1800)
+                   + shlex.join(["apt-get", "install", "-y", "-q", "--no-install-recommends", *tool["packages"]])
+                   + " >/dev/null", timeout_s=1800)
         tool["apt_install_s"] = round(time.monotonic() - t0, 1)
         step(f"baseline: plain apt-get install of {len(tool['packages'])} packages: {tool['apt_install_s']} s")
         t0 = time.monotonic()
         _upload(base, _sample_app_archive(), "/root/sample-app.tar.gz")
-        _ssh(base, BASELINE_SETUP, timeout_s=600)
+        _upload(base, (BASELINE_DIR / "default-site.conf").read_bytes(), "/root/default-site.conf")
+        _upload(base, (BASELINE_DIR / "setup-app").read_bytes(), "/root/setup-app")
+        _ssh(base, shlex.join(["bash", "/root/setup-app", "/root/sample-app.tar.gz", BASELINE_APP,
+                               "/root/default-site.conf", *layout.STORAGE_DIRS]), timeout_s=600)
         tool["baseline_app_s"] = round(time.monotonic() - t0, 1)
         step(f"baseline: sample app on the stock nginx site and www pool: {tool['baseline_app_s']} s")
 
@@ -567,42 +530,3 @@ def _levels(text: str) -> tuple[int, ...]:
         raise ValueError(f"--levels: {text!r} is not a comma-separated list of connection counts") from None
 
 
-def register(group) -> None:
-    import click
-
-    @group.command("bench")
-    @click.option("--short", is_flag=True,
-                  help=f"CI mode: {','.join(map(str, SHORT_LEVELS))} connections, 3 s runs after a 1 s warm-up.")
-    @click.option("--levels", help=f"Connection levels, comma-separated [default: {','.join(map(str, FULL_LEVELS))}].")
-    @click.option("--endpoint", "endpoints", multiple=True, type=click.Choice(list(ENDPOINTS)),
-                  help="Endpoint to load (repeatable) [default: light and heavy].")
-    @click.option("--duration", "duration_s", type=float, help="Seconds per measured run [default: 20; short: 3].")
-    @click.option("--warmup", "warmup_s", type=float, help="Warm-up seconds before each run [default: 5; short: 1].")
-    @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
-                  help="Per-request timeout, seconds.")
-    @click.option("--out", "out", type=click.Path(file_okay=False), default="bench-report", show_default=True,
-                  help="Directory for bench.json, bench.md and bench.png.")
-    @click.option("--keep-hosts", is_flag=True, help="Leave both rehearsal hosts running afterwards.")
-    def bench(short, levels, endpoints, duration_s, warmup_s, timeout_s, out, keep_hosts) -> None:
-        """Baseline vs lbstack under the same load on two rehearsal hosts; writes JSON, Markdown, PNG.
-
-        Boots two hosts from the same bare rootfs: one gets a plain apt-get install and the sample
-        app on Debian's stock nginx site and www pool, the other `deploy/full.py` (timed, with the
-        no-op re-run and `lbstack drift`). Then both get the same load, alternating, per endpoint
-        and connection level. Bounded; tears both hosts down. Needs root. About 15 min (short: 4).
-        """
-        try:
-            options = Options(
-                out=Path(out), short=short,
-                levels=_levels(levels) if levels else (SHORT_LEVELS if short else FULL_LEVELS),
-                endpoints=tuple(endpoints) or ("light", "heavy"),
-                duration_s=duration_s if duration_s is not None else (3.0 if short else 20.0),
-                warmup_s=warmup_s if warmup_s is not None else (1.0 if short else 5.0),
-                timeout_s=timeout_s, keep_hosts=keep_hosts)
-        except ValueError as error:
-            raise click.UsageError(str(error)) from None
-        try:
-            report = run(options, echo=lambda text: click.echo(text, err=True))
-        except RuntimeError as error:
-            raise click.ClickException(str(error)) from None
-        click.echo(markdown(report))

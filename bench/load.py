@@ -34,7 +34,7 @@ answer within ``timeout_s``, connect included), ``protocol`` (unparseable answer
 
 Use :func:`run` (blocking) or :func:`running` (a background thread; the caller deploys meanwhile,
 :meth:`LoadHandle.mark` names moments to split the summary into windows). Also a command:
-``python -m lbstack.load http://10.99.0.2 --connections 200 --duration 30``.
+``python -m bench.load http://10.99.0.2 --connections 200 --duration 30``.
 """
 
 from __future__ import annotations
@@ -693,7 +693,7 @@ async def _run_with_sigint(generator: LoadGenerator) -> LoadResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lbstack.load", description=(
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=(
         "Send bounded HTTP GET load over keep-alive connections and summarize every answer. "
         "Exit 0 without failures (5xx or connection errors), 3 otherwise."))
     parser.add_argument("url", help="http://host[:port] (plain http only)")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from lbstack.plan import make_plan
 from lbstack.settings import load
-from lbstack import verify as _v
-from lbstack.verify import check_base, check_limits, failures
+from lbstack import checks as _v
+from lbstack.checks import check_base, check_limits, failures
 
 FACTS = Path(__file__).parent.parent / "facts"
 # The recorded hosts were converged when CPU ceilings were scaled to sum to the host (9.5 vCPU
@@ -136,7 +136,7 @@ def test_pools_from_recorded_status_and_a_silent_instance():
     pools = _fact("php_fpm.PoolStatus")
     rows = _v.check_pools(PLAN, pools)
     assert [r.check for r in _v.failures(rows)] == ["app3 pool status", "app4 pool status", "app5 pool status"]
-    assert rows[0].ok and rows[0].actual == f"static, {PLAN.php_max_children} workers"
+    assert rows[0].ok and rows[0].actual == f"static, {PLAN.php_fpm.max_children} workers"
 
 
 def test_recorded_mariadb_matches_the_plan_and_redis_answers():
@@ -157,7 +157,7 @@ def test_firewall_table_is_compared_with_the_expected_ports():
 
 def test_pinned_instances_are_checked_against_their_masters_cpus():
     plan = make_plan(8, 16384, load({}), online_cpus=2)
-    units = {f"lbstack-fpm@{i}.service": {"cpus_allowed": cpus} for i, cpus in enumerate(plan.instance_cpus, start=1)}
+    units = {f"lbstack-fpm@{i}.service": {"cpus_allowed": cpus} for i, cpus in enumerate(plan.php_fpm.instance_cpus, start=1)}
     rows = _v.check_instance_cpus(plan, units)
     assert [r.check for r in rows] == [f"app{i} CPUs" for i in range(1, 6)] and not failures(rows)
     units["lbstack-fpm@3.service"]["cpus_allowed"] = "0-1"  # restarted by hand without the drop-in

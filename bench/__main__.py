@@ -1,0 +1,57 @@
+"""``python -m bench`` (what ``lbstack bench`` runs, from a checkout): the benchmark's command.
+
+The benchmark and its load generator (``bench.load``) are tooling of the checkout, not part of
+the installed lbstack: the CLI starts without importing them, and matplotlib (for the chart) is
+the ``bench`` extra (``pip install -e '.[bench]'``, which ``./dev`` does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bench.stack import ENDPOINTS, FULL_LEVELS, SHORT_LEVELS, Options, _levels, markdown, run
+
+
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--short", is_flag=True,
+              help=f"CI mode: {','.join(map(str, SHORT_LEVELS))} connections, 3 s runs after a 1 s warm-up.")
+@click.option("--levels", help=f"Connection levels, comma-separated [default: {','.join(map(str, FULL_LEVELS))}].")
+@click.option("--endpoint", "endpoints", multiple=True, type=click.Choice(list(ENDPOINTS)),
+              help="Endpoint to load (repeatable) [default: light and heavy].")
+@click.option("--duration", "duration_s", type=float, help="Seconds per measured run [default: 20; short: 3].")
+@click.option("--warmup", "warmup_s", type=float, help="Warm-up seconds before each run [default: 5; short: 1].")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Per-request timeout, seconds.")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="bench-report", show_default=True,
+              help="Directory for bench.json, bench.md and bench.png.")
+@click.option("--keep-hosts", is_flag=True, help="Leave both rehearsal hosts running afterwards.")
+def main(short, levels, endpoints, duration_s, warmup_s, timeout_s, out, keep_hosts) -> None:
+    """Baseline vs lbstack under the same load on two rehearsal hosts; writes JSON, Markdown, PNG.
+
+    Boots two hosts from the same bare rootfs: one gets a plain apt-get install and the sample
+    app on Debian's stock nginx site and www pool, the other `deploy/full.py` (timed, with the
+    no-op re-run and `lbstack drift`). Then both get the same load, alternating, per endpoint
+    and connection level. Bounded; tears both hosts down, also when interrupted (SIGINT, SIGTERM).
+    Needs root. About 15 min (short: 4).
+    """
+    try:
+        options = Options(
+            out=Path(out).resolve(), short=short,
+            levels=_levels(levels) if levels else (SHORT_LEVELS if short else FULL_LEVELS),
+            endpoints=tuple(endpoints) or ("light", "heavy"),
+            duration_s=duration_s if duration_s is not None else (3.0 if short else 20.0),
+            warmup_s=warmup_s if warmup_s is not None else (1.0 if short else 5.0),
+            timeout_s=timeout_s, keep_hosts=keep_hosts)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        report = run(options, echo=lambda text: click.echo(text, err=True))
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(markdown(report))
+
+
+if __name__ == "__main__":
+    main()  # pylint: disable=no-value-for-parameter

@@ -1,0 +1,37 @@
+"""Settings and the capacity plan for one pyinfra host: where every entry file (and every
+operating command) starts."""
+
+from __future__ import annotations
+
+import sys
+
+from pyinfra.api.host import Host
+from pyinfra.facts.hardware import Cpus, Memory
+
+from lbstack import settings as settings_mod, topology, transport
+from lbstack.plan import Plan, PlanError, make_plan
+from lbstack.settings import Settings, SettingsError
+
+
+def plan_for(host: Host, settings: Settings) -> Plan:
+    """The capacity plan of ``host`` from its facts (CPUs, memory), its groups and ``settings``."""
+    online = host.get_fact(Cpus)
+    cpus = settings.capacity_cpus or online
+    memory = settings.capacity_memory_mib or host.get_fact(Memory)
+    return make_plan(cpus, int(memory), settings, topology.host_components(host), online_cpus=online,
+                     app_hosts=len(host.inventory.get_group("app", [])) or 1)
+
+
+def host_context(host: Host) -> tuple[Settings, Plan]:
+    """Validated settings and the capacity plan for one host; exits with the reason if impossible.
+
+    Runs while pyinfra prepares operations, so a refusal stops the run before any change. The
+    host's ssh connection is also set up for many small commands (:func:`transport.no_delay`).
+    """
+    transport.no_delay(host)
+    try:
+        settings = settings_mod.load(host.data.get("lbstack"))
+        return settings, plan_for(host, settings)
+    except (SettingsError, PlanError) as exc:
+        print(f"lbstack: {host.name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,37 @@
+"""The Debian packages each part of the stack installs: the one list the deploy modules install,
+verification checks, the bench's plain-apt baseline installs and the VM image pre-bakes."""
+
+from __future__ import annotations
+
+from lbstack.plan import COMPONENTS
+from lbstack.settings import Settings
+
+BASE = ["ca-certificates", "curl", "procps", "iproute2", "logrotate", "tzdata", "acl", "openssl"]
+TIME_SYNC = ["systemd-timesyncd"]  # unless another time daemon is installed (deploy.base)
+FIREWALL = ["nftables"]
+LB = ["nginx"]
+DB = ["mariadb-server", "mariadb-client"]
+CACHE = ["redis-server", "redis-tools"]
+PHP_EXTENSIONS = ("fpm", "cli", "mysql", "opcache", "mbstring", "xml", "curl", "zip", "bcmath", "intl")
+COMPOSER = ["composer", "unzip"]  # only for a release with composer.json and no vendor/
+
+
+def php(settings: Settings) -> list[str]:
+    """PHP for the app instances; php-redis is Debian's phpredis for the default PHP; libfcgi-bin
+    gives cgi-fcgi (the FPM status requests of facts.php_fpm and lbstack-instance)."""
+    return [f"php{settings.php_version}-{ext}" for ext in PHP_EXTENSIONS] + ["php-redis", "libfcgi-bin"]
+
+
+def by_component(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
+    """The packages of each placed component (and the firewall, when it is on)."""
+    wanted = {"lb": LB, "app": php(settings), "db": DB, "cache": CACHE}
+    found = {c: list(wanted[c]) for c in COMPONENTS if c in components}
+    if settings.firewall:
+        found["firewall"] = list(FIREWALL)
+    return found
+
+
+def everything(settings: Settings, components: tuple[str, ...] = COMPONENTS) -> list[str]:
+    """Every package a deploy of ``components`` installs on a bare Debian 12 host, sorted."""
+    names = BASE + TIME_SYNC + [p for ps in by_component(settings, components).values() for p in ps]
+    return sorted(set(names))

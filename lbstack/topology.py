@@ -1,0 +1,104 @@
+"""Where the stack's parts are, seen from the host being deployed: the inventory's groups (lb,
+app, db, cache), how hosts reach each other, the upstream members and the FPM addresses.
+
+Every function reads pyinfra's current ``host`` and ``inventory`` (deploy code, or a
+:func:`lbstack.session.use_host` block): one VPS and a split topology are the same code.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host as current_host, inventory
+from pyinfra.api.host import Host
+
+from lbstack import layout
+from lbstack.plan import COMPONENTS
+
+
+def host_components(host: Host) -> tuple[str, ...]:
+    """The components placed on ``host``: its inventory groups among lb, app, db, cache."""
+    return tuple(c for c in COMPONENTS if c in host.groups)
+
+
+def group_hosts(group: str) -> list[Host]:
+    """The inventory's hosts in ``group`` (lb, app, db, cache)."""
+    return list(inventory.get_group(group, []))
+
+
+def same_host(other: Host) -> bool:
+    """Whether ``other`` is the host being deployed now."""
+    return other.name == current_host.name
+
+
+def private_address(other: Host) -> str:
+    """How the stack's hosts reach ``other``: its ``private_address`` host data, else its name."""
+    return other.data.get("private_address") or other.name
+
+
+def app_hosts() -> int:
+    """How many app hosts the stack has (at least this one)."""
+    return max(1, len(group_hosts("app")))
+
+
+def stack_peers() -> list[str]:
+    """The other hosts of the stack (split topology), by private address."""
+    return sorted({private_address(h) for g in COMPONENTS for h in group_hosts(g) if not same_host(h)})
+
+
+def open_ssh_ports(settings, sshd_ports: list[int]) -> list[int]:
+    """The ports the firewall keeps open for ssh: ``ssh_port`` plus every port sshd listens on
+    now (``facts.firewall.SshdPorts``), so a firewall change never locks the operator out."""
+    return sorted({settings.ssh_port, *sshd_ports})
+
+
+def listen_address(index: int) -> str:
+    """Where instance ``index`` listens on this host: its unix socket when nginx is on this host;
+    a port on every address otherwise (split topology: the firewall admits only the lb hosts)."""
+    if "lb" in current_host.groups:
+        return layout.fpm_socket(index)
+    return f"0.0.0.0:{layout.FPM_PORT_BASE + index}"
+
+
+def instance_addresses(instances: int) -> dict[str, str]:
+    """Each instance's name and FPM address on this host (status facts ask there directly)."""
+    return {layout.instance_name(i): listen_address(i) for i in range(1, instances + 1)}
+
+
+def members(instances: int) -> list[dict]:
+    """Upstream members: every instance of every app host (unix sockets when on this host), each
+    ``{"name", "address", "drained"}``; a member on another host is named ``<host>-appN``."""
+    result = []
+    for app_host in group_hosts("app") or [current_host]:
+        for index in range(1, instances + 1):
+            name = layout.instance_name(index)
+            if same_host(app_host):
+                address = f"unix:{layout.fpm_socket(index)}"
+            else:
+                address = f"{private_address(app_host)}:{layout.FPM_PORT_BASE + index}"
+                name = f"{app_host.name}-{name}"
+            result.append({"name": name, "address": address, "drained": False})
+    return result
+
+
+def backend_address(group: str) -> str:
+    """How the app reaches the db or cache group: a unix socket when it runs on this host (no TCP
+    stack on either side: measured 3 % of a cached API request's CPU), else the first such host's
+    private address."""
+    hosts = group_hosts(group) or [current_host]
+    if any(same_host(h) for h in hosts):
+        return "localhost" if group == "db" else layout.REDIS_SOCKET  # MariaDB: "localhost" is its socket
+    return private_address(hosts[0])
+
+
+def app_client_hosts() -> list[str]:
+    """Where the app's database user may connect from: localhost, or the app hosts' addresses."""
+    return sorted({"localhost" if same_host(h) else private_address(h) for h in group_hosts("app") or [current_host]})
+
+
+def remote_app_clients() -> bool:
+    """Whether an app host other than this one connects to this host's MariaDB or Redis."""
+    return any(not same_host(h) for h in group_hosts("app"))
+
+
+def all_stack_hosts() -> set[str]:
+    """The names of every host that carries a component."""
+    return {h.name for group in COMPONENTS for h in group_hosts(group)}
