@@ -43,6 +43,7 @@ from typing import Any
 
 from bench import load
 from lbstack import REPO_ROOT, layout
+from lbstack.rehearsal import converge
 
 SETUPS = ("baseline", "lbstack")
 ENDPOINTS = {
@@ -394,27 +395,17 @@ BASELINE_DIR = Path(__file__).resolve().parent / "baseline"  # the baseline host
 
 def pyinfra_run(name: str, deploy: str = "deploy/full.py", settings_file: Path | None = None,
                 timeout_s: float = 1800) -> tuple[float, str]:
-    """Run ``deploy`` on rehearsal host ``name`` (``inventories/rehearsal.py``); returns (seconds,
-    pyinfra's stderr). RuntimeError with the output's tail when it fails."""
-    env = {**os.environ, "LBSTACK_REHEARSAL_HOSTS": name}
-    if settings_file is not None:
-        env["LBSTACK_SETTINGS"] = str(settings_file)
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/rehearsal.py", deploy],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s, env=env)
-    seconds = time.monotonic() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{deploy} failed on {name}:\n{proc.stderr[-3000:]}")
-    return seconds, proc.stderr
+    """Run ``deploy`` on rehearsal host ``name`` (:func:`lbstack.rehearsal.converge.pyinfra`);
+    returns (seconds, pyinfra's stderr). RuntimeError with the output's tail when it fails."""
+    run = converge.pyinfra(name, deploy, settings_file, timeout_s=timeout_s)
+    if not run.ok:
+        raise RuntimeError(f"{deploy} failed on {name}:\n{run.stderr[-3000:]}")
+    return run.seconds, run.stderr
 
 
 def changed_ops(stderr: str) -> int | str:
     """Operations that changed something, from pyinfra's "Grand total" line (its Success column)."""
-    total = [line for line in stderr.splitlines() if "Grand total" in line]
-    fields = total[-1].split() if total else []
-    if len(fields) > 3:
-        return 0 if fields[3] == "-" else fields[3]
-    return "?"
+    return converge.PyinfraRun(0, "", stderr, 0.0).changed()
 
 
 def _settings_file(out: Path) -> Path:

@@ -140,8 +140,16 @@ def validated(files: list[tuple[str, str, str]], test: str):
         yield test
 
 
-def host_runner(target) -> Callable[[str, float], tuple[bool, str]]:
-    """``run(command, timeout_s) -> (ok, output)`` on pyinfra host ``target`` (for lbstack.rollout)."""
+def host_runner(target, argv: bool = False) -> Callable:
+    """``run(command, timeout_s) -> (ok, output)`` on pyinfra host ``target``: a shell command
+    (lbstack.deploylock). With ``argv``: ``run(argv, timeout_s) -> rollout.Result`` (lbstack.rollout),
+    each argument quoted, the exit code, stdout and stderr read back."""
+    if argv:
+        def run_argv(args: list[str], timeout_s: float) -> rollout.Result:
+            ok, output = target.run_shell_command(StringCommand(rollout.command_line(args)), _timeout=int(timeout_s))
+            return rollout.result_of(ok, output.stdout_lines, output.stderr_lines)
+        return run_argv
+
     def run(command: str, timeout_s: float) -> tuple[bool, str]:
         ok, output = target.run_shell_command(StringCommand(command), _timeout=int(timeout_s))
         return ok, output.output
@@ -174,9 +182,9 @@ def deploy_lock(stale_s: int, needed: Callable[[], bool]):
 
 def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, lb_hosts) -> bool:  # noqa: ARG001
     log = lambda m: host.log_styled(f"rolling: {m}", fg="cyan")  # noqa: E731
-    runner = host_runner(host)
+    runner, app = host_runner(host), host_runner(host, argv=True)
     try:
-        roll = rollout.Rollout(runner, [host_runner(h) for h in lb_hosts] or [runner], gates, log)
+        roll = rollout.Rollout(app, [host_runner(h, argv=True) for h in lb_hosts] or [app], gates, log)
         # surplus instances go first (scaling down): their workers' database and Redis connections
         # are gone before the remaining instances grow their pools
         roll.retire(surplus)

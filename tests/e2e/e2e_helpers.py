@@ -15,7 +15,7 @@ import yaml
 
 from lbstack import REPO_ROOT
 from lbstack.plan import make_plan
-from lbstack.rehearsal import ssh_run
+from lbstack.rehearsal import converge, ssh_run
 from lbstack.settings import load
 
 MIB = 1024 * 1024
@@ -36,23 +36,16 @@ def rehearsal_env(host_name: str, settings: dict | None, env: dict | None):
 
 
 def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800, settings: dict | None = None,
-            env: dict | None = None, cwd=REPO_ROOT) -> dict:
-    """Run pyinfra on one rehearsal host with --json; returns rc, results, stdout and stderr.
-
-    ``settings`` replaces the rehearsal inventory's settings (written to a YAML file)."""
-    started = time.monotonic()
+            env: dict | None = None, cwd=None) -> dict:
+    """Run pyinfra on one rehearsal host with --json (:func:`lbstack.rehearsal.converge.pyinfra`);
+    returns rc, results, stdout, stderr and seconds. ``settings`` replaces the rehearsal
+    inventory's settings (written to a YAML file)."""
     with rehearsal_env(host_name, settings, env) as extra:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/rehearsal.py", deploy],
-            cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **extra},
-        )
-    out = {"rc": proc.returncode, "stderr": proc.stderr, "stdout": proc.stdout,
-           "seconds": time.monotonic() - started}
-    try:
-        out["results"] = json.loads(proc.stdout)["results"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        out["results"] = None
-    return out
+        settings_file = extra.pop("LBSTACK_SETTINGS", None)
+        extra.pop("LBSTACK_REHEARSAL_HOSTS")
+        run = converge.pyinfra(host_name, deploy, settings_file, as_json=True, timeout_s=timeout, env=extra,
+                               cwd=cwd)
+    return {"rc": run.rc, "stderr": run.stderr, "stdout": run.stdout, "seconds": run.seconds, "results": run.results}
 
 
 def changed_ops(run: dict) -> list[str]:

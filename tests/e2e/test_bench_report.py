@@ -15,7 +15,8 @@ import pytest
 
 from bench import stack as bench
 from lbstack import REPO_ROOT
-
+from lbstack.rehearsal import list_hosts
+from lbstack.rehearsal.cgroups import hierarchies
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +115,9 @@ def test_markdown_and_png_carry_the_same_figures(report_dir, report):
 
 
 def test_both_hosts_are_gone(report):
-    from lbstack.rehearsal import list_hosts
 
     names = set(report["meta"]["hosts"].values())
     assert not names & {h.name for h in list_hosts()}
-    from lbstack.rehearsal.cgroups import hierarchies
 
     leftovers = [d / f"nspawn-{name}" for d in hierarchies() for name in names if (d / f"nspawn-{name}").exists()]
     assert leftovers == []

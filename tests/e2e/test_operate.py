@@ -10,11 +10,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-
 from e2e_helpers import lbstack, pyinfra, rehearsal_plan, remote
+
 from lbstack import REPO_ROOT
 from lbstack.layout import SECRETS
 
@@ -94,7 +95,6 @@ def test_metrics_reads_traffic_and_backends(host, tmp_path):
 
 
 def lbstack_get(host, path: str) -> int:
-    import urllib.request
 
     with urllib.request.urlopen(f"http://{host.address}{path}", timeout=10) as response:
         response.read()

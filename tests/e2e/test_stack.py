@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+from e2e_helpers import (
+    REHEARSAL_SETTINGS,
+    http,
+    lbstack,
+    pyinfra,
+    rehearsal_plan,
+    remote,
+    served_by,
+)
 
-from e2e_helpers import REHEARSAL_SETTINGS, http, lbstack, pyinfra, rehearsal_plan, remote, served_by
 from lbstack import REPO_ROOT
 from lbstack.layout import SECRETS
 
@@ -284,8 +294,6 @@ def test_stopped_instance_fails_verification_naming_it(stack):
 
 def test_self_signed_tls_serves_https(stack):
     info, _, base = stack
-    import ssl
-    import urllib.request
 
     try:
         run = pyinfra(info.name, settings={**REHEARSAL_SETTINGS, "tls": "self_signed"})

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pyinfra.api import FactBase
 
 HERE = Path(__file__).parent
 CASES = sorted(HERE.glob("*.*/*.json"))
@@ -25,7 +26,6 @@ def test_fact_parses_recorded_output(case):
 
 def test_there_are_cases_for_every_lbstack_fact():
     """Every fact class in facts/ has at least one recorded case."""
-    from pyinfra.api import FactBase
 
     named = {c.parent.name for c in CASES}
     facts_dir = HERE.parents[1] / "facts"

@@ -5,6 +5,8 @@ so a lazy ``from deploy import ...`` halfway down a function fails here too.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,8 +67,6 @@ def test_the_checker_sees_a_lazy_upward_import(tmp_path):
 
 
 def test_the_cli_starts_without_the_benchmark_or_matplotlib():
-    import subprocess
-    import sys
 
     code = ("import sys, lbstack.cli; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('bench', 'matplotlib', 'deploy')); print(bad); sys.exit(1 if bad else 0)")

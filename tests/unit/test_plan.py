@@ -1,13 +1,18 @@
 """The capacity plan over host sizes and instance counts: every plan fits, or refuses with numbers."""
 
 import itertools
-
 import math
 
 import pytest
 
 from lbstack.plan import (
-    DB_BASE_MIB, DB_PER_CONNECTION_MIB, FPM_MASTER_MIB, OPCACHE_MIB, PlanError, make_plan,
+    DB_BASE_MIB,
+    DB_PER_CONNECTION_MIB,
+    FPM_MASTER_MIB,
+    OPCACHE_MIB,
+    PlanError,
+    cpu_list,
+    make_plan,
 )
 from lbstack.settings import load
 
@@ -202,6 +207,5 @@ def test_split_stack_sizes_span_every_app_host():
 
 @pytest.mark.parametrize("cpus, text", [([3], "3"), ([0, 1], "0-1"), ([7, 6, 5, 0, 2], "0,2,5-7"), ([], "")])
 def test_cpu_list_is_the_kernel_form(cpus, text):
-    from lbstack.plan import cpu_list
 
     assert cpu_list(cpus) == text

@@ -6,6 +6,7 @@ import tarfile
 import pytest
 
 from lbstack import release
+from lbstack.release import shown
 
 
 def _app(root):
@@ -72,7 +73,6 @@ def test_release_id_is_time_then_digest():
 
 
 def test_credentials_in_a_source_url_are_never_shown():
-    from lbstack.release import shown
 
     assert shown("git+https://deploy:s3cr3t@git.example.org/app.git@v1") == "git+https://***@git.example.org/app.git@v1"
     assert shown("/srv/src/app") == "/srv/src/app"

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+from rich.console import Console
+
 from lbstack import operate, probe, report
 from lbstack.probe import Answer, Target
 
@@ -73,7 +76,6 @@ def test_monitor_fails_when_a_target_is_down_at_the_end():
 
 
 def test_monitor_needs_a_bound():
-    import pytest
 
     with pytest.raises(ValueError):
         probe.monitor([], interval=1, rounds=None, duration=None, timeout=1, on_event=print)
@@ -140,7 +142,6 @@ def test_drift_html_is_self_contained_and_escaped():
 
 
 def test_drift_tables_name_every_kind():
-    from rich.console import Console
 
     console = Console(record=True, width=200)
     for table in report.drift_tables(DRIFT):
