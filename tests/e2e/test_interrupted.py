@@ -9,7 +9,7 @@ the apt proxy) and nothing listening on the proxy address.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import os
 import signal
@@ -144,6 +144,36 @@ def test_signal_tears_the_host_down(tmp_path: Path, host_name, mode: str, signum
         child.send_signal(signum)
         assert child.wait(timeout=60) == 128 + signum, log.read_text()[-3000:]
         assert_gone(info, pids)
+    finally:
+        stop(child)
+        rehearsal.down(name)
+
+
+def test_signal_while_booting_leaves_nothing(tmp_path: Path, host_name) -> None:
+    """SIGTERM once nspawn runs but before ssh answers: ``up`` itself tears down what it started."""
+    name = host_name("sb")
+    record = rehearsal.common.host_dir(name) / "host.json"
+    ready, log = tmp_path / "ready.json", tmp_path / "child.log"
+    with open(log, "w") as out:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(ready), "finally"], cwd=REPO_ROOT,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def booting() -> HostInfo | None:
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, TypeError):
+                info = HostInfo(**json.loads(record.read_text()))
+                if info.pid and rehearsal.alive(info):
+                    return info
+            return None
+
+        assert rehearsal.common.wait_until(lambda: booting() or child.poll() is not None, READY_TIMEOUT_S, 0.02)
+        info = booting()
+        assert info is not None and not ready.exists(), log.read_text()[-3000:]
+        pids = host_processes(info)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        assert not ready.exists()
+        assert_gone(info, pids)
+        assert rehearsal.common.pids_matching(f" -M {name} ") == []
     finally:
         stop(child)
         rehearsal.down(name)
