@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from lbstack.rehearsal import Interrupted
 from bench.stack import ENDPOINTS, FULL_LEVELS, SHORT_LEVELS, Options, _levels, markdown, run
 
 
@@ -50,6 +51,9 @@ def main(short, levels, endpoints, duration_s, warmup_s, timeout_s, out, keep_ho
         report = run(options, echo=lambda text: click.echo(text, err=True))
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
+    except Interrupted as interrupted:  # the hosts are down already (bench.stack.run)
+        click.echo(f"lbstack bench: interrupted by signal {interrupted.signum}; rehearsal hosts torn down", err=True)
+        raise SystemExit(interrupted.exit_code) from None
     click.echo(markdown(report))
 
 

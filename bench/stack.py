@@ -432,9 +432,11 @@ def measure(info, path: str, level: int, duration_s: float, timeout_s: float,
 
 def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Boot, set up, load, report, tear down. Returns the report (also written to ``options.out``)."""
-    from lbstack.rehearsal import build_rootfs, down, up
+    from lbstack.rehearsal import build_rootfs, down, reap_stale, teardown_on_signal, up
 
     options.out.mkdir(parents=True, exist_ok=True)
+    for gone in reap_stale():  # hosts of runs (bench or tests) whose process is gone
+        echo(f"removed stale rehearsal host {gone.name} (owner pid {gone.owner_pid} is gone)")
     load.ensure_open_files(max(options.levels))
     tag = f"{os.getpid()}"
     names = {"baseline": f"bench-base-{tag}", "lbstack": f"bench-lbstack-{tag}"}
@@ -446,72 +448,75 @@ def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]
     def step(text: str) -> None:
         echo(f"[{time.monotonic() - started:6.0f} s] {text}")
 
-    try:
-        step("golden rootfs (cached after the first build)")
-        build_rootfs()
-        hosts = {}
-        for setup in SETUPS:
-            hosts[setup] = up(names[setup])
-            step(f"{setup} host {names[setup]} up at {hosts[setup].address}")
-        base, ours = hosts["baseline"], hosts["lbstack"]
-        for info in hosts.values():
-            _check_target(info.address)  # before any traffic, warm-ups included
+    # SIGTERM/SIGINT/SIGHUP raise Interrupted here, so the finally below tears both hosts down;
+    # kept hosts (--keep-hosts) belong to nobody: never reaped as stale
+    with teardown_on_signal():
+        try:
+            step("golden rootfs (cached after the first build)")
+            build_rootfs()
+            hosts = {}
+            for setup in SETUPS:
+                hosts[setup] = up(names[setup], owner=None if options.keep_hosts else "self")
+                step(f"{setup} host {names[setup]} up at {hosts[setup].address}")
+            base, ours = hosts["baseline"], hosts["lbstack"]
+            for info in hosts.values():
+                _check_target(info.address)  # before any traffic, warm-ups included
 
-        t0 = time.monotonic()
-        _ssh(base, "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
-                   + shlex.join(["apt-get", "install", "-y", "-q", "--no-install-recommends", *tool["packages"]])
-                   + " >/dev/null", timeout_s=1800)
-        tool["apt_install_s"] = round(time.monotonic() - t0, 1)
-        step(f"baseline: plain apt-get install of {len(tool['packages'])} packages: {tool['apt_install_s']} s")
-        t0 = time.monotonic()
-        _upload(base, _sample_app_archive(), "/root/sample-app.tar.gz")
-        _upload(base, (BASELINE_DIR / "default-site.conf").read_bytes(), "/root/default-site.conf")
-        _upload(base, (BASELINE_DIR / "setup-app").read_bytes(), "/root/setup-app")
-        _ssh(base, shlex.join(["bash", "/root/setup-app", "/root/sample-app.tar.gz", BASELINE_APP,
-                               "/root/default-site.conf", *layout.STORAGE_DIRS]), timeout_s=600)
-        tool["baseline_app_s"] = round(time.monotonic() - t0, 1)
-        step(f"baseline: sample app on the stock nginx site and www pool: {tool['baseline_app_s']} s")
+            t0 = time.monotonic()
+            _ssh(base, "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
+                       + shlex.join(["apt-get", "install", "-y", "-q", "--no-install-recommends", *tool["packages"]])
+                       + " >/dev/null", timeout_s=1800)
+            tool["apt_install_s"] = round(time.monotonic() - t0, 1)
+            step(f"baseline: plain apt-get install of {len(tool['packages'])} packages: {tool['apt_install_s']} s")
+            t0 = time.monotonic()
+            _upload(base, _sample_app_archive(), "/root/sample-app.tar.gz")
+            _upload(base, (BASELINE_DIR / "default-site.conf").read_bytes(), "/root/default-site.conf")
+            _upload(base, (BASELINE_DIR / "setup-app").read_bytes(), "/root/setup-app")
+            _ssh(base, shlex.join(["bash", "/root/setup-app", "/root/sample-app.tar.gz", BASELINE_APP,
+                                   "/root/default-site.conf", *layout.STORAGE_DIRS]), timeout_s=600)
+            tool["baseline_app_s"] = round(time.monotonic() - t0, 1)
+            step(f"baseline: sample app on the stock nginx site and www pool: {tool['baseline_app_s']} s")
 
-        settings = _settings_file(options.out)
-        seconds, _ = pyinfra_run(ours.name, "deploy/full.py", settings)
-        tool["converge_from_bare_s"] = round(seconds, 1)
-        step(f"lbstack: converge from bare: {tool['converge_from_bare_s']} s")
-        seconds, stderr = pyinfra_run(ours.name, "deploy/full.py", settings)
-        tool["noop_rerun_s"], tool["noop_changed"] = round(seconds, 1), changed_ops(stderr)
-        step(f"lbstack: no-op re-run: {tool['noop_rerun_s']} s ({tool['noop_changed']} changed)")
-        t0 = time.monotonic()
-        drift = subprocess.run([sys.executable, "-c", "from lbstack.cli import main; main()", "drift", "inventories/rehearsal.py"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                               env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": ours.name,
-                                    "LBSTACK_SETTINGS": str(settings)})
-        tool["drift_s"], tool["drift_exit"] = round(time.monotonic() - t0, 1), drift.returncode
-        step(f"lbstack: drift check: {tool['drift_s']} s (exit {drift.returncode})")
+            settings = _settings_file(options.out)
+            seconds, _ = pyinfra_run(ours.name, "deploy/full.py", settings)
+            tool["converge_from_bare_s"] = round(seconds, 1)
+            step(f"lbstack: converge from bare: {tool['converge_from_bare_s']} s")
+            seconds, stderr = pyinfra_run(ours.name, "deploy/full.py", settings)
+            tool["noop_rerun_s"], tool["noop_changed"] = round(seconds, 1), changed_ops(stderr)
+            step(f"lbstack: no-op re-run: {tool['noop_rerun_s']} s ({tool['noop_changed']} changed)")
+            t0 = time.monotonic()
+            drift = subprocess.run([sys.executable, "-c", "from lbstack.cli import main; main()", "drift", "inventories/rehearsal.py"],
+                                   cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                                   env={**os.environ, "LBSTACK_REHEARSAL_HOSTS": ours.name,
+                                        "LBSTACK_SETTINGS": str(settings)})
+            tool["drift_s"], tool["drift_exit"] = round(time.monotonic() - t0, 1), drift.returncode
+            step(f"lbstack: drift check: {tool['drift_s']} s (exit {drift.returncode})")
 
-        for number, endpoint in enumerate(options.endpoints):
-            path = ENDPOINTS[endpoint]["path"]
-            for i, level in enumerate(options.levels):
-                order = SETUPS if (i + number) % 2 == 0 else SETUPS[::-1]
-                for setup in order:
-                    info = hosts[setup]
-                    if options.warmup_s > 0:
-                        load.run(f"http://{info.address}", duration_s=options.warmup_s, connections=level,
-                                 paths=[path], timeout_s=options.timeout_s)
-                    row = measure(info, path, level, options.duration_s, options.timeout_s, setup, endpoint)
-                    rows.append(row)
-                    step(f"{endpoint} {level:>5} conns {setup:<8}: {row['ok_per_s']:>8.1f} ok/s, "
-                         f"errors {_pct(row['error_rate'])}, p95 {row['latency_ms']['p95']} ms, "
-                         f"CPU {row['cpu_ms_per_ok']} ms/req")
-    finally:
-        if not options.keep_hosts:
-            for name in names.values():
-                try:
-                    down(name)
-                except Exception as error:  # noqa: BLE001 - report and go on tearing down
-                    echo(f"teardown of {name} failed: {error}")
-    report = build_report(options, cpus, rows, tool, dict(names))
-    paths = write_report(report, options.out)
-    step(f"report: {', '.join(str(p) for p in paths.values())}")
-    return report
+            for number, endpoint in enumerate(options.endpoints):
+                path = ENDPOINTS[endpoint]["path"]
+                for i, level in enumerate(options.levels):
+                    order = SETUPS if (i + number) % 2 == 0 else SETUPS[::-1]
+                    for setup in order:
+                        info = hosts[setup]
+                        if options.warmup_s > 0:
+                            load.run(f"http://{info.address}", duration_s=options.warmup_s, connections=level,
+                                     paths=[path], timeout_s=options.timeout_s)
+                        row = measure(info, path, level, options.duration_s, options.timeout_s, setup, endpoint)
+                        rows.append(row)
+                        step(f"{endpoint} {level:>5} conns {setup:<8}: {row['ok_per_s']:>8.1f} ok/s, "
+                             f"errors {_pct(row['error_rate'])}, p95 {row['latency_ms']['p95']} ms, "
+                             f"CPU {row['cpu_ms_per_ok']} ms/req")
+        finally:
+            if not options.keep_hosts:
+                for name in names.values():
+                    try:
+                        down(name)
+                    except Exception as error:  # noqa: BLE001 - report and go on tearing down
+                        echo(f"teardown of {name} failed: {error}")
+        report = build_report(options, cpus, rows, tool, dict(names))
+        paths = write_report(report, options.out)
+        step(f"report: {', '.join(str(p) for p in paths.values())}")
+        return report
 
 
 def _levels(text: str) -> tuple[int, ...]:

@@ -14,9 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from . import aptconfig, cgroups
 from .common import (
@@ -24,8 +23,8 @@ from .common import (
     locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, wait_for_ssh,
     wait_until,
 )
-from .signals import holding_signals
 from .rootfs import INIT_WRAPPER, build_rootfs, ssh_key, write_file
+from .signals import holding_signals
 
 NET_PREFIX = "10.213"
 PROXY_PORT = 3142
@@ -262,7 +261,8 @@ def _release(info: HostInfo) -> None:
         stop_processes(info.proxy_pid, _proxy_marker(info), 5.0)
     cgroups.remove(info.cgroups)
     link = Path(f"/sys/class/net/{info.veth}")
-    if info.veth and link.exists():
-        # the kernel also drops it on its own once the container's network namespace is gone
-        if subprocess.run(["ip", "link", "delete", info.veth], capture_output=True).returncode and link.exists():
-            run(["ip", "link", "delete", info.veth])
+    # the kernel also drops the veth on its own once the container's network namespace is gone
+    deleted = not info.veth or not link.exists() or subprocess.run(
+        ["ip", "link", "delete", info.veth], capture_output=True, check=False).returncode == 0
+    if not deleted and link.exists():
+        run(["ip", "link", "delete", info.veth])

@@ -27,9 +27,9 @@ def parse_stat(text: str) -> tuple[str, int]:
     return fields[0], int(fields[19])
 
 
-def read_stat(pid: int) -> tuple[str, int] | None:
+def read_stat(pid: int | None) -> tuple[str, int] | None:
     """(state, start time) of process ``pid``, or None if there is no such process."""
-    if pid <= 0:
+    if not pid or pid <= 0:
         return None
     try:
         return parse_stat(Path(f"/proc/{pid}/stat").read_text())

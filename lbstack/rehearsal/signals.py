@@ -92,6 +92,8 @@ def teardown_on_signal(signals: tuple[int, ...] = SIGNALS) -> Iterator[None]:
 
     Restores the previous handlers on exit. Must be entered from the main thread.
     """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("teardown_on_signal() needs the main thread (Python runs signal handlers there)")
     previous = {signum: signal.getsignal(signum) for signum in signals}
     block = _Block()
     _blocks.append(block)

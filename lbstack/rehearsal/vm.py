@@ -26,8 +26,8 @@ from .common import (
     HostInfo, RehearsalError, check_name, host_dir, load_host, locked, reclaim_name, pid_matches, remove_tree,
     require_root, run, state_dir, stop_process, stop_processes, wait_for_ssh, wait_until,
 )
-from .signals import holding_signals
 from .rootfs import Recipe, base_recipe, build_tree, cached_build, ssh_key
+from .signals import holding_signals
 from .tools import ensure_tools
 
 ACCEL_ENV = "LBSTACK_VM_ACCEL"

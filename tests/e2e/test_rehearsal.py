@@ -138,6 +138,7 @@ def test_down_leaves_nothing(kind: str, host_name) -> None:
     finally:
         found = rehearsal.down(name)
     assert found
+    assert info.owner_pid == os.getpid()  # owned by the test run: reaped if it is killed
     assert rehearsal.down(name) is False  # a second down is harmless
     assert not Path(f"/proc/{info.pid}").exists()
     assert not Path(info.host_dir).exists()

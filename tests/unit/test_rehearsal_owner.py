@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +154,36 @@ def test_reap_stale_removes_only_hosts_whose_owner_is_gone(state: Path) -> None:
     assert live.exists() and nobody.exists() and kept.exists()
     assert [h.name for h in rehearsal.list_hosts()] == ["live", "nobody"]
     assert rehearsal.reap_stale() == []
+
+
+def test_reap_stale_removes_a_vm_whose_owner_is_gone(state: Path) -> None:
+    path = state / "vm1"
+    path.mkdir()
+    (path / "overlay.qcow2").write_bytes(b"")
+    HostInfo(
+        name="vm1", kind="vm", address="127.0.0.1", ssh_port=0, ssh_user="root", ssh_key="/nonexistent", pid=0,
+        host_dir=str(path), started_at=time.time(), overlay=str(path / "overlay.qcow2"),
+        owner_pid=dead_pid(), owner_start=None,
+    ).save()
+    reaped = rehearsal.reap_stale()
+    assert [(r.name, r.kind, r.removed) for r in reaped] == [("vm1", "vm", ["overlay"])]
+    assert not path.exists()
+
+
+def test_signal_helper_needs_the_main_thread() -> None:
+    errors = []
+
+    def enter() -> None:
+        try:
+            with teardown_on_signal():
+                pass
+        except RuntimeError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=enter)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and "main thread" in str(errors[0])
 
 
 def test_down_when_checks_the_record_under_the_lock(state: Path) -> None:

@@ -1,178 +1,320 @@
 """The rolling update's order of work, rollback and deploy lock, with recorded runners (the real
-thing runs on rehearsal hosts: tests/e2e/test_rolling.py); and its shell snippets as shell."""
+thing runs on rehearsal hosts: tests/e2e/test_rolling.py; the host-side program itself:
+test_lbstack_instance.py), and the argument lists the Python side builds for it."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from lbstack import REPO_ROOT, deploylock, layout, rollout
+from lbstack import REPO_ROOT, deploylock, hostscripts, layout, rollout
 from lbstack.settings import OVERRIDES_ENV, SettingsError, load, validated
 
 GATES = rollout.Gates("/api/ujian/health", "/api/questions/random", passes=3, timeout_s=5, drain_timeout_s=5)
+HELPER = layout.INSTANCE_HELPER
+Result = rollout.Result
 
 
-def inst(i: int) -> rollout.Instance:
-    return rollout.Instance(i, f"unix:{layout.fpm_socket(i)}", layout.fpm_socket(i))
+def inst(i: int, member: str | None = "") -> rollout.Instance:
+    return rollout.Instance(i, layout.instance_name(i) if member == "" else member, layout.fpm_socket(i))
+
+
+def options(args: list[str]) -> dict[str, str]:
+    """``--key value`` pairs of an argument list (flags without a value: '')."""
+    found, i = {}, 0
+    while i < len(args):
+        if args[i].startswith("--") and args[i] != "--":
+            takes = 3 if args[i] == "--config" else (0 if args[i] == "--restart" else 1)
+            found[args[i][2:]] = " ".join(args[i + 1:i + 1 + takes])
+            i += 1 + takes
+        else:
+            i += 1
+    return found
 
 
 class Host:
-    """A fake host: answers each snippet by what it does, and records the order of events.
-    ``failing`` instances fail their health gate while they run ``bad_release``."""
+    """A fake host running lbstack-instance: answers each subcommand as the program would (its
+    stdout contract and exit codes), and records the order of events. ``failing`` instances fail
+    their health gate while they run ``bad_release``; ``refuse`` makes a subcommand fail; a gate
+    asserts its instance is drained on every host in ``balancers`` (default: this one)."""
 
-    def __init__(self, failing=(), bad_release="R2"):
+    def __init__(self, failing=(), bad_release="R2", refuse=(), balancers=None):
+        self.balancers = [self] if balancers is None else balancers
         self.log: list[str] = []
-        self.pointers = {f"app{i}": "R1" for i in range(1, 6)}
+        self.argvs: list[list[str]] = []
+        self.pointers = {f"app{i}": "R1" for i in range(1, 8)}
         self.down: set[str] = set()
-        self.failing, self.bad_release = set(failing), bad_release
+        self.failing, self.bad_release, self.refuse = set(failing), bad_release, dict(refuse)
 
-    def __call__(self, command: str, timeout: float) -> tuple[bool, str]:
-        if "nginx -t" in command:
-            for line in command.splitlines():
-                if line.startswith("if grep -q") and "/fpm.sock" in line:
-                    name = line.split("/run/lbstack/")[1].split("/")[0]
-                    (self.down.add if "s/;$/ down;/" in line else self.down.discard)(name)
-                    self.log.append(("drain " if name in self.down else "undrain ") + name)
-            return True, "@reloaded"
-        if "@idle" in command:
-            return True, "@idle"
-        if "ln -sfn ../releases/" in command:
-            name = re.search(rf"{layout.INSTANCES_DIR}/(app\d+)", command).group(1)
+    def __call__(self, argv: list[str], timeout: float) -> Result:
+        assert argv[0] == HELPER and timeout > 0
+        assert all(isinstance(a, str) for a in argv), argv
+        self.argvs.append(argv)
+        command, args = argv[1], argv[2:]
+        if command in self.refuse:
+            return self.refuse[command]
+        opts = options(args)
+        if command in ("drain", "undrain"):
+            assert args[0] == "--"
+            for name in args[1:]:
+                (self.down.add if command == "drain" else self.down.discard)(name)
+                self.log.append(f"{command} {name}")
+            return Result(0, "balancer=reloaded\n")
+        if command == "wait-idle":
+            assert args[0].endswith("/fpm.sock") and args[1] == str(GATES.drain_timeout_s)
+            return Result(0, "idle=yes\n")
+        name = f"app{args[0]}"
+        if command == "switch":
             previous = self.pointers[name]
-            self.pointers[name] = re.search(r"\.\./releases/([\w-]+)", command).group(1)
+            if "release" in opts:
+                self.pointers[name] = opts["release"]
             self.log.append(f"switch {name} {self.pointers[name]}")
-            return True, f"@before=1/1\n@previous={previous}"
-        if "@pass" in command:
-            name = command.split("lbstack-fpm@")[1].split(".")[0]
-            name = f"app{name}"
-            assert name in self.down or name not in {"app1", "app2", "app3", "app4", "app5"}, "gated while in rotation"
+            lines = ["before=1000/42"] + (["config_prev=1"] if "config" in opts else [])
+            lines += [f"previous={previous}"] if "release" in opts else []
+            return Result(0, "\n".join(lines + ["action=reload"]) + "\n")
+        if command == "revert":
+            if "release" in opts:
+                self.pointers[name] = opts["release"]
+            self.log.append(f"revert {name} {self.pointers[name]}")
+            return Result(0, "before=1001/43\naction=restart\n")
+        if command == "gate":
+            assert all(name in lb.down for lb in self.balancers), "gated while in rotation"
+            assert opts["before"] in ("1000/42", "1001/43") and opts["health"] == GATES.health_path
             if name in self.failing and self.pointers[name] == self.bad_release:
                 self.log.append(f"gate-fail {name}")
-                return True, "@fail=health: 0 of 3 consecutive good answers in 5 s; last: answered 503"
+                return Result(hostscripts.EXIT_GATE, "gate=fail\nfailed=health\n"
+                              "detail=0 of 3 consecutive good answers in 5 s; last: answered 503\n")
             self.log.append(f"gate {name}")
-            return True, "@pass smoke=200"
-        if "bad-releases" in command:
-            self.log.append("mark-bad")
-            return True, ""
-        if "systemctl restart" in command or "systemctl disable" in command:
-            self.log.append("restart" if "restart" in command else "retire")
-            return True, "@before=1/1"
-        return True, ""
+            return Result(0, "gate=pass\nsmoke=200\n")
+        if command == "mark-bad":
+            self.log.append(f"mark-bad {args[0]} {opts['gate']} {opts['instance']}")
+            return Result(0, f"recorded={layout.BAD_RELEASES_DIR}/{args[0].rsplit('-', 1)[-1]}\n")
+        if command == "retire":
+            self.log.append(f"retire {name}")
+            return Result(0, f"retired={name}\n")
+        if command == "forget-prev":
+            self.log.append("forget-prev " + " ".join(args))
+            return Result(0, f"forgotten={len(args)}\n")
+        raise AssertionError(f"unexpected {argv}")
 
 
 def steps(release="R2", count=5):
     return [rollout.Step(inst(i), release=release, reasons=["release"]) for i in range(1, count + 1)]
 
 
+def roll(host: Host, lbs=None) -> rollout.Rollout:
+    return rollout.Rollout(host, [host] if lbs is None else lbs, GATES, log=lambda m: None)
+
+
 def test_one_instance_out_at_a_time_drain_switch_gate_back():
     host = Host()
-    rollout.Rollout(host, [host], GATES, log=lambda m: None).run(steps(), batch=1, release="R2")
+    roll(host).run(steps(), batch=1, release="R2")
     for i in range(1, 6):
         at = host.log.index(f"drain app{i}")
         assert host.log[at:at + 4] == [f"drain app{i}", f"switch app{i} R2", f"gate app{i}", f"undrain app{i}"]
-    assert host.pointers == {f"app{i}": "R2" for i in range(1, 6)} and not host.down
+    assert host.pointers == {**{f"app{i}": "R2" for i in range(1, 6)}, "app6": "R1", "app7": "R1"} and not host.down
+    assert not any(e.startswith("forget-prev") for e in host.log)  # no config promoted: nothing kept
+
+
+def test_the_gate_is_asked_with_the_switch_stamp_and_the_settings():
+    host = Host()
+    roll(host).run(steps(count=1), batch=1, release="R2")
+    (gate,) = [a for a in host.argvs if a[1] == "gate"]
+    assert gate == [HELPER, "gate", "1", layout.fpm_socket(1), "--health", "/api/ujian/health",
+                    "--smoke", "/api/questions/random", "--passes", "3", "--timeout", "5", "--before", "1000/42",
+                    "--release", "R2"]
 
 
 def test_batches_of_two_never_take_more_out():
     host = Host()
     out_at_once = []
 
-    def watch(command, timeout):
-        result = host(command, timeout)
+    def watch(argv, timeout):
+        result = host(argv, timeout)
         out_at_once.append(len(host.down))
         return result
 
     rollout.Rollout(watch, [watch], GATES, log=lambda m: None).run(steps(), batch=2, release="R2")
     assert max(out_at_once) == 2 and not host.down
+    assert [a[2:] for a in host.argvs if a[1] == "drain"] == [["--", "app1", "app2"], ["--", "app3", "app4"], ["--", "app5"]]
+
+
+def test_every_balancer_is_edited():
+    lb1, lb2 = Host(), Host()
+    app = Host(balancers=[lb1, lb2])
+    rollout.Rollout(app, [lb1, lb2], GATES, log=lambda m: None).run(steps(count=2), batch=1, release="R2")
+    for lb in (lb1, lb2):
+        assert lb.log == ["drain app1", "undrain app1", "drain app2", "undrain app2"]
+    assert not any(a[1] in ("drain", "undrain") for a in app.argvs)
 
 
 def test_a_release_failing_its_first_gate_is_marked_bad_and_nothing_else_switches():
-    host = Host(failing={f"app{i}" for i in range(1, 6)})
+    host = Host(failing={f"app{i}" for i in range(1, 6)}, bad_release="20261124T101500-3f2a9c1d4e5b")
     with pytest.raises(rollout.RolloutFailed) as failed:
-        rollout.Rollout(host, [host], GATES, log=lambda m: None).run(steps(), batch=1, release="R2")
-    assert "gate 'health' failed on app1" in str(failed.value)
-    assert "mark-bad" in host.log and host.pointers == {f"app{i}": "R1" for i in range(1, 6)} and not host.down
+        roll(host).run(steps("20261124T101500-3f2a9c1d4e5b"), batch=1, release="20261124T101500-3f2a9c1d4e5b")
+    assert "gate 'health' failed on app1: 0 of 3 consecutive good answers in 5 s; last: answered 503" in str(failed.value)
+    assert "mark-bad 20261124T101500-3f2a9c1d4e5b health app1" in host.log
+    (mark,) = [a for a in host.argvs if a[1] == "mark-bad"]
+    assert options(mark[3:])["detail"] == "0 of 3 consecutive good answers in 5 s; last: answered 503"
+    assert host.pointers["app1"] == "R1" and not host.down
     assert not any(e.startswith("switch app2") for e in host.log)
 
 
 def test_a_later_instance_failing_rolls_back_in_reverse_order_without_blaming_the_release():
     host = Host(failing={"app3"})
     with pytest.raises(rollout.RolloutFailed) as failed:
-        rollout.Rollout(host, [host], GATES, log=lambda m: None).run(steps(), batch=1, release="R2")
+        roll(host).run(steps(), batch=1, release="R2")
     assert failed.value.gate == "health"
     assert "gate 'health' failed on app3" in str(failed.value) and "every instance is back in rotation" in str(failed.value)
-    assert host.pointers == {f"app{i}": "R1" for i in range(1, 6)}  # all on the previous release
+    assert all(host.pointers[f"app{i}"] == "R1" for i in range(1, 6))  # all on the previous release
     assert not host.down  # every healthy instance back in rotation
     # app1 and app2 passed their gates on R2: the failure is app3's, the build is not marked bad
-    assert "mark-bad" not in host.log
+    assert not any(e.startswith("mark-bad") for e in host.log)
     after = host.log[host.log.index("gate-fail app3"):]
-    order = [e.split()[1] for e in after if e.startswith("gate ")]
-    assert order == ["app3", "app2", "app1"]  # reverse order, the failed one first
+    assert [e.split()[1] for e in after if e.startswith("revert ")] == ["app3", "app2", "app1"]  # reverse order
+    assert [e.split()[1] for e in after if e.startswith("gate ")] == ["app3", "app2", "app1"]
     assert "switch app4 R2" not in host.log and "switch app5 R2" not in host.log
+    # the instances that were live go back through a drain first
+    assert after.index("drain app2") < after.index("revert app2 R1") < after.index("undrain app2")
 
 
 def test_a_config_only_update_failing_does_not_mark_the_release_bad():
     host = Host(failing={"app1"}, bad_release="R1")
     config_steps = [rollout.Step(inst(1), config=("/s", "/l", "644"), reasons=["config"])]
     with pytest.raises(rollout.RolloutFailed):
-        rollout.Rollout(host, [host], GATES, log=lambda m: None).run(config_steps, batch=1, release="R1")
-    assert "mark-bad" not in host.log
+        roll(host).run(config_steps, batch=1, release="R1")
+    assert not any(e.startswith("mark-bad") for e in host.log)
+    (revert,) = [a for a in host.argvs if a[1] == "revert"]
+    assert revert == [HELPER, "revert", "1", layout.fpm_socket(1), "--config", "/l"]
+
+
+def test_previous_configs_are_forgotten_once_every_instance_passed():
+    host = Host()
+    config_steps = [rollout.Step(inst(i), config=(f"/s{i}", f"/l{i}", "644"), reasons=["config"]) for i in (1, 2)]
+    roll(host).run(config_steps, batch=1, release=None)
+    (switch, _) = [a for a in host.argvs if a[1] == "switch"]
+    assert switch == [HELPER, "switch", "1", layout.fpm_socket(1), "--config", "/s1", "/l1", "644"]
+    assert host.log[-1] == "forget-prev /l1 /l2"
+
+
+def test_an_invalid_upstream_edit_stops_before_any_switch():
+    host = Host(refuse={"drain": Result(hostscripts.EXIT_INVALID, "balancer=invalid\ndetail=the edited upstream "
+                                        "does not validate: nginx: [emerg] bad\n", "lbstack-instance: ...")})
+    with pytest.raises(rollout.RolloutFailed) as failed:
+        roll(host).run(steps(), batch=1, release="R2")
+    assert failed.value.gate == "nginx" and "nginx: [emerg] bad" in str(failed.value)
+    assert not any(a[1] in ("switch", "mark-bad") for a in host.argvs)
+
+
+def test_a_failed_switch_and_a_failed_revert_are_named():
+    host = Host(refuse={"switch": Result(1, "before=1000/42\nprevious=R1\ndetail=systemctl reload lbstack-fpm@1.service failed\n"),
+                        "revert": Result(1, "detail=no previous config /l.lbstack-prev to put back\n")})
+    with pytest.raises(rollout.RolloutFailed) as failed:
+        roll(host).run(steps(), batch=1, release="R2")
+    message = str(failed.value)
+    assert failed.value.gate == "switch" and "systemctl reload lbstack-fpm@1.service failed" in message
+    assert "NOT restored: app1 (gate 'revert' failed on app1: no previous config /l.lbstack-prev" in message
+
+
+def test_instances_not_behind_a_balancer_here_are_not_drained():
+    lb = Host()
+    host = Host(balancers=[])
+    rollout.Rollout(host, [lb], GATES, log=lambda m: None).run(
+        [rollout.Step(inst(1, member=None), release="R2", reasons=["release"])], batch=1, release="R2")
+    assert lb.argvs == [] and host.pointers["app1"] == "R2"
+
+
+def test_a_busy_instance_is_switched_anyway_and_said_so():
+    host = Host(refuse={"wait-idle": Result(0, "idle=no\nactive=4\nqueue=2\n")})
+    said = []
+    rollout.Rollout(host, [host], GATES, log=said.append).run(steps(count=1), batch=1, release="R2")
+    assert any("app1: still busy after 5 s (active=4 queue=2); switching anyway" in m for m in said)
+    assert host.pointers["app1"] == "R2"
 
 
 def test_surplus_instances_are_drained_then_retired():
     host = Host()
-    host.pointers.update({"app6": "R1", "app7": "R1"})
-    rollout.Rollout(host, [host], GATES, log=lambda m: None).retire([inst(6), inst(7)])
-    assert host.log == ["drain app6", "drain app7", "retire", "retire"]
+    roll(host).retire([inst(6), inst(7)])
+    assert host.log == ["drain app6", "drain app7", "retire app6", "retire app7"]
+    failing = Host(refuse={"retire": Result(1, "detail=rm: cannot remove\n")})
+    with pytest.raises(rollout.RolloutFailed, match="could not retire app6: rm: cannot remove"):
+        roll(failing).retire([inst(6)])
 
 
-def _sh(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+# --- the argument lists and results ---------------------------------------------------------------
 
 
-def test_every_snippet_is_valid_shell():
-    step = rollout.Step(inst(3), release="R2", config=("/s", "/l", "644"), previous_release="R1", previous_config=True)
-    for script in (rollout.upstream_edit_script(["unix:/run/lbstack/app3/fpm.sock"], ["unix:/run/lbstack/app1/fpm.sock"]),
-                   rollout.wait_idle_script(inst(3).fpm, 30), rollout.apply_script(step),
-                   rollout.revert_script(step), rollout.gate_script(inst(3), GATES, "R2", "1/2"),
-                   rollout.retire_script(inst(6)), rollout.mark_bad_script("R2-abc", {"gate": "health"})):
-        assert _sh(script).returncode == 0, script
+def test_argument_lists():
+    assert hostscripts.drain(["app1", "-x"]) == [HELPER, "drain", "--", "app1", "-x"]
+    assert hostscripts.undrain(["web1-app2"]) == [HELPER, "undrain", "--", "web1-app2"]
+    assert hostscripts.wait_idle("10.0.0.5:9001", 30) == [HELPER, "wait-idle", "10.0.0.5:9001", "30"]
+    assert hostscripts.switch(2, "/run/x.sock") == [HELPER, "switch", "2", "/run/x.sock"]
+    assert hostscripts.switch(2, "/run/x.sock", "R2", ("/s", "/l", "640"), restart=True) == [
+        HELPER, "switch", "2", "/run/x.sock", "--release", "R2", "--config", "/s", "/l", "640", "--restart"]
+    assert hostscripts.revert(2, "/run/x.sock", "R1", "/l") == [HELPER, "revert", "2", "/run/x.sock", "--release", "R1",
+                                                                 "--config", "/l"]
+    assert hostscripts.retire(6) == [HELPER, "retire", "6"]
+    assert hostscripts.forget_prev(["/a", "/b"]) == [HELPER, "forget-prev", "/a", "/b"]
+    assert hostscripts.gate(1, "/s", "/h", "/m", 3, 30, "") == [
+        HELPER, "gate", "1", "/s", "--health", "/h", "--smoke", "/m", "--passes", "3", "--timeout", "30", "--before", ""]
 
 
-def test_upstream_edit_marks_down_validates_a_copy_and_skips_absent_members(tmp_path):
-    conf = tmp_path / "nginx" / "conf.d" / "lbstack.conf"
-    conf.parent.mkdir(parents=True)
-    (tmp_path / "nginx" / "nginx.conf").write_text("include conf.d/*.conf;\n")
-    lines = [f"    server unix:/run/lbstack/app{i}/fpm.sock max_fails=3 fail_timeout=5s;" for i in (1, 2, 10)]
-    conf.write_text("upstream lbstack_app {\n" + "\n".join(lines) + "\n}\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool, body in (("nginx", 'echo "nginx -t $*" >> "$LOG"'), ("systemctl", 'echo "systemctl $*" >> "$LOG"')):
-        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\nexit 0\n")
-        (bin_dir / tool).chmod(0o755)
-    script = rollout.upstream_edit_script(["unix:/run/lbstack/app1/fpm.sock", "unix:/run/lbstack/app9/fpm.sock"], [],
-                                          site_conf=str(conf), nginx_dir=str(tmp_path / "nginx"))
-    script = script.replace(layout.STATE_DIR, str(tmp_path / "state"))
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(tmp_path / "log")}
-    proc = subprocess.run(["bash", "-c", script], text=True, capture_output=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "@absent=unix:/run/lbstack/app9/fpm.sock" in proc.stdout and "@reloaded" in proc.stdout
-    text = conf.read_text()
-    assert "app1/fpm.sock max_fails=3 fail_timeout=5s down;" in text
-    assert "app10/fpm.sock max_fails=3 fail_timeout=5s;" in text  # app1 is not a prefix match of app10
-    assert text.count(" down;") == 1
-    log = (tmp_path / "log").read_text()
-    assert "nginx -t -t -q -c" in log and str(tmp_path / "state") in log and "systemctl reload nginx.service" in log
-    # the same edit again changes nothing and reloads nothing
-    proc = subprocess.run(["bash", "-c", script], text=True, capture_output=True, env=env)
-    again = (tmp_path / "log").read_text()
-    assert "@unchanged" in proc.stdout and again.count("reload") == 1 and again.count("nginx -t") == 1
+def test_preload_check_and_mariadb_restart_argument_lists():
+    release = "/srv/lbstack/app/releases/R1 x"
+    assert hostscripts.preload_check(load({"app_user": "web", "php_preload": ["app", "vendor/laravel"]}), release) == [
+        HELPER, "preload-check", release, "--php-version", "8.2", "--user", "web", "--dirs", "app, vendor/laravel"]
+    assert hostscripts.preload_check(load({"php_preload": []}), release) == ["true"]
+    assert hostscripts.restart_mariadb(load({"db_name": "shop"})) == [
+        layout.MAINTENANCE_HELPER, "restart-mariadb", "--database", "shop", "--wait", "30"]
+    assert hostscripts.maintenance(True) == [layout.MAINTENANCE_HELPER, "on"]
+    assert hostscripts.shell([HELPER, "preload-check", release]) == f"{HELPER} preload-check '{release}'"
+
+
+def test_result_fields_and_detail():
+    result = Result(3, "gate=fail\nfailed=smoke\ndetail=/x answered 500: a=b\nnot a field\n", "lbstack-instance: ...")
+    assert result.fields == {"gate": "fail", "failed": "smoke", "detail": "/x answered 500: a=b"}
+    assert not result.ok and result.detail() == "/x answered 500: a=b"
+    assert Result(1, "", "boom\n").detail() == "boom" and Result(1, "").detail("nothing") == "nothing"
+
+
+def _bash(command: str) -> Result:
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    return rollout.result_of(proc.returncode == 0, proc.stdout.splitlines(), proc.stderr.splitlines())
+
+
+def test_a_command_line_quotes_every_argument_and_reports_its_exit_code():
+    tricky = ["a b", "$HOME", "it's", "; rm -rf /", "*", ""]
+    result = _bash(rollout.command_line(["printf", "%s\\n", *tricky]))
+    assert result == Result(0, "\n".join(tricky), "")
+    failed = _bash(rollout.command_line(["sh", "-c", "echo out; echo err >&2; exit 4"]))
+    assert failed == Result(4, "out", "err")
+    # no exit marker (the connection dropped): pyinfra's ok decides
+    assert rollout.result_of(False, ["x"], []) == Result(1, "x", "")
+
+
+def test_host_runner_runs_an_argument_list_on_the_pyinfra_host():
+    from lbstack import operations
+
+    class Target:
+        """The part of a pyinfra Host host_runner uses, running the command with bash here."""
+
+        def run_shell_command(self, command, _timeout):
+            proc = subprocess.run(["bash", "-c", str(command)], capture_output=True, text=True, timeout=_timeout)
+            lines = [("stdout", line) for line in proc.stdout.splitlines()] + [("stderr", line) for line in proc.stderr.splitlines()]
+            output = type("Output", (), {"stdout_lines": [v for k, v in lines if k == "stdout"],
+                                         "stderr_lines": [v for k, v in lines if k == "stderr"],
+                                         "output": "\n".join(v for _, v in lines)})()
+            return proc.returncode == 0, output
+
+    run = operations.host_runner(Target(), argv=True)
+    assert run(["sh", "-c", 'echo "balancer=$1"; exit 4', "sh", "reloaded it's"], 10) == Result(4, "balancer=reloaded it's", "")
+    shell = operations.host_runner(Target())  # the deploy lock's shell commands
+    assert shell("echo one; echo two", 10) == (True, "one\ntwo")
 
 
 # --- the deploy lock --------------------------------------------------------------------------
@@ -277,6 +419,3 @@ def test_overrides_come_from_the_environment(monkeypatch):
         validated({})
 
 
-def test_retiring_an_instance_removes_its_cpu_placement():
-    script = rollout.retire_script(rollout.Instance(7, "unix:/run/lbstack/app7/fpm.sock", "/run/lbstack/app7/fpm.sock"))
-    assert "/etc/systemd/system/lbstack-fpm@7.service.d/lbstack-cpu.conf" in script
