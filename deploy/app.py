@@ -23,13 +23,13 @@ from deploy import php_fpm
 from facts.app import COMPLETE_MARKER, Instances, Releases
 from facts.files import StagedDiffers
 from facts.limits import UnitLimits
-from lbstack import layout, release, rollout
+from lbstack import hostscripts, layout, release, rollout
 from lbstack.layout import ARCHIVES_DIR
 from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import backend_address, group_hosts, listen_address, private_address, same_host
+from lbstack.topology import backend_address, group_hosts, listen_address, same_host
 
 
 def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
@@ -146,13 +146,15 @@ def gates(settings: Settings) -> rollout.Gates:
 
 
 def instances(plan: Plan, indexes) -> list[rollout.Instance]:
-    """The instances with their upstream member (when nginx is on this host) and FPM address."""
+    """The instances with their upstream member's name (as the balancers' site file tags it:
+    ``appN`` on this host's own nginx, ``<host>-appN`` on another host's; :func:`topology.members`)
+    and their FPM address."""
     local_lb = "lb" in host.groups
     result = []
     for index in indexes:
         address = listen_address(index)
-        member = f"unix:{address}" if address.startswith("/") else (
-            None if local_lb else f"{private_address(host)}:{layout.FPM_PORT_BASE + index}")
+        name = layout.instance_name(index)
+        member = name if address.startswith("/") else (None if local_lb else f"{host.name}-{name}")
         result.append(rollout.Instance(index=index, member=member, fpm=address))
     return result
 
@@ -217,7 +219,7 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     if settings.php_preload:
         # before the backup and the migrations: a release OPcache cannot preload changes nothing
         server.shell(name=f"Check OPcache preloading of release {release_id} (as the masters will run it)",
-                     commands=[php_fpm.preload_check(settings, path)])
+                     commands=[hostscripts.shell(hostscripts.preload_check(settings, path))])
     if "db" in host.groups:  # the database is on this host: back it up first (split: `lbstack backup`)
         server.shell(
             name=f"Back up the database before the migrations of release {release_id} (lbstack-backup)",

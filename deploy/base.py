@@ -13,7 +13,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server, systemd
 
 from facts.base import Virtualization
-from lbstack import packages
+from lbstack import hostscripts, layout, packages
 from lbstack.layout import APP_HOME, SYSCTL_FILE
 from lbstack.operations import service_user, template_file
 from lbstack.plan import Plan
@@ -34,6 +34,15 @@ def base(settings: Settings, plan: Plan) -> None:
     apt.update(name="Update apt package lists (at most hourly)", cache_time=3600)
     apt.packages(name=f"Install base packages: {' '.join(packages.BASE)}", packages=packages.BASE, no_recommends=True)
     _service_user(settings)
+    # the rolling update's host side: lb hosts drain and undrain, app hosts switch and gate
+    template_file(
+        name=f"Render {layout.INSTANCE_HELPER}",
+        src=template(layout.INSTANCE_HELPER),
+        dest=layout.INSTANCE_HELPER,
+        mode="755",
+        jinja_env_kwargs=jinja(),
+        **hostscripts.instance_template_data(),
+    )
     _sysctl(settings, plan, virt["container"])
     _time_sync(settings, virt["container"])
 

@@ -14,7 +14,7 @@ from pyinfra.operations import apt, files, server
 
 from facts.mariadb import Security, Variables
 from facts.secrets import HELPER
-from lbstack import layout, packages, services
+from lbstack import hostscripts, layout, packages, services
 from lbstack.layout import BACKUP_DIR, BACKUP_HELPER, MARIADB_CONFIG as CONFIG
 from lbstack.operations import template_file
 from lbstack.plan import Plan
@@ -60,6 +60,14 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **backup_helper_data(settings),
     )
+    template_file(
+        name=f"Render {layout.MAINTENANCE_HELPER}",
+        src=template(layout.MAINTENANCE_HELPER),
+        dest=layout.MAINTENANCE_HELPER,
+        mode="755",
+        jinja_env_kwargs=jinja(),
+        **hostscripts.maintenance_template_data(),
+    )
     dropin = services.dropin("mariadb.service", plan.slices["db"])
     data = config_template_data(plan, app_client_hosts())
     static_change = services.restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
@@ -75,7 +83,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
     server.shell(
         name="Restart MariaDB (a setting only a restart applies, or its drop-in, changed): backup first, "
              "the balancer answers 503 + Retry-After meanwhile",
-        commands=restart_with_maintenance(settings),
+        commands=[hostscripts.shell(hostscripts.restart_mariadb(settings))],
         _if=lambda: dropin.did_change() or (config.did_change() and static_change),
     )
     live_variables(name="MariaDB's running sizing is the plan's (SET GLOBAL: max_connections, buffer pool, "
@@ -128,24 +136,6 @@ def live_variables(wanted: dict[str, str], raise_only: tuple[str, ...] = ()):
                and not (name in raise_only and live.get(name, "").isdigit() and int(live[name]) > int(value))]
     if changes:
         yield _sql(" ".join(changes))
-
-
-def restart_with_maintenance(settings: Settings) -> list[str]:
-    """Back up the database, put the balancer into maintenance (503 + Retry-After instead of
-    errors), restart MariaDB, wait until it answers (bounded), end maintenance. A failed restart
-    leaves maintenance on: the site says so rather than failing request by request."""
-    flag = layout.MAINTENANCE_FLAG
-    exists = shlex.quote(f"SELECT 1 FROM information_schema.schemata WHERE schema_name = '{settings.db_name}'")
-    return [
-        f"if [ -x {layout.BACKUP_HELPER} ] && [ -n \"$(mariadb -N -e {exists} 2>/dev/null)\" ]; then "
-        f"{layout.BACKUP_HELPER} create --reason 'before a MariaDB restart (config changed)'; fi",
-        f"mkdir -p {layout.STATE_DIR} && touch {flag}",
-        "sleep 1",  # requests already in PHP finish before the server goes away
-        "systemctl restart mariadb.service",
-        "for i in $(seq 1 60); do mariadb -N -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done",
-        "mariadb -N -e 'SELECT 1' >/dev/null",
-        f"rm -f {flag}",
-    ]
 
 
 def _sql(statements: str) -> str:

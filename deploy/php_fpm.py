@@ -27,7 +27,7 @@ from pyinfra.facts.files import FindFiles
 from pyinfra.operations import apt, server, systemd
 
 from facts.app import Instances
-from lbstack import layout, packages, services
+from lbstack import hostscripts, layout, packages, services
 from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
@@ -61,23 +61,6 @@ def ini_template_data(settings: Settings, plan: Plan) -> dict:
     return {"opcache_mib": plan.php_fpm.opcache_mib, "preload": bool(settings.php_preload),
             "preload_dirs": ", ".join(settings.php_preload), "preload_script": layout.PRELOAD_SCRIPT,
             "app_user": settings.app_user}
-
-
-def preload_check(settings: Settings, release_path: str) -> str:
-    """Shell: run the preload script on a release as the masters will (as root, preloading as the
-    app user) before any instance switches to it; fails naming the release and the fix."""
-    if not settings.php_preload:
-        return "true"
-    flags = " ".join(f"-d {shlex.quote(f'{k}={v}')}" for k, v in (
-        ("opcache.enable", 1), ("opcache.enable_cli", 1), ("opcache.preload", layout.PRELOAD_SCRIPT),
-        ("opcache.preload_user", settings.app_user)))
-    probe = "echo count(opcache_get_status(false)['preload_statistics']['classes'] ?? []);"
-    fix = (f"lbstack: release {release_path} cannot be preloaded by OPcache (php_preload: "
-           f"{', '.join(settings.php_preload)}): fix the file named above, or set php_preload: [] "
-           "to deploy it without preloading")
-    return (f"classes=$(LBSTACK_PRELOAD_ROOT={shlex.quote(release_path)} php{settings.php_version} {flags} "
-            f"-r {shlex.quote(probe)} 2>&1) || {{ printf '%s\\n' \"$classes\" >&2; echo {shlex.quote(fix)} >&2; "
-            "exit 1; }; echo \"OPcache preload check: $classes classes linked\"")
 
 
 def unit_template_data(settings: Settings, plan: Plan) -> dict:
@@ -142,7 +125,8 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         # checked when they are built, before any instance switches to them)
         server.shell(
             name=f"Check OPcache preloading of the release(s) in service: {', '.join(serving)}",
-            commands=[preload_check(settings, f"{layout.RELEASES_DIR}/{r}") for r in serving],
+            commands=[hostscripts.shell(hostscripts.preload_check(settings, f"{layout.RELEASES_DIR}/{r}"))
+                      for r in serving],
             _if=preload.did_change,
         )
     ini = template_file(

@@ -26,8 +26,6 @@ EXIT_GATE = 3  # gate: the instance failed its health gate (failed=reload|health
 EXIT_INVALID = 4  # drain/undrain: the edited nginx config does not validate: nothing changed
 EXIT_PRELOAD = 5  # preload-check: the release cannot be preloaded
 
-MEMBER_TAG = "# lbstack-member "  # ends each upstream member's line in the site file, then its name
-
 _SENTINEL = 987654321  # an instance index that appears nowhere else in a path
 
 

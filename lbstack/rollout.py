@@ -104,7 +104,8 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class Instance:
     index: int
-    member: str | None  # its upstream member's name in the site file ("app1"); None: not behind nginx here
+    member: str | None  # its upstream member's name as the site file tags it ("app1", or "web2-app1" on
+    # another host's balancer); None: not behind nginx here
     fpm: str  # where cgi-fcgi reaches it on the app host (socket path or host:port)
 
     @property
@@ -186,10 +187,8 @@ class Rollout:
         for lb in self.lbs:
             for argv in edits:
                 result = lb(argv, 60)
-                if result.code == hostscripts.EXIT_INVALID:
-                    raise GateFailed("nginx", names, result.detail())  # says it does not validate
-                if not result.ok:
-                    raise GateFailed("nginx", names, f"the upstream edit failed: {result.detail()}")
+                if not result.ok:  # EXIT_INVALID: the detail says the edit does not validate
+                    raise GateFailed("nginx", names, result.detail("the upstream edit failed"))
                 reloaded = reloaded or result.fields.get("balancer") == "reloaded"
         if not reloaded:
             return  # no balancer yet (first deploy), or the members are not in its upstream
@@ -223,7 +222,7 @@ class Rollout:
         result = self.app(hostscripts.gate(instance.index, instance.fpm, g.health_path, g.smoke_path, g.passes,
                                            g.timeout_s, before, release), g.timeout_s + 30)
         fields = result.fields
-        if not result.ok:
+        if not (result.ok and fields.get("gate") == "pass"):
             raise GateFailed(fields.get("failed") or "health", instance.name, result.detail())
         self._event("gate", instance.name, release=release)
         self.log(f"{instance.name}: gate passed ({g.passes} good answers on {g.health_path}, "

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bench import stack as bench
-from lbstack.cli import main
+import bench.__main__ as bench_main
 
 
 def summary(requests: int, ok: int, failed: dict[str, int], p: tuple[float, float, float] = (10, 20, 30)) -> dict:
@@ -88,9 +90,19 @@ def test_report_files(tmp_path: Path):
     (["--endpoint", "nope"], "nope"),
 ])
 def test_bad_arguments_are_refused_before_any_host_is_booted(args, message, monkeypatch):
-    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("must not run"))
-    result = CliRunner().invoke(main, ["bench", *args])
+    monkeypatch.setattr(bench_main, "run", lambda *a, **k: pytest.fail("must not run"))
+    result = CliRunner().invoke(bench_main.main, args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_lbstack_bench_runs_the_checkouts_bench_and_passes_its_exit_code():
+    """`lbstack bench` hands its arguments to `python -m bench` (refused here before any host)."""
+    exe = Path(sys.executable).parent / "lbstack"
+    proc = subprocess.run([str(exe), "bench", "--levels", "500,100"], capture_output=True, text=True, timeout=120,
+                          cwd="/")
+    assert proc.returncode == 2 and "increasing" in proc.stderr
+    helped = subprocess.run([str(exe), "bench", "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--keep-hosts" in helped.stdout
 
 
 def test_load_goes_only_to_rehearsal_addresses():

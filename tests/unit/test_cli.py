@@ -46,7 +46,7 @@ def test_plan_with_overrides_and_components():
     result = run("plan", "--cpus", "4", "--memory", "8G", "--set", "instances=3", "--components", "app,db", "--json")
     data = json.loads(result.output)
     assert data["components"] == ["app", "db"] and data["instances"] == 3
-    assert data["nginx_worker_processes"] == 0  # no lb on this host
+    assert data["nginx"] is None and data["php_fpm"]["max_children"] >= 2  # no lb on this host
 
 
 def test_settings_doc_is_the_generated_table():

@@ -142,6 +142,8 @@ def host(tmp_path):
     for name, body in FAKES.items():
         (bin_dir / name).write_text(f"#!/bin/sh\nFAKE={fake}\nPOINTERS={pointers}\nPATH=/usr/bin:/bin\n{body}")
         (bin_dir / name).chmod(0o755)
+    if shutil.which("mawk"):  # the awk a Debian 12 host has (gawk is not installed by default)
+        (bin_dir / "awk").symlink_to(shutil.which("mawk"))
     script = tmp_path / "lbstack-instance"
     script.write_text(render(layout.INSTANCE_HELPER, **hostscripts.instance_template_data(**paths)))
     script.chmod(0o755)

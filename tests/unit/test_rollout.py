@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -305,10 +306,8 @@ def test_host_runner_runs_an_argument_list_on_the_pyinfra_host():
 
         def run_shell_command(self, command, _timeout):
             proc = subprocess.run(["bash", "-c", str(command)], capture_output=True, text=True, timeout=_timeout)
-            lines = [("stdout", line) for line in proc.stdout.splitlines()] + [("stderr", line) for line in proc.stderr.splitlines()]
-            output = type("Output", (), {"stdout_lines": [v for k, v in lines if k == "stdout"],
-                                         "stderr_lines": [v for k, v in lines if k == "stderr"],
-                                         "output": "\n".join(v for _, v in lines)})()
+            out, err = proc.stdout.splitlines(), proc.stderr.splitlines()
+            output = SimpleNamespace(stdout_lines=out, stderr_lines=err, output="\n".join(out + err))
             return proc.returncode == 0, output
 
     run = operations.host_runner(Target(), argv=True)

@@ -6,7 +6,7 @@ import pytest
 from pyinfra.api.util import get_template
 
 from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, redis, secrets
-from lbstack import layout, render as rendering, services
+from lbstack import hostscripts, layout, render as rendering, services
 from lbstack.plan import make_plan
 from lbstack.render import jinja, template
 from lbstack.settings import load
@@ -252,6 +252,8 @@ EXAMPLES = {
     layout.FIREWALL_CONFIG: lambda: firewall.template_data(SETTINGS, PLAN, [22], []),
     layout.BACKUP_HELPER: lambda: mariadb.backup_helper_data(SETTINGS),
     secrets.HELPER: lambda: {"store": layout.SECRETS_DIR},
+    layout.INSTANCE_HELPER: lambda: hostscripts.instance_template_data(),
+    layout.MAINTENANCE_HELPER: lambda: hostscripts.maintenance_template_data(),
 }
 
 
