@@ -238,7 +238,8 @@ def stop_process(pid: int | None, marker: str, timeout_s: float) -> None:
     if not pid_matches(pid, marker):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             if not Path(f"/proc/{pid}/cmdline").read_bytes():  # ours, in the middle of exiting
-                wait_until(lambda: exited(pid), 10.0)
+                # a qemu whose KVM start failed can take many seconds to release its image lock
+                wait_until(lambda: exited(pid), 60.0)
         reap(pid)
         return
     for signum, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
