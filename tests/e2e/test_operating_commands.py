@@ -42,7 +42,7 @@ def test_status_reports_units_pools_upstream_and_release(host):
         assert unit["active_state"] == "active" and unit["enabled"] == "enabled", unit
         assert unit["uptime_s"] > 0 and unit["memory_current"] > 0
     fpm = units["lbstack-fpm@1.service"]
-    assert fpm["memory_max"] == rehearsal_plan().instance_limits.memory_max_mib * 1024 * 1024
+    assert fpm["memory_max"] == rehearsal_plan().php_fpm.instance_limits.memory_max_mib * 1024 * 1024
     assert fpm["memory_current"] < fpm["memory_max"]
     assert fpm["restarts"] == 0 and fpm["tasks"] > 1
     assert sorted(h["pools"]) == INSTANCES
