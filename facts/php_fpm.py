@@ -7,6 +7,10 @@ import shlex
 
 from pyinfra.api import FactBase
 
+# The host-side program that asks an instance for its status (templates/usr/local/sbin/
+# lbstack-instance.j2, `status ADDRESS`): the one FPM status request, shared with the rolling update.
+INSTANCE_HELPER = "/usr/local/sbin/lbstack-instance"
+
 # keys of FPM's JSON status page, renamed
 STATUS_KEYS = {
     "pool": "pool", "process manager": "process_manager", "start since": "start_since_s",
@@ -18,8 +22,8 @@ STATUS_KEYS = {
 
 class PoolStatus(FactBase):
     """
-    Each instance's pool status, asked directly on its socket or port (``cgi-fcgi``), not through
-    nginx.
+    Each instance's pool status, asked directly on its socket or port by ``lbstack-instance
+    status`` (cgi-fcgi on the host), not through nginx.
 
     ``instances`` maps instance name to FPM address (``/run/lbstack/app1/fpm.sock`` or
     ``10.0.0.2:9001``). Returns per instance either the status::
@@ -36,15 +40,14 @@ class PoolStatus(FactBase):
         return {}
 
     def requires_command(self, instances) -> str:
-        return "cgi-fcgi"
+        return INSTANCE_HELPER
 
     def command(self, instances) -> str:
         parts = []
         for name, address in instances.items():
             parts.append(
                 f"echo @instance={shlex.quote(name)}; "
-                "SCRIPT_NAME=/fpm-status SCRIPT_FILENAME=/fpm-status QUERY_STRING=json REQUEST_METHOD=GET "
-                f"timeout 5 cgi-fcgi -bind -connect {shlex.quote(address)} 2>&1 || echo \"@error=exit $?\"; echo"
+                f"{INSTANCE_HELPER} status {shlex.quote(address)} 2>/dev/null || echo \"@error=exit $?\"; echo"
             )
         return "; ".join(parts) + "; true"
 
@@ -69,14 +72,16 @@ class PoolStatus(FactBase):
 
 
 def _parse_status(lines: list[str]) -> dict:
+    """One instance's lines: ``status=JSON``, or ``detail=WHY`` and ``@error=exit N``."""
     errors = [line.split("=", 1)[1] for line in lines if line.startswith("@error=")]
     for line in lines:
         line = line.strip()
-        if line.startswith("{"):
+        if line.startswith("status="):
             try:
-                raw = json.loads(line)
+                raw = json.loads(line.removeprefix("status="))
             except ValueError:
                 break
             return {new: raw[old] for old, new in STATUS_KEYS.items() if old in raw}
-    detail = " ".join(l.strip() for l in lines if l.strip() and not l.startswith("@error="))[:200]
+    detail = " ".join(l.strip().removeprefix("detail=") for l in lines
+                      if l.strip() and not l.startswith("@error="))[:200]
     return {"error": "; ".join(filter(None, [detail] + errors)) or "no answer"}

@@ -3,6 +3,8 @@ modules, facts and verification share."""
 
 from __future__ import annotations
 
+from facts import php_fpm as facts_php_fpm
+
 ETC = "/etc/lbstack"
 SECRETS_DIR = f"{ETC}/secrets"  # root-only store, one file per secret
 SOURCES_DIR = f"{ETC}/sources"  # secret-free sources of files that get secrets on the host
@@ -10,7 +12,8 @@ STAGE_DIR = "/var/lib/lbstack/staged"  # configs rendered here, validated, then 
 LOG_DIR = "/var/log/lbstack"
 BACKUP_DIR = "/var/backups/lbstack"  # database backups, root only (made by BACKUP_HELPER)
 BACKUP_HELPER = "/usr/local/sbin/lbstack-backup"
-INSTANCE_HELPER = "/usr/local/sbin/lbstack-instance"  # the rolling update's host side (lbstack.hostscripts)
+# the rolling update's host side and the FPM status request (lbstack.hostscripts, facts.php_fpm)
+INSTANCE_HELPER = facts_php_fpm.INSTANCE_HELPER
 MAINTENANCE_HELPER = "/usr/local/sbin/lbstack-maintenance"  # maintenance flag, MariaDB restart (db hosts)
 
 APP_HOME = "/srv/lbstack"

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import jinja2
 import pytest
 
+from facts.php_fpm import PoolStatus
 from lbstack import hostscripts, layout, rollout
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -336,6 +337,25 @@ def test_no_balancer_when_the_site_file_is_absent_or_nginx_inactive(host):
 
 
 # -- wait-idle ----------------------------------------------------------------------------------------
+
+
+def test_status_prints_the_pools_json_status_as_the_fact_reads_it(host):
+    run = host.run("status", "/run/lbstack/app1/fpm.sock")
+    assert run.code == 0 and set(run.fields) == {"status"}
+    assert json.loads(run.fields["status"])["active processes"] >= 0
+    (call,) = host.calls("cgi-fcgi")
+    assert "-bind -connect /run/lbstack/app1/fpm.sock" in call
+    parsed = PoolStatus().process(["@instance=app1", *run.out.splitlines()])
+    assert parsed["app1"]["active"] == json.loads(run.fields["status"])["active processes"]
+
+
+def test_status_of_an_instance_that_does_not_answer_fails_with_the_reason(host):
+    (host.fake / "fpm-down").touch()
+    run = host.run("status", "/run/lbstack/app1/fpm.sock")
+    assert run.code == 1 and "does not answer" in run.fields["detail"]
+    assert_contract(run)
+    parsed = PoolStatus().process(["@instance=app1", *run.out.splitlines(), "@error=exit 1"])
+    assert "does not answer" in parsed["app1"]["error"]
 
 
 def test_wait_idle_returns_once_only_the_status_request_runs(host):
