@@ -107,6 +107,16 @@ class Instance:
     member: str | None  # its upstream member's name as the site file tags it ("app1", or "web2-app1" on
     # another host's balancer); None: not behind nginx here
     fpm: str  # where cgi-fcgi reaches it on the app host (socket path or host:port)
+    # its address in the upstream ("unix:/run/lbstack/app1/fpm.sock", "10.0.0.2:9001"): finds the
+    # member in a site file written before members were tagged (an upgraded host's first update)
+    member_address: str | None = None
+
+    @property
+    def drain_ref(self) -> str | None:
+        """How lbstack-instance drain/undrain names it: ``NAME`` or ``NAME=ADDRESS``."""
+        if not self.member:
+            return None
+        return f"{self.member}={self.member_address}" if self.member_address else self.member
 
     @property
     def name(self) -> str:
@@ -179,7 +189,7 @@ class Rollout:
 
     def _upstream(self, drain: list[Instance], undrain: list[Instance]) -> None:
         names = ",".join(i.name for i in drain + undrain)
-        down, up = [i.member for i in drain if i.member], [i.member for i in undrain if i.member]
+        down, up = [i.drain_ref for i in drain if i.member], [i.drain_ref for i in undrain if i.member]
         edits = ([hostscripts.drain(down)] if down else []) + ([hostscripts.undrain(up)] if up else [])
         if not edits:
             return

@@ -18,8 +18,11 @@ from types import SimpleNamespace
 import jinja2
 import pytest
 
+from deploy import nginx
 from facts.php_fpm import PoolStatus
 from lbstack import hostscripts, layout, rollout
+from lbstack.plan import make_plan
+from lbstack.settings import load
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 HEALTH, SMOKE = "/api/ujian/health", "/api/questions/random?n=1"
@@ -39,10 +42,6 @@ def relocated(paths: dict[str, str], root: Path) -> dict[str, str]:
 
 def site_conf(members: list[dict]) -> str:
     """The balancer's real site file for ``members`` (the deploy's template data)."""
-    from deploy import nginx
-    from lbstack.plan import make_plan
-    from lbstack.settings import load
-
     settings = load({})
     return render(nginx.SITE_CONF, **nginx.site_template_data(settings, make_plan(8, 16384, settings), members,
                                                               ipv6=False))
@@ -255,6 +254,26 @@ def test_the_site_template_tags_every_member_line():
 
 
 # -- drain / undrain ----------------------------------------------------------------------------------
+
+
+def test_a_site_file_from_before_the_tags_is_drained_by_address_and_tagged(host):
+    """An upgraded host's first rolling update: its live site file has no member tags yet."""
+    tagged = host.site.read_text()
+    legacy = re.sub(r"; # lbstack-member \S+\n", ";\n", tagged)
+    assert legacy != tagged and "lbstack-member" not in legacy
+    host.site.write_text(legacy)
+    by_name = host.run("drain", "app1")
+    assert by_name.fields.get("absent") == "app1"  # the name alone cannot find an untagged line
+    drained = host.run("drain", "app1=unix:/run/lbstack/app1/fpm.sock")
+    assert drained.code == 0 and drained.fields == {"balancer": "reloaded"}, drained.err
+    text = host.site.read_text()
+    assert "server unix:/run/lbstack/app1/fpm.sock max_fails=3 fail_timeout=5s down; # lbstack-member app1\n" in text
+    assert text.count(" down;") == 1
+    undrained = host.run("undrain", "app1=unix:/run/lbstack/app1/fpm.sock")
+    assert undrained.code == 0
+    # app1's line is now exactly what the template renders; the others stay as they were
+    assert "    server unix:/run/lbstack/app1/fpm.sock max_fails=3 fail_timeout=5s; # lbstack-member app1\n" in host.site.read_text()
+    assert host.site.read_text().count("lbstack-member") == 1
 
 
 def test_drain_then_undrain_restores_the_file_byte_for_byte(host):

@@ -418,3 +418,11 @@ def test_overrides_come_from_the_environment(monkeypatch):
         validated({})
 
 
+
+
+def test_a_member_with_its_address_is_drained_as_name_equals_address():
+    """The address finds the member in a site file written before the members were tagged."""
+    inst = rollout.Instance(2, "app2", layout.fpm_socket(2), member_address=f"unix:{layout.fpm_socket(2)}")
+    assert inst.drain_ref == f"app2=unix:{layout.fpm_socket(2)}"
+    assert rollout.Instance(2, "app2", layout.fpm_socket(2)).drain_ref == "app2"
+    assert rollout.Instance(2, None, "0.0.0.0:9002", member_address="10.0.0.2:9002").drain_ref is None
