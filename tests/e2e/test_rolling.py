@@ -119,6 +119,30 @@ def test_rolling_update_of_a_new_release_under_load_fails_no_request(host, tmp_p
     assert "Verify the host against the capacity plan" in out
 
 
+
+def test_an_upgraded_hosts_untagged_site_file_is_still_drained_one_at_a_time(host, tmp_path):
+    """A site file written before members were tagged (lbstack upgraded on a live host): the first
+    rolling update finds each member by its address, drains it, and leaves the line tagged."""
+    site = layout.SITE_CONF
+    rc, _, err = remote(host, f"sed -i 's/; # lbstack-member [^ ]*$/;/' {site} && ! grep -q lbstack-member {site} "
+                              "&& systemctl reload nginx.service")
+    assert rc == 0, err
+    with under_load(host) as handle:
+        settle(handle)
+        handle.mark("deploy")
+        run = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set",
+                      f"app_source={variant(tmp_path, 'v2-untagged')}", settings=settings())
+        handle.mark("deployed")
+        settle(handle)
+    assert run["rc"] == 0, run["stderr"][-4000:] + run["stdout"][-4000:]
+    result = handle.result()
+    assert_no_failures(result.summary(result.marks["deploy"], result.marks["deployed"]), "during the update")
+    steps = steps_in_order(run["stderr"] + run["stdout"])
+    assert [s for s in steps if s.endswith(": drained")] == [f"app{i}: drained" for i in range(1, 6)], steps
+    rc, out, _ = remote(host, f"grep -c '; # lbstack-member app[1-5]$' {site}")
+    assert out.strip() == "5"
+
+
 def test_a_release_failing_its_health_gate_is_rolled_back_under_load(host, tmp_path):
     good = current(host)
     source = variant(tmp_path, "broken", health_status=503)
