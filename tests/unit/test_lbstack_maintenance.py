@@ -11,20 +11,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import jinja2
 import pytest
 
 from lbstack import hostscripts, layout, rollout
+from lbstack.render import render
 from lbstack.settings import load
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-
-
-def render(target: str, **data) -> str:
-    """``templates/<target>.j2`` rendered with the deploy's Jinja options, every value required."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.get_template(target.lstrip("/") + ".j2").render(**data)
 
 
 def relocated(paths: dict[str, str], root: Path) -> dict[str, str]:
