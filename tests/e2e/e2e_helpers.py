@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -76,8 +78,6 @@ REHEARSAL_SETTINGS = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "ntp_ser
 
 def http(url: str, headers: dict | None = None, timeout: float = 10.0) -> tuple[int, dict, bytes]:
     """GET ``url`` from this machine (a rehearsal host's address): status, headers, body."""
-    import urllib.error
-    import urllib.request
 
     request = urllib.request.Request(url, headers=headers or {})
     try:

@@ -20,8 +20,8 @@ import pytest
 from deploy import nginx
 from facts.php_fpm import PoolStatus
 from lbstack import hostscripts, layout, rollout
-from lbstack.render import render
 from lbstack.plan import make_plan
+from lbstack.render import render
 from lbstack.settings import load
 
 HEALTH, SMOKE = "/api/ujian/health", "/api/questions/random?n=1"
@@ -598,7 +598,6 @@ def test_forget_prev_removes_only_previous_configs_in_the_config_dir(host):
 
 def test_preload_check_runs_the_masters_script_on_the_release(host):
     release = Path(host.paths["releases_dir"]) / "R2"
-    from lbstack.settings import load
 
     argv = hostscripts.preload_check(load({"app_user": "web"}), str(release))
     run = host.run(*argv[1:])

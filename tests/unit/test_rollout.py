@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lbstack import REPO_ROOT, deploylock, hostscripts, layout, rollout
+from lbstack import REPO_ROOT, deploylock, hostscripts, layout, operations, rollout
 from lbstack.settings import OVERRIDES_ENV, SettingsError, load, validated
 
 GATES = rollout.Gates("/api/ujian/health", "/api/questions/random", passes=3, timeout_s=5, drain_timeout_s=5)
@@ -299,7 +299,6 @@ def test_a_command_line_quotes_every_argument_and_reports_its_exit_code():
 
 
 def test_host_runner_runs_an_argument_list_on_the_pyinfra_host():
-    from lbstack import operations
 
     class Target:
         """The part of a pyinfra Host host_runner uses, running the command with bash here."""
