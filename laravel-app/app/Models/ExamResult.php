@@ -1,0 +1,34 @@
+<?php
+
+namespace App\Models;
+
+use Illuminate\Database\Eloquent\Model;
+
+/**
+ * One submitted exam: the answers as given; score and processed_at are filled in by the queued
+ * App\Jobs\ProcessExamResult.
+ *
+ * @property int $id
+ * @property string|null $session_id
+ * @property array<string, int>|null $answers
+ * @property int $score
+ * @property int $total
+ * @property \Illuminate\Support\Carbon|null $processed_at
+ */
+class ExamResult extends Model
+{
+    public const UPDATED_AT = null;
+
+    protected $fillable = ['session_id', 'answers', 'score', 'total'];
+
+    protected $casts = [
+        'answers' => 'array',
+        'score' => 'integer',
+        'total' => 'integer',
+        'processed_at' => 'datetime',
+    ];
+
+    protected $attributes = [
+        'score' => 0,
+    ];
+}
