@@ -23,7 +23,7 @@ from deploy import php_fpm
 from facts.app import COMPLETE_MARKER, Instances, Releases
 from facts.files import StagedDiffers
 from facts.limits import UnitLimits
-from lbstack import hostscripts, layout, release, rollout
+from lbstack import hostscripts, layout, packages, release, rollout
 from lbstack.layout import ARCHIVES_DIR
 from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
 from lbstack.plan import Plan
@@ -66,6 +66,7 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
         (layout.INSTANCES_DIR, "root", "root", "755"),
         (layout.SHARED_DIR, "root", "root", "755"),
         (ARCHIVES_DIR, "root", "root", "700"),
+        (layout.COMPOSER_HOME, user, user, "700"),
         (f"{layout.SHARED_DIR}/storage", user, user, "775"),
     ] + [(f"{layout.SHARED_DIR}/storage/{sub}", user, user, "775") for sub in layout.STORAGE_DIRS]
     directories(name=f"Directories {layout.APP_ROOT}/{{releases,instances,shared,shared/storage/...}}, "
@@ -115,7 +116,8 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
         # same release, new environment: its cached config holds the old values
         server.shell(
             name=f"Re-cache the config of release {release_id} ({layout.ENV_FILE} changed)",
-            commands=[artisan(settings, f"{layout.RELEASES_DIR}/{release_id}", "config:cache")],
+            commands=[artisan(settings, f"{layout.RELEASES_DIR}/{release_id}", "config:cache"),
+                      f"chmod 600 {layout.RELEASES_DIR}/{release_id}/{CONFIG_CACHE}"],
             _if=env.did_change,
         )
     rolling_update(
@@ -215,11 +217,11 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     server.shell(name=f"Unpack release {release_id} into {path}", commands=unpack)
     if build.has_composer_json and not build.has_vendor:
         apt.packages(name="Install Composer (the release ships composer.json without vendor/)",
-                     packages=["composer", "unzip"], no_recommends=True)
-        server.shell(
-            name=f"composer install (release {release_id})",
-            commands=[f"cd {path} && runuser -u {user} -- composer install --no-dev --optimize-autoloader "
-                      "--no-interaction --no-progress"],
+                     packages=packages.COMPOSER, no_recommends=True)
+        server.shell(  # a failure refuses the release with Composer's own message; nothing switched yet
+            name=f"composer install (release {release_id}: --no-dev --optimize-autoloader, as {user})",
+            commands=[f"cd {path} && runuser -u {user} -- env COMPOSER_HOME={layout.COMPOSER_HOME} composer install "
+                      "--no-dev --optimize-autoloader --no-interaction --no-progress"],
         )
     if settings.php_preload:
         # before the backup and the migrations: a release OPcache cannot preload changes nothing
@@ -238,14 +240,22 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     if settings.app_source == "sample":
         server.shell(name=f"Seed the sample questions (release {release_id}: artisan db:seed, only when empty)",
                      commands=[artisan(settings, path, "db:seed --force")])
+    # config:cache writes the real values (APP_KEY, the passwords) into bootstrap/cache/config.php:
+    # it is the app user's alone (mode 600), like the .env it was made from
     server.shell(
-        name=f"Cache the config and seal release {release_id} (code root-owned, marked complete)",
+        name=f"Cache the config, routes, views and events and seal release {release_id} (code root-owned, "
+             "config cache mode 600, marked complete)",
         commands=[
-            artisan(settings, path, "config:cache"),
+            *(artisan(settings, path, f"{what}:cache") for what in ARTISAN_CACHES),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
+            f"chmod 600 {path}/{CONFIG_CACHE}",
             f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",
         ],
     )
+
+
+ARTISAN_CACHES = ("config", "route", "view", "event")  # `artisan <what>:cache` per release, in this order
+CONFIG_CACHE = "bootstrap/cache/config.php"  # holds the secrets in clear (config:cache)
 
 
 def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict) -> None:

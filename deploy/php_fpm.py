@@ -91,6 +91,9 @@ class Changes:
 def php_fpm(settings: Settings, plan: Plan) -> Changes:
     version = settings.php_version
     apt.packages(name=f"Install PHP {version} (FPM, CLI, extensions)", packages=packages.php(settings), no_recommends=True)
+    if settings.app_packages:
+        apt.packages(name=f"Install the app's Debian packages: {' '.join(settings.app_packages)}",
+                     packages=list(settings.app_packages), no_recommends=True)
     systemd.service(
         name=f"Stop and disable Debian's php{version}-fpm (the www pool; lbstack runs its own masters)",
         service=f"php{version}-fpm.service",

@@ -34,6 +34,7 @@ FRONT_CONTROLLER = f"{APP_ROOT}/front/index.php"
 
 STATE_DIR = "/var/lib/lbstack"
 ARCHIVES_DIR = f"{STATE_DIR}/archives"  # uploaded release archives, root only
+COMPOSER_HOME = f"{STATE_DIR}/composer"  # Composer's home and cache for `composer install` (the app user's)
 DEPLOY_LOCK = f"{STATE_DIR}/deploy.lock"  # JSON: who deploys (machine, pid, user, since)
 BAD_RELEASES_DIR = f"{STATE_DIR}/bad-releases"  # <digest>: why that build was rolled back
 MAINTENANCE_FLAG = f"{STATE_DIR}/maintenance"  # present: nginx answers 503 + Retry-After

@@ -24,7 +24,7 @@ def php(settings: Settings) -> list[str]:
 
 def by_component(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
     """The packages of each placed component (and the firewall, when it is on)."""
-    wanted = {"lb": LB, "app": php(settings), "db": DB, "cache": CACHE}
+    wanted = {"lb": LB, "app": php(settings) + list(settings.app_packages), "db": DB, "cache": CACHE}
     found = {c: list(wanted[c]) for c in COMPONENTS if c in components}
     if settings.firewall:
         found["firewall"] = list(FIREWALL)

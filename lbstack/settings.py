@@ -152,6 +152,13 @@ def _preload_dirs(key: str, value: list[str]) -> None:
             )
 
 
+def _debian_packages(key: str, value: list[str]) -> None:
+    for name in value:
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+            raise SettingsError(f"{key}: {name!r} is not a Debian package name (lower case, digits, '+.-'), "
+                                "e.g. php8.2-gd. Fix or remove it.")
+
+
 def _optional_positive(key: str, value: float | None) -> None:
     if value is not None and value <= 0:
         raise SettingsError(f"{key}: must be positive, got {value}. Remove {key} to use the host's own value.")
@@ -259,6 +266,10 @@ class Settings:
         "Release directories whose PHP files OPcache preloads in every instance's master (compiled once per "
         "start or reload, classes linked in shared memory); [] turns preloading off. A release whose files "
         "cannot be preloaded is refused before any instance switches to it.", "", _preload_dirs))
+    app_packages: list[str] = field(default_factory=lambda: ["php-laravel-framework"], metadata=_doc(
+        "Extra Debian packages the app needs on every app host (PHP extensions such as php8.2-gd, or the "
+        "framework itself: the bundled app runs on Debian's php-laravel-framework); [] for none.",
+        "", _debian_packages))
     app_cpu_pinning: bool = field(default=True, metadata=_doc(
         "Place each app instance on its own CPUs (as many as its CPU ceiling, from the last CPU down) for "
         "cache locality; false lets the scheduler move every worker anywhere.", ""))

@@ -1,37 +1,33 @@
 <?php
 
-declare(strict_types=1);
-
 /*
- * Builds the application: registers the autoloader (no Composer here), loads the helpers
- * and the configuration (bootstrap/cache/config.php when present, else .env + config/*.php).
- */
+|--------------------------------------------------------------------------
+| Create The Application
+|--------------------------------------------------------------------------
+|
+| Debian's Illuminate\Foundation\Application (php-laravel-framework 8.83). The base path is
+| this release's real directory (__DIR__ has symlinks resolved), so base_path() and the
+| release id (its basename) are those of the release the request runs in.
+|
+*/
 
-$basePath = realpath(dirname(__DIR__));
-if ($basePath === false) {
-    throw new RuntimeException('Cannot resolve the application base directory');
-}
+$app = new Illuminate\Foundation\Application(
+    $_ENV['APP_BASE_PATH'] ?? dirname(__DIR__)
+);
 
-if (!defined('LBSTACK_AUTOLOADER')) {
-    define('LBSTACK_AUTOLOADER', true);
+$app->singleton(
+    Illuminate\Contracts\Http\Kernel::class,
+    App\Http\Kernel::class
+);
 
-    spl_autoload_register(static function (string $class) use ($basePath): void {
-        $map = [
-            'App\\' => '/app/',
-            'Database\\Seeders\\' => '/database/seeders/',
-        ];
-        foreach ($map as $prefix => $dir) {
-            if (str_starts_with($class, $prefix)) {
-                $file = $basePath . $dir . str_replace('\\', '/', substr($class, strlen($prefix))) . '.php';
-                if (is_file($file)) {
-                    require $file;
-                }
-                return;
-            }
-        }
-    });
+$app->singleton(
+    Illuminate\Contracts\Console\Kernel::class,
+    App\Console\Kernel::class
+);
 
-    require $basePath . '/app/Support/helpers.php';
-}
+$app->singleton(
+    Illuminate\Contracts\Debug\ExceptionHandler::class,
+    App\Exceptions\Handler::class
+);
 
-return new App\Application($basePath);
+return $app;

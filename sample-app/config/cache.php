@@ -1,10 +1,43 @@
 <?php
 
-declare(strict_types=1);
+use Illuminate\Support\Str;
 
 return [
-    // Only "redis" is implemented.
-    'default' => (string) env('CACHE_STORE', 'redis'),
-    // Lifetime of cached questions and of the cached question count.
+
+    // redis: shared by every app instance. CACHE_STORE is accepted too (lbstack's earlier key).
+    'default' => env('CACHE_DRIVER', env('CACHE_STORE', 'redis')),
+
+    'stores' => [
+
+        'array' => [
+            'driver' => 'array',
+            'serialize' => false,
+        ],
+
+        'file' => [
+            'driver' => 'file',
+            'path' => storage_path('framework/cache/data'),
+        ],
+
+        'database' => [
+            'driver' => 'database',
+            'table' => 'cache',
+            'connection' => null,
+            'lock_connection' => null,
+        ],
+
+        // The "cache" connection of config/database.php's redis section.
+        'redis' => [
+            'driver' => 'redis',
+            'connection' => 'cache',
+            'lock_connection' => 'default',
+        ],
+
+    ],
+
+    'prefix' => env('CACHE_PREFIX', Str::slug(env('APP_NAME', 'lbstack'), '_').'_cache'),
+
+    // Seconds a cached question (and the cached question count) lives.
     'ttl_s' => (int) env('CACHE_TTL_S', 300),
+
 ];

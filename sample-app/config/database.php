@@ -1,36 +1,90 @@
 <?php
 
-declare(strict_types=1);
+use Illuminate\Support\Str;
+
+// A Redis ACL user: Laravel 8's phpredis connector ignores a "username" key and calls
+// AUTH <password>; phpredis takes AUTH <user> <password> as the array [user, password].
+$redisAuth = env('REDIS_USERNAME')
+    ? [env('REDIS_USERNAME'), env('REDIS_PASSWORD')]
+    : env('REDIS_PASSWORD');
+$redisPort = str_starts_with((string) env('REDIS_HOST', ''), '/') ? 0 : env('REDIS_PORT', '6379');
 
 return [
-    'default' => (string) env('DB_CONNECTION', 'mysql'),
+
+    'default' => env('DB_CONNECTION', 'mysql'),
 
     'connections' => [
+
         'mysql' => [
             'driver' => 'mysql',
-            'host' => (string) env('DB_HOST', '127.0.0.1'),
-            'port' => (int) env('DB_PORT', 3306),
-            // When set, used instead of host/port.
-            'unix_socket' => (string) env('DB_SOCKET', ''),
-            'database' => (string) env('DB_DATABASE', 'lbstack'),
-            'username' => (string) env('DB_USERNAME', 'lbstack'),
-            'password' => (string) env('DB_PASSWORD', ''),
+            'url' => env('DATABASE_URL'),
+            // 127.0.0.1 connects over TCP; DB_SOCKET (a path) is used instead when set.
+            'host' => env('DB_HOST', '127.0.0.1'),
+            'port' => env('DB_PORT', '3306'),
+            'database' => env('DB_DATABASE', 'lbstack'),
+            'username' => env('DB_USERNAME', 'lbstack'),
+            'password' => env('DB_PASSWORD', ''),
+            'unix_socket' => env('DB_SOCKET', ''),
             'charset' => 'utf8mb4',
-            // Keep the connection in the FPM worker across requests (lbstack turns it on).
-            'persistent' => (bool) env('DB_PERSISTENT', false),
-            'timeout_s' => 2,
+            'collation' => 'utf8mb4_unicode_ci',
+            'prefix' => '',
+            'prefix_indexes' => true,
+            'strict' => true,
+            'engine' => 'InnoDB',
+            'options' => extension_loaded('pdo_mysql') ? array_filter([
+                PDO::MYSQL_ATTR_SSL_CA => env('MYSQL_ATTR_SSL_CA'),
+                // One connection per FPM worker, kept across requests (lbstack turns it on).
+                PDO::ATTR_PERSISTENT => (bool) env('DB_PERSISTENT', false),
+                PDO::ATTR_TIMEOUT => 2,
+            ]) : [],
         ],
+
+        'sqlite' => [
+            'driver' => 'sqlite',
+            'database' => env('DB_DATABASE', database_path('database.sqlite')),
+            'prefix' => '',
+            'foreign_key_constraints' => true,
+        ],
+
     ],
 
+    'migrations' => 'migrations',
+
     'redis' => [
-        // A path starting with "/" is a unix socket.
-        'host' => (string) env('REDIS_HOST', '127.0.0.1'),
-        'port' => (int) env('REDIS_PORT', 6379),
-        // Empty: no AUTH.
-        'password' => (string) env('REDIS_PASSWORD', ''),
-        // Connect and read timeout.
-        'timeout_s' => 1.0,
-        // Keep the connection in the FPM worker across requests (lbstack turns it on).
-        'persistent' => (bool) env('REDIS_PERSISTENT', false),
+
+        // phpredis (php-redis); predis (php-predis) works too.
+        'client' => env('REDIS_CLIENT', 'phpredis'),
+
+        'options' => [
+            'cluster' => env('REDIS_CLUSTER', 'redis'),
+            'prefix' => env('REDIS_PREFIX', Str::slug(env('APP_NAME', 'lbstack'), '_').'_database_'),
+            // phpredis pconnect: one connection per FPM worker (lbstack turns it on).
+            'persistent' => (bool) env('REDIS_PERSISTENT', false),
+        ],
+
+        // Sessions and the queue. A REDIS_HOST starting with "/" is a unix socket (the port is then 0:
+        // phpredis would resolve the path as a host name otherwise).
+        'default' => [
+            'url' => env('REDIS_URL'),
+            'host' => env('REDIS_HOST', '127.0.0.1'),
+            'password' => $redisAuth,
+            'port' => $redisPort,
+            'database' => env('REDIS_DB', '0'),
+            'timeout' => 1.0,
+            'read_timeout' => 2.0,
+        ],
+
+        // The cache (a separate database number: `cache:clear` flushes only this one).
+        'cache' => [
+            'url' => env('REDIS_URL'),
+            'host' => env('REDIS_HOST', '127.0.0.1'),
+            'password' => $redisAuth,
+            'port' => $redisPort,
+            'database' => env('REDIS_CACHE_DB', '1'),
+            'timeout' => 1.0,
+            'read_timeout' => 2.0,
+        ],
+
     ],
+
 ];

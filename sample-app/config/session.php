@@ -1,13 +1,41 @@
 <?php
 
-declare(strict_types=1);
+use Illuminate\Support\Str;
 
 return [
-    // Only "redis" is implemented: sessions must be shared by every app instance.
-    'driver' => (string) env('SESSION_DRIVER', 'redis'),
-    // Minutes of inactivity before a session expires (Redis TTL and cookie lifetime).
+
+    // redis: shared by every app instance.
+    'driver' => env('SESSION_DRIVER', 'redis'),
+
+    // Minutes of inactivity before a session expires (the Redis TTL).
     'lifetime' => (int) env('SESSION_LIFETIME', 120),
-    'cookie' => 'lbstack_session',
-    // Redis key prefix: lbstack_session:{id}
-    'prefix' => 'lbstack_session:',
+
+    'expire_on_close' => false,
+
+    'encrypt' => false,
+
+    'files' => storage_path('framework/sessions'),
+
+    // The redis connection of config/database.php (null: "default").
+    'connection' => env('SESSION_CONNECTION'),
+
+    'table' => 'sessions',
+
+    'store' => env('SESSION_STORE'),
+
+    'lottery' => [2, 100],
+
+    'cookie' => env('SESSION_COOKIE', 'lbstack_session'),
+
+    'path' => '/',
+
+    'domain' => env('SESSION_DOMAIN'),
+
+    // null: Secure when the request came over HTTPS (X-Forwarded-Proto from a trusted proxy).
+    'secure' => env('SESSION_SECURE_COOKIE'),
+
+    'http_only' => true,
+
+    'same_site' => 'lax',
+
 ];

@@ -1,34 +1,44 @@
 <?php
 
-declare(strict_types=1);
+use Illuminate\Contracts\Http\Kernel;
+use Illuminate\Http\Request;
+
+define('LARAVEL_START', microtime(true));
 
 /*
- * Front controller: nginx sends every request that is not a static file here
- * (try_files $uri /index.php?$query_string), with SCRIPT_FILENAME under $realpath_root so that
- * __DIR__ is the real release directory, not the `current` symlink.
- */
+|--------------------------------------------------------------------------
+| Check If The Application Is Under Maintenance
+|--------------------------------------------------------------------------
+|
+| `php artisan down` writes storage/framework/maintenance.php; it answers before the framework
+| is loaded (and lets through a request carrying the --secret cookie).
+|
+*/
 
-use App\Http\Kernel;
-use App\Http\Request;
-
-try {
-    $app = require __DIR__ . '/../bootstrap/app.php';
-    (new Kernel($app))->handle(Request::capture())->send();
-} catch (Throwable $e) {
-    // Bootstrap failed (unreadable config, missing file...): no app logger, no details to the client.
-    error_log(sprintf(
-        'lbstack-app: bootstrap failed: %s: %s at %s:%d',
-        $e::class,
-        $e->getMessage(),
-        $e->getFile(),
-        $e->getLine(),
-    ));
-    if (!headers_sent()) {
-        http_response_code(500);
-        header('Content-Type: application/json; charset=utf-8');
-        $instance = (string) ($_SERVER['LBSTACK_INSTANCE'] ?? getenv('LBSTACK_INSTANCE') ?: '');
-        $instance = preg_replace('/[^A-Za-z0-9._-]/', '', $instance);
-        header('X-Lbstack-Instance: ' . ($instance === '' ? 'unknown' : $instance));
-    }
-    echo "{\"error\":\"server error\"}\n";
+if (file_exists($maintenance = __DIR__.'/../storage/framework/maintenance.php')) {
+    require $maintenance;
 }
+
+/*
+|--------------------------------------------------------------------------
+| Register The Auto Loader
+|--------------------------------------------------------------------------
+*/
+
+require __DIR__.'/../bootstrap/autoload.php';
+
+/*
+|--------------------------------------------------------------------------
+| Run The Application
+|--------------------------------------------------------------------------
+*/
+
+$app = require_once __DIR__.'/../bootstrap/app.php';
+
+$kernel = $app->make(Kernel::class);
+
+$response = $kernel->handle(
+    $request = Request::capture()
+)->send();
+
+$kernel->terminate($request, $response);

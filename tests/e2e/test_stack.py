@@ -8,6 +8,7 @@ it (LB method, broken templates, a stopped instance) put it back before they end
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -30,6 +31,9 @@ from lbstack import REPO_ROOT
 from lbstack.layout import SECRETS
 
 INSTANCES = [f"app{i}" for i in range(1, 6)]
+# the app's Redis cache (REDIS_CACHE_DB 1): Laravel prefixes every key with the connection's and
+# the store's prefix (sample-app/config/database.php, cache.php)
+CACHE_KEY_PREFIX = "lbstack_database_lbstack_cache:"
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +119,8 @@ def test_random_question_is_served_from_the_cache_after_its_first_hit(stack):
     info, _, base = stack
     question = 500 + uuid.uuid4().int % 400
     remote(info, "sed -n 's/^REDIS_PASSWORD=//p' /srv/lbstack/app/shared/.env > /root/.rp; "
-                 f"REDISCLI_AUTH=$(cat /root/.rp) redis-cli --no-auth-warning DEL question:{question}; rm -f /root/.rp")
+                 f"REDISCLI_AUTH=$(cat /root/.rp) redis-cli --no-auth-warning -n 1 DEL {CACHE_KEY_PREFIX}question:{question}; "
+                 "rm -f /root/.rp")
     sources = []
     for _ in range(3):
         status, _, body = http(f"{base}/api/questions/random?id={question}")
@@ -140,8 +145,12 @@ def test_secrets_appear_nowhere_but_the_store_and_env(stack):
                                 "--exclude-dir=dev 2>/dev/null; true", timeout=600)
     found = sorted(set(out.split()))
     allowed = {f"/etc/lbstack/secrets/{name}" for name in SECRETS} | {"/srv/lbstack/app/shared/.env"}
-    assert set(found) <= allowed, found
-    assert "/srv/lbstack/app/shared/.env" in found  # the grep can find them
+    # Laravel's config:cache writes the values into each release's bootstrap/cache/config.php
+    config_caches = {f for f in found if re.fullmatch(r"/srv/lbstack/app/releases/[^/]+/bootstrap/cache/config\.php", f)}
+    assert set(found) - config_caches <= allowed, found
+    assert "/srv/lbstack/app/shared/.env" in found and config_caches  # the grep can find them
+    rc, out, _ = remote(info, "stat -c '%U %G %a' " + " ".join(sorted(config_caches)))
+    assert set(out.split("\n")) - {""} == {"lbstack lbstack 600"}, out  # the app user's alone
     rc, out, _ = remote(info, "stat -c '%U %G %a' /etc/lbstack/secrets /etc/lbstack/secrets/* /srv/lbstack/app/shared/.env")
     modes = out.splitlines()
     assert modes[0] == "root root 700" and all(m == "root root 600" for m in modes[1:-1]), modes

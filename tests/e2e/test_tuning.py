@@ -95,7 +95,7 @@ def test_each_master_preloads_its_own_release(host):
         body = _php_probe(host, index, "echo json_encode(opcache_get_status(false)['preload_statistics'] ?? null);")
         stats = json.loads(body)
         assert stats is not None, body
-        assert {"App\\Http\\Kernel", "App\\Http\\Controllers\\QuestionController", "App\\Support\\RedisStore"} <= set(stats["classes"])
+        assert {"App\\Http\\Kernel", "App\\Http\\Controllers\\QuestionController", "App\\Models\\Question"} <= set(stats["classes"])
         release = pointers[layout.instance_name(index)]
         app_scripts = [s for s in stats["scripts"] if s != layout.PRELOAD_SCRIPT]
         assert app_scripts and all(s.startswith(release + "/app/") for s in app_scripts), (release, app_scripts[:3])
@@ -118,6 +118,7 @@ def test_a_release_that_cannot_be_preloaded_is_refused_and_the_host_keeps_servin
     broken = tmp_path / "broken-app"
     shutil.copytree(SAMPLE_APP_DIR, broken, ignore=shutil.ignore_patterns("storage"))
     # a compile error OPcache cannot skip (a parse error is skipped and named; this is fatal)
+    (broken / "app" / "Support").mkdir(exist_ok=True)
     (broken / "app" / "Support" / "Twice.php").write_text(
         "<?php\nnamespace App\\Support;\nfinal class Twice { public function a() {} public function a() {} }\n")
     run = pyinfra(host.name, settings={**REHEARSAL_SETTINGS, "app_source": str(broken)})

@@ -1,38 +1,61 @@
 <?php
 
-declare(strict_types=1);
-
 namespace App\Http;
 
-use App\Application;
-use Throwable;
+use Illuminate\Foundation\Http\Kernel as HttpKernel;
 
-/**
- * Loads the routes, dispatches a request, turns any uncaught exception into a logged
- * 500 {"error":"server error"} (no details to the client) and stamps every response with
- * X-Lbstack-Instance and X-Lbstack-Release (the release directory it ran from).
- */
-final class Kernel
+class Kernel extends HttpKernel
 {
-    private readonly Router $router;
+    /**
+     * The application's global HTTP middleware stack, run on every request.
+     *
+     * StampInstance comes first so that every answer from PHP (maintenance 503s, 404s and
+     * rendered exceptions included) names its instance and release.
+     *
+     * @var array<int, class-string|string>
+     */
+    protected $middleware = [
+        \App\Http\Middleware\StampInstance::class,
+        \App\Http\Middleware\TrustProxies::class,
+        \App\Http\Middleware\PreventRequestsDuringMaintenance::class,
+        \Illuminate\Foundation\Http\Middleware\ValidatePostSize::class,
+        \App\Http\Middleware\TrimStrings::class,
+        \Illuminate\Foundation\Http\Middleware\ConvertEmptyStringsToNull::class,
+    ];
 
-    public function __construct(private readonly Application $app)
-    {
-        $this->router = new Router($app);
-        $this->router->group('/', require $app->basePath('routes/web.php'));
-        $this->router->group('/api', require $app->basePath('routes/api.php'));
-    }
+    /**
+     * The application's route middleware groups.
+     *
+     * @var array<string, array<int, class-string|string>>
+     */
+    protected $middlewareGroups = [
+        'web' => [
+            \App\Http\Middleware\EncryptCookies::class,
+            \Illuminate\Cookie\Middleware\AddQueuedCookiesToResponse::class,
+            \Illuminate\Session\Middleware\StartSession::class,
+            \Illuminate\View\Middleware\ShareErrorsFromSession::class,
+            \App\Http\Middleware\VerifyCsrfToken::class,
+            \Illuminate\Routing\Middleware\SubstituteBindings::class,
+        ],
 
-    public function handle(Request $request): Response
-    {
-        try {
-            $response = $this->router->dispatch($request);
-        } catch (Throwable $e) {
-            $this->app->log()->exception($e, $request->method . ' ' . $request->path);
-            $response = Response::json(['error' => 'server error'], 500);
-        }
+        // No throttle:api here: Laravel's 60 requests a minute per IP turns a load test from one
+        // address into 429s. Routes that want it say so (see routes/api.php and API_RATE_LIMIT).
+        'api' => [
+            \Illuminate\Routing\Middleware\SubstituteBindings::class,
+        ],
+    ];
 
-        return $response->header('X-Lbstack-Instance', $this->app->instance())
-            ->header('X-Lbstack-Release', $this->app->release());
-    }
+    /**
+     * The application's route middleware.
+     *
+     * @var array<string, class-string|string>
+     */
+    protected $routeMiddleware = [
+        'auth.basic' => \Illuminate\Auth\Middleware\AuthenticateWithBasicAuth::class,
+        'bindings' => \Illuminate\Routing\Middleware\SubstituteBindings::class,
+        'cache.headers' => \Illuminate\Http\Middleware\SetCacheHeaders::class,
+        'can' => \Illuminate\Auth\Middleware\Authorize::class,
+        'signed' => \Illuminate\Routing\Middleware\ValidateSignature::class,
+        'throttle' => \Illuminate\Routing\Middleware\ThrottleRequests::class,
+    ];
 }

@@ -1,19 +1,25 @@
 <?php
 
-declare(strict_types=1);
+use Illuminate\Database\Migrations\Migration;
+use Illuminate\Database\Schema\Blueprint;
+use Illuminate\Support\Facades\Schema;
 
-// A migration returns the SQL statements to run, in order.
-return [
-    <<<'SQL'
-    CREATE TABLE IF NOT EXISTS questions (
-        id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-        subject VARCHAR(100) NOT NULL,
-        body TEXT NOT NULL,
-        options JSON NOT NULL,
-        answer TINYINT UNSIGNED NOT NULL COMMENT 'index into options',
-        created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-        PRIMARY KEY (id),
-        KEY questions_subject_index (subject)
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci
-    SQL,
-];
+return new class extends Migration
+{
+    public function up()
+    {
+        Schema::create('questions', function (Blueprint $table) {
+            $table->increments('id');
+            $table->string('subject', 100)->index();
+            $table->text('body');
+            $table->json('options');
+            $table->unsignedTinyInteger('answer')->comment('index into options');
+            $table->timestamp('created_at')->useCurrent();
+        });
+    }
+
+    public function down()
+    {
+        Schema::dropIfExists('questions');
+    }
+};

@@ -1,17 +1,28 @@
 <?php
 
-declare(strict_types=1);
+use Illuminate\Database\Migrations\Migration;
+use Illuminate\Database\Schema\Blueprint;
+use Illuminate\Support\Facades\Schema;
 
-return [
-    <<<'SQL'
-    CREATE TABLE IF NOT EXISTS exam_results (
-        id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-        session_id CHAR(40) NULL,
-        score TINYINT UNSIGNED NOT NULL,
-        total TINYINT UNSIGNED NOT NULL,
-        created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-        PRIMARY KEY (id),
-        KEY exam_results_created_at_index (created_at)
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci
-    SQL,
-];
+return new class extends Migration
+{
+    public function up()
+    {
+        Schema::create('exam_results', function (Blueprint $table) {
+            $table->id();
+            $table->string('session_id', 40)->nullable();
+            // The answers as submitted ({question id: option index}); null for seeded history.
+            $table->json('answers')->nullable();
+            $table->unsignedTinyInteger('score')->default(0);
+            $table->unsignedTinyInteger('total');
+            $table->timestamp('created_at')->useCurrent()->index();
+            // Set by the queued App\Jobs\ProcessExamResult.
+            $table->timestamp('processed_at')->nullable();
+        });
+    }
+
+    public function down()
+    {
+        Schema::dropIfExists('exam_results');
+    }
+};

@@ -1,20 +1,20 @@
 <?php
 
-declare(strict_types=1);
-
 namespace Database\Seeders;
 
-use App\Support\Database;
+use Illuminate\Database\Seeder;
 
-/** Runs every seeder; each one only fills its table when that table is empty. */
-final class DatabaseSeeder
+class DatabaseSeeder extends Seeder
 {
-    /** @return array<string, int> rows inserted per seeder (0: table already had rows) */
-    public function run(Database $db): array
+    /**
+     * `php artisan db:seed` (or `migrate --seed`): each seeder fills its table only when empty,
+     * so that every release can run it.
+     */
+    public function run()
     {
-        return [
-            QuestionSeeder::class => (new QuestionSeeder())->run($db),
-            ExamResultSeeder::class => (new ExamResultSeeder())->run($db),
-        ];
+        $this->call([
+            QuestionSeeder::class,
+            ExamResultSeeder::class,
+        ]);
     }
 }

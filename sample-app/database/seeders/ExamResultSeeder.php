@@ -1,30 +1,29 @@
 <?php
 
-declare(strict_types=1);
-
 namespace Database\Seeders;
 
-use App\Support\Database;
+use App\Models\ExamResult;
+use Illuminate\Database\Seeder;
+use Illuminate\Support\Carbon;
+use Illuminate\Support\Facades\DB;
 
-/** 200 past exam results, the same on every run, for the /exam statistics. Only into an empty table. */
-final class ExamResultSeeder
+/** 200 past (already scored) exam results, the same on every run. Only into an empty table. */
+class ExamResultSeeder extends Seeder
 {
     public const COUNT = 200;
 
-    public function run(Database $db): int
+    public function run()
     {
-        if ((int) $db->scalar('SELECT COUNT(*) FROM exam_results') > 0) {
-            return 0;
+        if (ExamResult::query()->exists()) {
+            return;
         }
 
+        $start = Carbon::parse('2026-01-01 08:00:00');
         $rows = [];
-        $bindings = [];
         for ($i = 1; $i <= self::COUNT; $i++) {
-            $rows[] = '(?, ?, TIMESTAMP(\'2026-01-01 08:00:00\') + INTERVAL ? MINUTE)';
-            array_push($bindings, ($i * 7) % 6, 5, $i * 17);
+            $at = $start->copy()->addMinutes($i * 17);
+            $rows[] = ['score' => ($i * 7) % 6, 'total' => 5, 'created_at' => $at, 'processed_at' => $at];
         }
-        $db->statement('INSERT INTO exam_results (score, total, created_at) VALUES ' . implode(', ', $rows), $bindings);
-
-        return self::COUNT;
+        DB::table('exam_results')->insert($rows);
     }
 }

@@ -1,93 +1,64 @@
 <?php
 
-declare(strict_types=1);
-
 namespace App\Http\Controllers;
 
-use App\Http\Request;
-use App\Http\Response;
+use App\Http\Middleware\StampInstance;
+use App\Models\Question;
+use Illuminate\Http\JsonResponse;
+use Illuminate\Http\Request;
+use Illuminate\Support\Facades\Cache;
+use Illuminate\Support\Facades\Log;
+use Throwable;
 
 /**
- * GET /api/questions/random[?id=N]: one question, read through the Redis cache
- * (key question:{id}, TTL CACHE_TTL_S); the answer is never sent.
+ * GET /api/questions/random[?id=N]: one question (never its answer) read through the Redis cache
+ * (Cache::remember, keys question:{id} and questions:count, CACHE_TTL_S seconds). When Redis
+ * cannot be used (down, or full) the failure is logged and the answer served from MariaDB.
  */
-final class QuestionController extends Controller
+class QuestionController extends Controller
 {
-    public function random(Request $request): Response
+    public function random(Request $request): JsonResponse
     {
+        $id = null;
         $requested = $request->query('id');
         if ($requested !== null) {
-            if (!is_string($requested) || preg_match('/^[0-9]{1,10}$/', $requested) !== 1) {
-                return Response::json(['error' => 'id must be a positive integer'], 400);
+            if (! is_string($requested) || preg_match('/^[0-9]{1,10}$/', $requested) !== 1) {
+                return response()->json(['error' => 'id must be a positive integer'], 400);
             }
             $id = (int) $requested;
-        } else {
-            $count = $this->questionCount();
-            if ($count < 1) {
-                return Response::json(['error' => 'no questions'], 404);
-            }
-            $id = random_int(1, $count);
+        }
+        // Ids run 1..count (the seeder's bank): nothing above it is looked up, or cached.
+        $count = (int) $this->cached('questions:count', fn () => Question::query()->count() ?: null);
+        if ($count < 1) {
+            return response()->json(['error' => 'no questions'], 404);
+        }
+        $id ??= random_int(1, $count);
+        if ($id < 1 || $id > $count) {
+            return response()->json(['error' => 'not found'], 404);
         }
 
         $source = 'cache';
-        $question = $this->fromCache($id);
-        if ($question === null) {
+        $question = $this->cached('question:'.$id, function () use ($id, &$source) {
             $source = 'database';
-            $question = $this->fromDatabase($id);
-            if ($question === null) {
-                return Response::json(['error' => 'not found'], 404);
-            }
-            $this->app->redis()->put('question:' . $id, json_encode($question, JSON_THROW_ON_ERROR), $this->ttl());
+
+            return Question::query()->find($id, ['id', 'subject', 'body', 'options'])?->toPublicArray();
+        });
+        if ($question === null) {
+            return response()->json(['error' => 'not found'], 404);
         }
 
-        return Response::json($question + ['source' => $source, 'instance' => $this->app->instance()]);
+        return response()->json($question + ['source' => $source, 'instance' => StampInstance::instance()]);
     }
 
-    /** @return array{id: int, subject: string, body: string, options: list<string>}|null */
-    private function fromCache(int $id): ?array
+    /** Cache::remember in Redis; when Redis fails (down, or full), logged and loaded from MariaDB. */
+    private function cached(string $key, callable $load): mixed
     {
-        $json = $this->app->redis()->get('question:' . $id);
-        if ($json === null) {
-            return null;
+        try {
+            return Cache::remember($key, max(1, (int) config('cache.ttl_s', 300)), $load);
+        } catch (Throwable $e) {
+            Log::warning('Cache unavailable, served from the database: '.$e->getMessage(), ['key' => $key]);
+
+            return $load();
         }
-        $question = json_decode($json, true);
-
-        return is_array($question) && ($question['id'] ?? null) === $id ? $question : null;
-    }
-
-    /** @return array{id: int, subject: string, body: string, options: list<string>}|null */
-    private function fromDatabase(int $id): ?array
-    {
-        $row = $this->app->db()->selectOne('SELECT id, subject, body, options FROM questions WHERE id = ?', [$id]);
-        if ($row === null) {
-            return null;
-        }
-        $options = json_decode((string) $row['options'], true);
-
-        return [
-            'id' => (int) $row['id'],
-            'subject' => (string) $row['subject'],
-            'body' => (string) $row['body'],
-            'options' => is_array($options) ? array_values($options) : [],
-        ];
-    }
-
-    private function questionCount(): int
-    {
-        $cached = $this->app->redis()->get('questions:count');
-        if ($cached !== null && ctype_digit($cached)) {
-            return (int) $cached;
-        }
-        $count = (int) $this->app->db()->scalar('SELECT COUNT(*) FROM questions');
-        if ($count > 0) {
-            $this->app->redis()->put('questions:count', (string) $count, $this->ttl());
-        }
-
-        return $count;
-    }
-
-    private function ttl(): int
-    {
-        return max(1, (int) $this->app->config('cache.ttl_s', 300));
     }
 }
