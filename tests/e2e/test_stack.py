@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from e2e_helpers import (
     REHEARSAL_SETTINGS,
+    changed_ops,
     http,
     lbstack,
     pyinfra,
@@ -318,3 +319,23 @@ def test_self_signed_tls_serves_https(stack):
         assert back["rc"] == 0, back["stderr"][-4000:]
     rc, out, _ = remote(info, "nginx -T 2>/dev/null | grep -c 'listen 443' || true")
     assert out.strip() == "0"
+
+
+def test_the_release_is_a_laravel_app_built_by_composer_from_debians_framework(stack):
+    """The bundled app ships composer.json + composer.lock and no vendor/: the deploy ran
+    `composer install --optimize-autoloader` in the release (no registry), so one classmap maps
+    Debian's framework files, and every artisan cache of the release exists."""
+    info, first, _ = stack
+    assert any(name.startswith("lbstack app | composer install") or "composer install (release" in name
+               for name in changed_ops(first)), changed_ops(first)
+    release = "/srv/lbstack/app/current"
+    rc, out, err = remote(info, f"cd {release} && test -f composer.lock && test -f vendor/autoload.php && "
+                                "grep -c \"/usr/share/php/Illuminate/Foundation/Application.php\" "
+                                "vendor/composer/autoload_classmap.php && "
+                                "ls bootstrap/cache && runuser -u lbstack -- php artisan --version")
+    assert rc == 0, (out, err)
+    lines = out.split()
+    assert lines[0] == "1"  # the framework's Application class, from Debian's package, in the classmap
+    for cache in ("config.php", "routes-v7.php", "events.php", "packages.php", "services.php"):
+        assert cache in lines, out
+    assert "Laravel Framework 8.83" in out
