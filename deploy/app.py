@@ -243,9 +243,10 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     # config:cache writes the real values (APP_KEY, the passwords) into bootstrap/cache/config.php:
     # it is the app user's alone (mode 600), like the .env it was made from
     server.shell(
-        name=f"Cache the config, routes, views and events and seal release {release_id} (code root-owned, "
+        name=f"Link storage, cache the config, routes, views and events and seal release {release_id} (code root-owned, "
              "config cache mode 600, marked complete)",
         commands=[
+            artisan(settings, path, "storage:link"),  # public/storage -> the shared storage/app/public
             *(artisan(settings, path, f"{what}:cache") for what in ARTISAN_CACHES),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
             f"chmod 600 {path}/{CONFIG_CACHE}",

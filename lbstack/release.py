@@ -71,6 +71,15 @@ def build(app_source: str) -> Build:
             root = _unpack(path, Path(tmp) / "unpacked") if path.is_file() else path
         if not (root / "public" / "index.php").is_file():
             raise ReleaseError(f"app_source {app_source!r}: no public/index.php: not a Laravel-layout app.")
+        has_vendor, has_composer = (root / "vendor").is_dir(), (root / "composer.json").is_file()
+        if not has_vendor and not has_composer:
+            raise ReleaseError(f"app_source {shown(app_source)!r}: neither vendor/ nor composer.json: lbstack deploys an "
+                               "app with its dependencies committed (vendor/), or with composer.json and composer.lock "
+                               "for `composer install` on the host. Add one of them.")
+        if not has_vendor and not (root / "composer.lock").is_file():
+            raise ReleaseError(f"app_source {shown(app_source)!r}: composer.json without composer.lock and no vendor/: "
+                               "the host would resolve different versions each time. Run `composer update` where you "
+                               "develop and commit composer.lock.")
         data = _pack(root)
         digest = hashlib.sha256(data).hexdigest()
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -79,7 +88,7 @@ def build(app_source: str) -> Build:
             partial = archive.with_suffix(".partial")
             partial.write_bytes(data)
             partial.replace(archive)
-        return Build(archive, digest, app_source, (root / "composer.json").is_file(), (root / "vendor").is_dir())
+        return Build(archive, digest, app_source, has_composer, has_vendor)
 
 
 # Every member's mtime: fixed, so the archive depends only on content, and not 0: OPcache takes a

@@ -332,10 +332,11 @@ def test_the_release_is_a_laravel_app_built_by_composer_from_debians_framework(s
     rc, out, err = remote(info, f"cd {release} && test -f composer.lock && test -f vendor/autoload.php && "
                                 "grep -c \"/usr/share/php/Illuminate/Foundation/Application.php\" "
                                 "vendor/composer/autoload_classmap.php && "
-                                "ls bootstrap/cache && runuser -u lbstack -- php artisan --version")
+                                "ls bootstrap/cache && readlink public/storage && runuser -u lbstack -- php artisan --version")
     assert rc == 0, (out, err)
     lines = out.split()
     assert lines[0] == "1"  # the framework's Application class, from Debian's package, in the classmap
     for cache in ("config.php", "routes-v7.php", "events.php", "packages.php", "services.php"):
         assert cache in lines, out
     assert "Laravel Framework 8.83" in out
+    assert f"{release}/storage/app/public" in out or "/storage/app/public" in out  # storage:link

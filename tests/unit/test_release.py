@@ -17,6 +17,8 @@ def _app(root):
     (root / "storage" / "logs").mkdir(parents=True)
     (root / "storage" / "logs" / "laravel.log").write_text("old log\n")
     (root / ".env").write_text("DB_PASSWORD=local\n")
+    (root / "vendor").mkdir()  # its dependencies committed
+    (root / "vendor" / "autoload.php").write_text("<?php\n")
     return root
 
 
@@ -50,7 +52,7 @@ def test_git_ref_is_checked_out(tmp_path, monkeypatch):
     repo = _app(tmp_path / "repo")
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "HOME": str(tmp_path)}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "public", "artisan"], ["commit", "-qm", "v1"], ["tag", "v1"]):
+    for cmd in (["init", "-q", "-b", "main"], ["add", "public", "artisan", "vendor"], ["commit", "-qm", "v1"], ["tag", "v1"]):
         subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env)
     built = release.build(f"git+file://{repo}@v1")
     with tarfile.open(built.archive) as tar:
@@ -63,6 +65,26 @@ def test_not_a_laravel_layout_is_refused(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(release.ReleaseError, match="public/index.php"):
         release.build(str(tmp_path / "x"))
+
+
+def test_an_app_without_vendor_or_composer_json_is_refused_and_a_lock_is_required(tmp_path, monkeypatch):
+    monkeypatch.setattr(release, "CACHE_DIR", tmp_path / "cache")
+    app = _app(tmp_path / "app")
+    (app / "vendor" / "autoload.php").unlink()
+    (app / "vendor").rmdir()
+    with pytest.raises(release.ReleaseError, match="neither vendor/ nor composer.json"):
+        release.build(str(app))
+    (app / "composer.json").write_text("{}\n")
+    with pytest.raises(release.ReleaseError, match="without composer.lock"):
+        release.build(str(app))
+    (app / "composer.lock").write_text("{}\n")
+    built = release.build(str(app))
+    assert built.has_composer_json and not built.has_vendor  # the host runs composer install
+
+
+def test_the_bundled_app_ships_composer_json_and_its_lock_without_vendor():
+    built = release.build("sample")
+    assert built.has_composer_json and not built.has_vendor
 
 
 def test_release_id_is_time_then_digest():
