@@ -29,7 +29,7 @@ from lbstack.operations import deploy_lock, directories, rolling_update, secret_
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import backend_address, group_hosts, listen_address, private_address, same_host
+from lbstack.topology import backend_address, group_hosts, listen_address, member, same_host
 
 
 def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
@@ -155,14 +155,9 @@ def instances(plan: Plan, indexes) -> list[rollout.Instance]:
     result = []
     for index in indexes:
         address = listen_address(index)
-        name = layout.instance_name(index)
-        if address.startswith("/"):
-            member, member_address = name, f"unix:{address}"
-        elif local_lb:
-            member = member_address = None
-        else:
-            member, member_address = f"{host.name}-{name}", f"{private_address(host)}:{layout.FPM_PORT_BASE + index}"
-        result.append(rollout.Instance(index=index, member=member, fpm=address, member_address=member_address))
+        behind = None if local_lb and not address.startswith("/") else member(host, index, address.startswith("/"))
+        result.append(rollout.Instance(index=index, member=behind and behind["name"], fpm=address,
+                                       member_address=behind and behind["address"]))
     return result
 
 

@@ -34,11 +34,6 @@ def private_address(other: Host) -> str:
     return other.data.get("private_address") or other.name
 
 
-def app_hosts() -> int:
-    """How many app hosts the stack has (at least this one)."""
-    return max(1, len(group_hosts("app")))
-
-
 def stack_peers() -> list[str]:
     """The other hosts of the stack (split topology), by private address."""
     return sorted({private_address(h) for g in COMPONENTS for h in group_hosts(g) if not same_host(h)})
@@ -63,20 +58,22 @@ def instance_addresses(instances: int) -> dict[str, str]:
     return {layout.instance_name(i): listen_address(i) for i in range(1, instances + 1)}
 
 
+def member(app_host: Host, index: int, local: bool) -> dict:
+    """Instance ``index`` of ``app_host`` as an upstream member ``{"name", "address", "drained"}``:
+    ``appN`` on its unix socket to a balancer on the same host (``local``), else ``<host>-appN``
+    on the app host's private address."""
+    name = layout.instance_name(index)
+    if local:
+        return {"name": name, "address": f"unix:{layout.fpm_socket(index)}", "drained": False}
+    return {"name": f"{app_host.name}-{name}", "address": f"{private_address(app_host)}:{layout.FPM_PORT_BASE + index}",
+            "drained": False}
+
+
 def members(instances: int) -> list[dict]:
-    """Upstream members: every instance of every app host (unix sockets when on this host), each
-    ``{"name", "address", "drained"}``; a member on another host is named ``<host>-appN``."""
-    result = []
-    for app_host in group_hosts("app") or [current_host]:
-        for index in range(1, instances + 1):
-            name = layout.instance_name(index)
-            if same_host(app_host):
-                address = f"unix:{layout.fpm_socket(index)}"
-            else:
-                address = f"{private_address(app_host)}:{layout.FPM_PORT_BASE + index}"
-                name = f"{app_host.name}-{name}"
-            result.append({"name": name, "address": address, "drained": False})
-    return result
+    """Upstream members: every instance of every app host (:func:`member`; unix sockets when on
+    this host)."""
+    return [member(app_host, index, same_host(app_host))
+            for app_host in group_hosts("app") or [current_host] for index in range(1, instances + 1)]
 
 
 def backend_address(group: str) -> str:

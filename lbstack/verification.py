@@ -41,10 +41,10 @@ def local_url(path: str) -> str:
     return f"http://127.0.0.1{path}"
 
 
-def base_checks(settings: Settings, plan: Plan) -> list[checks.Check]:
-    """The base host: packages, service user, kernel settings, time sync."""
+def base_checks(settings: Settings, plan: Plan, installed: dict) -> list[checks.Check]:
+    """The base host: packages (``installed``: the DebPackages fact), service user, kernel
+    settings, time sync."""
     virt = host.get_fact(Virtualization)
-    installed = host.get_fact(DebPackages)
     account = host.get_fact(Account, user=settings.app_user)
     timesync = None
     if "systemd-timesyncd" in installed:
@@ -69,8 +69,8 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     components = plan.components
     units = [unit for _, unit in layout.planned_units(plan)]
     services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
-    rows = base_checks(settings, plan) + checks.check_limits(plan, services)
-    installed = host.get_fact(DebPackages)
+    installed = host.get_fact(DebPackages)  # read once: pyinfra 3 caches no fact
+    rows = base_checks(settings, plan, installed) + checks.check_limits(plan, services)
     for component, names in packages.by_component(settings, components).items():
         rows += checks.check_packages(component, names, installed)
     if settings.firewall:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from bench import load
-from lbstack import REPO_ROOT, layout
+from lbstack import layout
 from lbstack.release import SAMPLE_APP_DIR
 
 from e2e_helpers import TIMINGS, REHEARSAL_SETTINGS, changed_ops, failed_ops, lbstack, pyinfra, remote
