@@ -26,7 +26,7 @@ from facts.limits import UnitLimits
 from lbstack import hostscripts, layout, packages, release, rollout
 from lbstack.layout import ARCHIVES_DIR
 from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
-from lbstack.plan import Plan
+from lbstack.plan import QUEUE_STOP_MARGIN_S, Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
 from lbstack.topology import backend_address, group_hosts, listen_address, member, same_host
@@ -41,6 +41,9 @@ def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict
         "db_name": settings.db_name,
         "db_user": settings.db_user,
         "redis_host": redis_host,
+        "queue_connection": settings.queue_connection,
+        # a reserved job is handed out again only after this: longer than the longest job
+        "queue_retry_after_s": settings.queue_timeout_s + QUEUE_STOP_MARGIN_S,
     }
 
 
@@ -237,12 +240,14 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
                      commands=[artisan(settings, path, "db:seed --force")])
     # config:cache writes the real values (APP_KEY, the passwords) into bootstrap/cache/config.php:
     # it is the app user's alone (mode 600), like the .env it was made from
+    extra = f", run artisan {', '.join(settings.artisan_commands)}" if settings.artisan_commands else ""
     server.shell(
-        name=f"Link storage, cache the config, routes, views and events and seal release {release_id} (code root-owned, "
-             "config cache mode 600, marked complete)",
+        name=f"Link storage, cache the config, routes, views and events{extra} and seal release {release_id} "
+             "(code root-owned, config cache mode 600, marked complete)",
         commands=[
             artisan(settings, path, "storage:link"),  # public/storage -> the shared storage/app/public
             *(artisan(settings, path, f"{what}:cache") for what in ARTISAN_CACHES),
+            *(artisan(settings, path, shlex.join(command.split())) for command in settings.artisan_commands),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
             f"chmod 600 {path}/{CONFIG_CACHE}",
             f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",

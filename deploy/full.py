@@ -6,7 +6,7 @@ verification of the live state against the capacity plan.
 
 from pyinfra import host
 
-from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, redis, secrets, verification
+from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, queue, redis, secrets, verification
 from lbstack import report
 from lbstack.context import host_context
 
@@ -23,6 +23,7 @@ if "cache" in plan.components:
     redis.redis(settings, plan)
 if "app" in plan.components:
     app.app(settings, plan, php_fpm.php_fpm(settings, plan))
+    queue.queue(settings, plan)  # after the switch: workers restart into the release in service
 if "lb" in plan.components:
     nginx.nginx(settings, plan)
 # connection limits were only raised before the instances changed; now they may come down

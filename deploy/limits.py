@@ -21,6 +21,7 @@ DESCRIPTIONS = {
     "app": "PHP-FPM app instances",
     "db": "MariaDB",
     "cache": "Redis",
+    "queue": "queue workers and the scheduler",
 }
 
 
@@ -44,8 +45,7 @@ def limits(settings: Settings, plan: Plan) -> None:
             jinja_env_kwargs=jinja(),
         )
     ]
-    for component in plan.components:
-        unit = plan.slices[component]
+    for component, unit in plan.slices.items():
         rendered.append(template_file(
             name=f"Render {UNIT_DIR}/{unit}",
             src=template(f"{UNIT_DIR}/lbstack-component.slice"),
@@ -55,9 +55,9 @@ def limits(settings: Settings, plan: Plan) -> None:
             **slice_template_data(plan, component),
         ))
     daemon_reload(name="systemctl daemon-reload (if a slice changed on disk)",
-                  units=[SLICE_PARENT] + [plan.slices[c] for c in plan.components], changed=rendered)
-    for component in plan.components:
-        unit_active(name=f"Start and enable {plan.slices[component]}", unit=plan.slices[component])
+                  units=[SLICE_PARENT] + list(plan.slices.values()), changed=rendered)
+    for unit in plan.slices.values():
+        unit_active(name=f"Start and enable {unit}", unit=unit)
     no_limit_overrides(name="No hand-made limits (systemctl set-property drop-ins) on lbstack's units",
                        units=[SLICE_PARENT] + [unit for _, unit in layout.planned_units(plan)])
 

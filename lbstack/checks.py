@@ -90,8 +90,7 @@ def _mib_str(value: int | None) -> str:
 
 def check_limits(plan: Plan, units: dict[str, dict]) -> list[Check]:
     rows: list[Check] = []
-    for component in plan.components:
-        unit = plan.slices[component]
+    for component, unit in plan.slices.items():
         rows += check_slice(component, unit, plan.limits[component], units.get(unit))
     return rows
 
@@ -229,6 +228,37 @@ def check_instance_releases(pointers: dict[str, str], current: str | None, names
     """Every planned instance runs the release in service (its pointer), none is left behind."""
     return [_row("app", f"{name} runs the release in service", current or "none", pointers.get(name) or "none")
             for name in names]
+
+
+def check_queue(plan: Plan, units: dict[str, dict], workers: dict, scheduler: dict | None) -> list[Check]:
+    """The queue part: every planned worker active, enabled and in the queue slice, running the
+    release in service (``workers``: the QueueWorkers fact), none beyond the plan; the scheduler's
+    timer active and enabled, and its last run (if any yet) successful (``scheduler``: the
+    Scheduler fact)."""
+    q = plan.queue
+    slice_unit = plan.slices["queue"]
+    rows: list[Check] = []
+    for index in range(1, q.workers + 1):
+        unit = layout.queue_unit(index)
+        rows += check_service("queue", unit, slice_unit, units.get(unit))
+        live = workers["workers"].get(unit, {})
+        rows.append(_row("queue", f"{unit} runs the release in service", workers["current"] or "none",
+                         live.get("release") or "not running"))
+    extra = sorted(u for u, w in workers["workers"].items()
+                   if (w["index"] or 0) > q.workers and (w["active_state"] == "active" or w["enabled"] == "enabled"))
+    rows.append(_row("queue", "queue workers beyond the plan", "none", ", ".join(extra) or "none"))
+    if q.scheduler:
+        timer = (scheduler or {}).get("timer", {})
+        service = (scheduler or {}).get("service", {})
+        rows.append(Check("queue", f"{layout.SCHEDULE_TIMER} state", "active, enabled",
+                          f"{timer.get('active_state', 'absent')}, {timer.get('enabled', 'absent')}",
+                          timer.get("active_state") == "active" and timer.get("enabled") == "enabled"))
+        ran = service.get("last_exit_us") is not None
+        result = service.get("result") or "none"
+        rows.append(Check("queue", f"{layout.SCHEDULE_SERVICE} last run", "success",
+                          result if ran else "not run yet", result == "success",
+                          "" if ran else "the timer starts it at the next minute"))
+    return rows
 
 
 def check_app_backends(login: dict, redis: dict, plan: Plan, database: str) -> list[Check]:

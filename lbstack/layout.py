@@ -40,6 +40,10 @@ BAD_RELEASES_DIR = f"{STATE_DIR}/bad-releases"  # <digest>: why that build was r
 MAINTENANCE_FLAG = f"{STATE_DIR}/maintenance"  # present: nginx answers 503 + Retry-After
 MAINTENANCE_RETRY_AFTER_S = 30
 
+QUEUE_UNIT = "lbstack-queue@.service"  # artisan queue:work, one unit per worker
+SCHEDULE_SERVICE = "lbstack-schedule.service"  # artisan schedule:run, oneshot ...
+SCHEDULE_TIMER = "lbstack-schedule.timer"  # ... every minute
+
 FPM_CONFIG_DIR = f"{ETC}/fpm"
 FPM_UNIT = "lbstack-fpm@.service"
 PRELOAD_SCRIPT = f"{FPM_CONFIG_DIR}/preload.php"  # opcache.preload of every instance master
@@ -66,6 +70,10 @@ def instance_name(index: int) -> str:
 
 def fpm_unit(index: int) -> str:
     return f"lbstack-fpm@{index}.service"
+
+
+def queue_unit(index: int) -> str:
+    return f"lbstack-queue@{index}.service"
 
 
 def fpm_cpu_dropin(index: int) -> str:
@@ -100,11 +108,16 @@ SERVICES = {"lb": "nginx.service", "db": "mariadb.service", "cache": "redis-serv
 
 def planned_units(plan) -> list[tuple[str, str]]:
     """(component, unit) for every unit lbstack runs for ``plan`` (a :class:`lbstack.plan.Plan`):
-    each component's slice, then its service or, for the app, each FPM instance."""
-    units = [(c, plan.slices[c]) for c in plan.components]
+    each component's (and the queue's) slice, then its service or, for the app, each FPM
+    instance, and the queue workers and the scheduler's timer."""
+    units = [(c, unit) for c, unit in plan.slices.items()]
     for component in plan.components:
         if component == "app":
             units += [("app", fpm_unit(i)) for i in range(1, plan.instances + 1)]
         else:
             units.append((component, SERVICES[component]))
+    if plan.queue:
+        units += [("queue", queue_unit(i)) for i in range(1, plan.queue.workers + 1)]
+        if plan.queue.scheduler:
+            units.append(("queue", SCHEDULE_TIMER))
     return units

@@ -16,6 +16,7 @@ from facts.http import HttpStatus
 from facts.mariadb import ServerStatus
 from facts.nginx import AccessLog, StubStatus, Upstreams
 from facts.php_fpm import PoolStatus
+from facts.queue import QueueWorkers, Scheduler
 from facts.redis import Info
 from facts.usage import UnitUsage
 from lbstack import layout, topology
@@ -62,14 +63,41 @@ def host_status(ctx: HostContext) -> dict:
                              "available": releases["complete"]}
     if "lb" in plan.components:
         result["upstream"] = upstream_state(ctx)
+    if plan.queue:
+        result["queue"] = queue_state(ctx)
     problems = [f"{u['unit']} {u['active_state']}" for u in units if u["active_state"] != "active"]
     problems += [f"pool {name}: {p['error']}" for name, p in result.get("pools", {}).items() if "error" in p]
     problems += [f"upstream {m['name']} {m['state']}" for m in result.get("upstream", {}).get("members", [])
                  if m["state"] != "up"]
+    problems += [f"{w['unit']} runs {w['release'] or 'nothing'}, not the release in service"
+                 for w in result.get("queue", {}).get("workers", []) if w["release"] != result["queue"]["current"]]
+    if result.get("queue", {}).get("scheduler", {}).get("last_result") not in (None, "success"):
+        problems.append(f"scheduler's last run: {result['queue']['scheduler']['last_result']}")
     if "app" in plan.components and not result["release"]["current"]:
         problems.append("no release in service")
     result["problems"] = problems
     result["healthy"] = not problems
+    return result
+
+
+def queue_state(ctx: HostContext) -> dict:
+    """The queue workers (the release each runs, since when) and the scheduler (last and next run)."""
+    q = ctx.plan.queue
+    fact = ctx.fact(QueueWorkers, current=layout.CURRENT)
+    workers = []
+    for index in range(1, q.workers + 1):
+        unit = layout.queue_unit(index)
+        w = fact["workers"].get(unit, {})
+        workers.append({"unit": unit, "active_state": w.get("active_state", "absent"), "release": w.get("release"),
+                        "started_at": w.get("started_at")})
+    result: dict = {"current": fact["current"], "workers": workers, "connection": q.connection,
+                    "queues": list(q.queues)}
+    if q.scheduler:
+        s = ctx.fact(Scheduler, timer=layout.SCHEDULE_TIMER, service=layout.SCHEDULE_SERVICE)
+        last = s["service"]["last_exit_us"]
+        result["scheduler"] = {"timer": s["timer"]["active_state"], "last_run_at": last and last // 1_000_000,
+                               "last_result": s["service"]["result"] if last else None,
+                               "next_run_at": s["timer"]["next_elapse_us"] and s["timer"]["next_elapse_us"] // 1_000_000}
     return result
 
 

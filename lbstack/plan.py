@@ -20,7 +20,10 @@ Rules, in order:
 4. MemoryHigh is 90 % of MemoryMax: the kernel reclaims before it kills.
 5. Derived sizes come from the planned (not requested) budgets: pm.max_children from the
    instance's CPU share x ``php_workers_per_cpu``, within what its memory allows.
-6. Each app instance is placed on its own CPUs (``app_cpu_pinning``): as many as its ceiling,
+6. An app host's queue workers and scheduler (``queue_workers``, ``scheduler``) are a budgeted
+   part of their own, ``queue`` (``lbstack-queue.slice``), planned like a component from
+   ``queue_cpus`` / ``queue_memory_mib``; each of them also holds a MariaDB and a Redis connection.
+7. Each app instance is placed on its own CPUs (``app_cpu_pinning``): as many as its ceiling,
    from the host's last real CPU down, round-robin (:func:`pin_instances`). Five FPM masters are
    five copies of the app's compiled code; pinned, each core's caches hold fewer of them
    (measured by `lbstack bench`).
@@ -34,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from lbstack.settings import Settings
 
 COMPONENTS = ("lb", "app", "db", "cache")
+# budgeted parts besides the components: the app hosts' queue workers and scheduler
+QUEUE = "queue"
 SLICE_PARENT = "lbstack.slice"
 
 MEMORY_HIGH_FRACTION = 0.90  # MemoryHigh as a share of MemoryMax
@@ -63,8 +68,12 @@ DB_THREAD_CACHE_MAX = 128
 REDIS_CLIENT_HEADROOM = 100  # connections beyond one per PHP worker (admin, monitoring)
 REDIS_MIN_TCP_BACKLOG = 511
 
+QUEUE_STOP_MARGIN_S = 30  # a worker's stop timeout and the queue's retry_after: the longest job plus this
+# a queue:work worker of the bundled Laravel app is ~30 MiB resident (README, "Queue workers")
+QUEUE_WORKER_FLOOR_MIB = 48
+
 # The least each component can run in: below this the plan refuses rather than pretend.
-FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1}
+FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1, QUEUE: 0.1}
 FLOOR_MEMORY_MIB = {"lb": 64, "cache": 64}
 
 
@@ -74,8 +83,9 @@ def instance_floor_mib(s: Settings) -> int:
 
 
 def db_floor_mib(s: Settings) -> int:
-    """Least memory MariaDB runs in: its base, the smallest pool, and connections for minimal pools."""
-    connections = s.instances * MIN_CHILDREN + s.db_connection_headroom
+    """Least memory MariaDB runs in: its base, the smallest pool, and connections for minimal pools
+    and the queue workers."""
+    connections = s.instances * MIN_CHILDREN + s.queue_workers + (1 if s.scheduler else 0) + s.db_connection_headroom
     return math.ceil((DB_BASE_MIB + INNODB_MIN_MIB + connections * DB_PER_CONNECTION_MIB) / MEMORY_HIGH_FRACTION)
 
 
@@ -155,6 +165,7 @@ class MariadbPlan:
     """MariaDB's sizes (templates/etc/mysql/mariadb.conf.d/90-lbstack.cnf)."""
 
     php_workers: int  # every PHP worker of every instance holds a (persistent) connection
+    queue_clients: int  # every queue worker and scheduler run of every app host holds one too
     connection_headroom: int  # db_connection_headroom: admin, backups, cron
     max_connections: int
     buffer_pool_mib: int  # innodb_buffer_pool_size
@@ -168,8 +179,24 @@ class RedisPlan:
     """Redis' sizes (templates/etc/redis/redis.conf)."""
 
     maxmemory_mib: int
-    maxclients: int  # one per PHP worker of every app host, plus CLIENT_HEADROOM
+    maxclients: int  # one per PHP worker, queue worker and scheduler of every app host, plus CLIENT_HEADROOM
     tcp_backlog: int
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """The app host's queue workers (lbstack-queue@N) and scheduler (lbstack-schedule.timer)."""
+
+    workers: int  # queue_workers
+    connection: str  # queue_connection: the app's QUEUE_CONNECTION and the workers' argument
+    queues: tuple[str, ...]  # --queue=
+    tries: int  # --tries
+    timeout_s: int  # --timeout: the longest job
+    max_time_s: int  # --max-time
+    stop_timeout_s: int  # TimeoutStopSec: the running job finishes before the worker stops
+    retry_after_s: int  # QUEUE_RETRY_AFTER: a reserved job is handed out again only after this
+    worker_memory_mib: int  # --memory: past it a worker exits after its job and starts fresh
+    scheduler: bool  # schedule:run every minute
 
 
 @dataclass(frozen=True)
@@ -180,8 +207,8 @@ class Plan:
     os_reserve_mib: int
     usable_memory_mib: int
     components: tuple[str, ...]  # the components placed on this host
-    slices: dict[str, str]  # component -> slice unit
-    limits: dict[str, Limits]  # component -> limits of its slice (app = all instances)
+    slices: dict[str, str]  # component (and "queue" on app hosts) -> slice unit
+    limits: dict[str, Limits]  # component (and "queue") -> limits of its slice (app = all instances)
     instances: int  # app instances on this host (0 without the app)
     sysctl: dict[str, str]
     # each component's section; None when the component is not on this host
@@ -189,6 +216,7 @@ class Plan:
     php_fpm: PhpFpmPlan | None = None
     mariadb: MariadbPlan | None = None
     redis: RedisPlan | None = None
+    queue: QueuePlan | None = None  # on app hosts with queue workers or the scheduler
     adjustments: tuple[Adjustment, ...] = field(default=())
 
     def to_data(self) -> dict:
@@ -210,12 +238,14 @@ def os_reserve_mib(memory_mib: int, s: Settings) -> int:
 
 
 def _requested(s: Settings, components: tuple[str, ...]) -> tuple[dict[str, float], dict[str, int]]:
-    cpus = {"lb": s.lb_cpus, "app": s.app_cpus * s.instances, "db": s.db_cpus, "cache": s.cache_cpus}
+    cpus = {"lb": s.lb_cpus, "app": s.app_cpus * s.instances, "db": s.db_cpus, "cache": s.cache_cpus,
+            QUEUE: s.queue_cpus}
     memory = {
         "lb": s.lb_memory_mib,
         "app": s.app_memory_mib * s.instances,
         "db": s.db_memory_mib,
         "cache": s.cache_memory_mib,
+        QUEUE: s.queue_memory_mib,
     }
     return {c: cpus[c] for c in components}, {c: memory[c] for c in components}
 
@@ -310,25 +340,29 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         raise PlanError(f"host reports {host_cpus} CPUs and {host_memory_mib} MiB: cannot plan.")
     reserve = os_reserve_mib(host_memory_mib, s)
     usable = host_memory_mib - reserve
-    req_cpus, req_mem = _requested(s, components)
+    # the budgeted parts: the components, and the queue workers and scheduler of an app host
+    queue_on = "app" in components and (s.queue_workers > 0 or s.scheduler)
+    parts = components + ((QUEUE,) if queue_on else ())
+    req_cpus, req_mem = _requested(s, parts)
     floor_mem = {"lb": FLOOR_MEMORY_MIB["lb"], "app": instance_floor_mib(s) * s.instances,
-                 "db": db_floor_mib(s), "cache": FLOOR_MEMORY_MIB["cache"]}
-    floor_mem = {c: floor_mem[c] for c in components}
-    floor_cpu = {c: FLOOR_CPUS[c] * (s.instances if c == "app" else 1) for c in components}
+                 "db": db_floor_mib(s), "cache": FLOOR_MEMORY_MIB["cache"],
+                 QUEUE: QUEUE_WORKER_FLOOR_MIB * max(1, s.queue_workers)}
+    floor_mem = {c: floor_mem[c] for c in parts}
+    floor_cpu = {c: FLOOR_CPUS[c] * (s.instances if c == "app" else 1) for c in parts}
     adjustments: list[Adjustment] = []
 
     if sum(floor_mem.values()) > usable:
-        raise _refusal("memory", "MiB", usable, {c: (req_mem[c], floor_mem[c]) for c in components},
+        raise _refusal("memory", "MiB", usable, {c: (req_mem[c], floor_mem[c]) for c in parts},
                        "Use a bigger host, fewer instances (instances) or smaller php_worker_memory_mib.")
     planned_mem = {c: float(v) for c, v in req_mem.items()}
     if sum(req_mem.values()) > usable:
         if s.overcommit == "refuse":
-            raise _refusal("memory", "MiB", usable, {c: (req_mem[c], floor_mem[c]) for c in components},
+            raise _refusal("memory", "MiB", usable, {c: (req_mem[c], floor_mem[c]) for c in parts},
                            "Lower the *_memory_mib settings, or set overcommit: scale to fit them to the host.")
         planned_mem = _fit({c: float(v) for c, v in req_mem.items()}, {c: float(v) for c, v in floor_mem.items()}, usable)
 
     if sum(floor_cpu.values()) > host_cpus:
-        raise _refusal("cpu", "vCPU", host_cpus, {c: (req_cpus[c], floor_cpu[c]) for c in components},
+        raise _refusal("cpu", "vCPU", host_cpus, {c: (req_cpus[c], floor_cpu[c]) for c in parts},
                        "Use a bigger host or fewer instances.")
     # shares: requests scaled to fit the host (sizing); ceilings: requests capped at the host
     share_cpu = dict(req_cpus)
@@ -342,15 +376,15 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     instance_cpu_pct = math.floor(min(per_instance_cpu, host_cpus) * 100) if n else 0
     instance_share = share_cpu["app"] / n if n else 0.0
     instance_mem = math.floor(planned_mem["app"] / n) if n else 0
-    mem = {c: math.floor(planned_mem[c]) for c in components}
-    cpu_pct = {c: math.floor(min(req_cpus[c], host_cpus) * 100) for c in components}
+    mem = {c: math.floor(planned_mem[c]) for c in parts}
+    cpu_pct = {c: math.floor(min(req_cpus[c], host_cpus) * 100) for c in parts}
     if n:
         mem["app"], cpu_pct["app"] = instance_mem * n, instance_cpu_pct * n
     if sum(req_mem.values()) > usable:
         why = (f"requests total {sum(req_mem.values())} MiB but the host has {usable} MiB usable "
                f"({host_memory_mib} MiB - {reserve} MiB OS reserve)")
-        adjustments += [Adjustment(c, "MemoryMax", f"{req_mem[c]} MiB", f"{mem[c]} MiB", why) for c in components]
-    capped = [c for c in components if (req_cpus[c] if c != "app" else per_instance_cpu) > host_cpus + 1e-9]
+        adjustments += [Adjustment(c, "MemoryMax", f"{req_mem[c]} MiB", f"{mem[c]} MiB", why) for c in parts]
+    capped = [c for c in parts if (req_cpus[c] if c != "app" else per_instance_cpu) > host_cpus + 1e-9]
     for c in capped:
         asked = req_cpus[c] if c != "app" else per_instance_cpu
         adjustments.append(Adjustment(c, "CPUQuota" if c != "app" else "CPUQuota per instance",
@@ -374,12 +408,14 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         instance_high = math.floor(instance_mem * MEMORY_HIGH_FRACTION)
         instance_limits = Limits(instance_cpu_pct, instance_high, instance_mem, children + 16)
 
+    # every queue worker and the scheduler of every app host hold a MariaDB and a Redis connection
+    queue_clients = (s.queue_workers + (1 if s.scheduler else 0)) * app_hosts
     max_connections = php_workers = 0
     if "db" in components:
         # In a split topology the db host cannot see the app hosts' plan: it sizes for their
         # requested memory.
         php_workers = n * children if n else s.instances * _max_children(s.app_memory_mib, s)[0]
-        max_connections = php_workers + s.db_connection_headroom
+        max_connections = php_workers + queue_clients + s.db_connection_headroom
     buffer_pool = 0
     if "db" in components:
         db_high = math.floor(mem["db"] * MEMORY_HIGH_FRACTION)
@@ -400,9 +436,10 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         conns = max(1024, math.ceil(s.lb_max_clients * NGINX_CONNECTIONS_PER_CLIENT * NGINX_CONNECTION_SLACK / workers))
         nofile = 2 * conns
 
-    tasks = {"lb": workers + 16, "app": (children + 16) * n, "db": max_connections + 64, "cache": 32}
+    tasks = {"lb": workers + 16, "app": (children + 16) * n, "db": max_connections + 64, "cache": 32,
+             QUEUE: 16 + 8 * (s.queue_workers + 1)}  # schedule:run starts each due command as a process
     limits = {
-        c: Limits(cpu_pct[c], math.floor(mem[c] * MEMORY_HIGH_FRACTION), mem[c], tasks[c]) for c in components
+        c: Limits(cpu_pct[c], math.floor(mem[c] * MEMORY_HIGH_FRACTION), mem[c], tasks[c]) for c in parts
     }
     if n:  # the app slice's MemoryHigh is the sum of its instances', like its other limits
         limits["app"] = Limits(cpu_pct["app"], instance_limits.memory_high_mib * n, mem["app"], tasks["app"])
@@ -429,7 +466,8 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
                              opcache_mib=OPCACHE_MIB, instance_limits=instance_limits, instance_cpus=pinned,
                              pinning_note=pinning_note)
     if "db" in components:
-        mariadb = MariadbPlan(php_workers=php_workers, connection_headroom=s.db_connection_headroom,
+        mariadb = MariadbPlan(php_workers=php_workers, queue_clients=queue_clients,
+                              connection_headroom=s.db_connection_headroom,
                               max_connections=max_connections, buffer_pool_mib=buffer_pool,
                               buffer_pool_chunk_mib=INNODB_CHUNK_MIB,
                               log_file_mib=max(DB_LOG_FILE_MIN_MIB, math.floor(buffer_pool * DB_LOG_FILE_FRACTION)),
@@ -437,8 +475,16 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     if "cache" in components:
         # every PHP worker of every app host may hold a (persistent) connection
         clients = s.instances * (children or _max_children(s.app_memory_mib, s)[0]) * app_hosts
-        redis = RedisPlan(maxmemory_mib=redis_max, maxclients=clients + REDIS_CLIENT_HEADROOM,
+        redis = RedisPlan(maxmemory_mib=redis_max, maxclients=clients + queue_clients + REDIS_CLIENT_HEADROOM,
                           tcp_backlog=max(REDIS_MIN_TCP_BACKLOG, somaxconn))
+    queue = None
+    if queue_on:
+        queue = QueuePlan(workers=s.queue_workers, connection=s.queue_connection, queues=tuple(s.queue_names),
+                          tries=s.queue_tries, timeout_s=s.queue_timeout_s, max_time_s=s.queue_max_time_s,
+                          stop_timeout_s=s.queue_timeout_s + QUEUE_STOP_MARGIN_S,
+                          retry_after_s=s.queue_timeout_s + QUEUE_STOP_MARGIN_S,
+                          worker_memory_mib=limits[QUEUE].memory_high_mib // (s.queue_workers + 1),
+                          scheduler=s.scheduler)
     return Plan(
         host_cpus=host_cpus,
         host_memory_mib=host_memory_mib,
@@ -446,7 +492,7 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         os_reserve_mib=reserve,
         usable_memory_mib=usable,
         components=components,
-        slices={c: f"lbstack-{c}.slice" for c in components},
+        slices={c: f"lbstack-{c}.slice" for c in parts},
         limits=limits,
         instances=n,
         sysctl=sysctl,
@@ -454,5 +500,6 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         php_fpm=php_fpm,
         mariadb=mariadb,
         redis=redis,
+        queue=queue,
         adjustments=tuple(adjustments),
     )

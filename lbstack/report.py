@@ -19,7 +19,7 @@ def plan_tables(plan: Plan, host_name: str = "") -> list[Table]:
                        f"({'override' if plan.capacity_source == 'override' else 'host facts'})")
     for column in ("component", "slice", "CPUQuota", "MemoryHigh", "MemoryMax", "TasksMax"):
         head.add_column(column, justify="left" if column in ("component", "slice") else "right")
-    for c in plan.components:
+    for c in plan.slices:
         lim = plan.limits[c]
         head.add_row(c, plan.slices[c], f"{lim.cpu_quota_pct}%", f"{lim.memory_high_mib} MiB",
                      f"{lim.memory_max_mib} MiB", str(lim.tasks_max))
@@ -52,7 +52,7 @@ def plan_sizes(plan: Plan) -> list[tuple[str, str, str]]:
     """(section, size, value) for every size of each placed component's plan section, then the
     kernel settings: what ``lbstack plan`` prints under "Derived sizes"."""
     rows = []
-    for section in ("nginx", "php_fpm", "mariadb", "redis"):
+    for section in ("nginx", "php_fpm", "mariadb", "redis", "queue"):
         data = getattr(plan, section)
         if data is None:
             continue
@@ -176,6 +176,21 @@ def status_tables(host: dict) -> list[Table]:
         release.add_row("last deploy (switched)", iso(rel["activated_at"]))
         release.add_row("complete releases kept", str(len(rel["available"])))
         tables.append(release)
+    if "queue" in host:
+        q = host["queue"]
+        queue = Table(title=f"{host['host']}: queue ({q['connection']}: {', '.join(q['queues'])}) and scheduler")
+        for column in ("unit", "state", "release", "since"):
+            queue.add_column(column)
+        for w in q["workers"]:
+            release = w["release"] or "-"
+            if w["release"] != q["current"]:
+                release = f"[bold red]{release} (not in service)[/]"
+            queue.add_row(w["unit"], _state(w["active_state"]), release, iso(w["started_at"]))
+        if "scheduler" in q:
+            sched = q["scheduler"]
+            last = f"last run {iso(sched['last_run_at'])}: {sched['last_result'] or 'not yet'}"
+            queue.add_row("lbstack-schedule.timer", _state(sched["timer"]), last, f"next {iso(sched['next_run_at'])}")
+        tables.append(queue)
     if host["problems"]:
         problems = Table(title=f"{host['host']}: problems")
         problems.add_column("problem")

@@ -27,6 +27,9 @@ from lbstack import REPO_ROOT
 LB_METHODS = ("least_conn", "ip_hash", "round_robin")
 OVERCOMMIT_POLICIES = ("scale", "refuse")
 TLS_MODES = ("off", "self_signed", "files")
+# Laravel queue connections lbstack runs workers for; sync runs each job inside its request
+QUEUE_CONNECTIONS = ("redis", "database", "sync")
+MAX_QUEUE_WORKERS = 64
 # Debian 12 ships PHP 8.2 only; other versions need a third-party repository lbstack does not add.
 SUPPORTED_PHP_VERSIONS = ("8.2",)
 SAMPLE_APP = "sample"
@@ -159,6 +162,38 @@ def _debian_packages(key: str, value: list[str]) -> None:
                                 "e.g. php8.2-gd. Fix or remove it.")
 
 
+def _count(maximum: int) -> Callable[[str, Any], None]:
+    def check(key: str, value: int) -> None:
+        if not 0 <= value <= maximum:
+            raise SettingsError(f"{key}: must be 0..{maximum}, got {value}. Set {key} to a whole number in that range.")
+
+    return check
+
+
+def _queue_names(key: str, value: list[str]) -> None:
+    if not value:
+        raise SettingsError(f"{key}: needs at least one queue, e.g. ['default'] or ['high', 'default'].")
+    for name in value:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name):
+            raise SettingsError(f"{key}: {name!r} is not a queue name (letters, digits, '_.:-'). Fix or remove it.")
+
+
+_ARTISAN_WORD = re.compile(r"[A-Za-z0-9_.:=,/@+-]+")
+
+
+def _artisan_commands(key: str, value: list[str]) -> None:
+    for command in value:
+        words = command.split() if isinstance(command, str) else []
+        if not words or not all(_ARTISAN_WORD.fullmatch(w) for w in words) or not re.fullmatch(r"[a-z][a-z0-9:_-]*", words[0]):
+            raise SettingsError(
+                f"{key}: {command!r} is not an artisan command (a command name and its options, letters, digits "
+                "and '_.:=,/@+-' only, no shell), e.g. 'optimize' or 'horizon:publish'. Fix or remove it.")
+        if words[0] in ("down", "up", "migrate", "db:wipe", "migrate:fresh", "migrate:reset", "key:generate", "tinker",
+                        "serve", "queue:work", "queue:listen", "schedule:work"):
+            raise SettingsError(
+                f"{key}: {command!r}: lbstack runs `{words[0]}` itself or it would stop, wipe or hang the release. Remove it.")
+
+
 def _optional_positive(key: str, value: float | None) -> None:
     if value is not None and value <= 0:
         raise SettingsError(f"{key}: must be positive, got {value}. Remove {key} to use the host's own value.")
@@ -270,12 +305,42 @@ class Settings:
         "Extra Debian packages the app needs on every app host (PHP extensions such as php8.2-gd, or the "
         "framework itself: the bundled app runs on Debian's php-laravel-framework); [] for none.",
         "", _debian_packages))
+    artisan_commands: list[str] = field(default_factory=list, metadata=_doc(
+        "Extra artisan commands run in every new release (as the app user, after the migrations and the "
+        "config/route/view/event caches, before it is sealed), e.g. ['optimize', 'horizon:publish']; a failing one "
+        "refuses the release, naming it.", "", _artisan_commands))
     app_cpu_pinning: bool = field(default=True, metadata=_doc(
         "Place each app instance on its own CPUs (as many as its CPU ceiling, from the last CPU down) for "
         "cache locality; false lets the scheduler move every worker anywhere.", ""))
     db_connection_headroom: int = field(default=20, metadata=_doc(
         "MariaDB connections beyond all PHP workers (admin, backups, cron).",
         "connections", _positive_int(10_000)))
+
+    # Queue workers and the scheduler (on app hosts, in lbstack-queue.slice) ------------------
+    queue_workers: int = field(default=2, metadata=_doc(
+        "`artisan queue:work` workers per app host (lbstack-queue@N); 0 runs none (then queue_connection must be sync).",
+        "workers", _count(MAX_QUEUE_WORKERS)))
+    queue_connection: str = field(default="redis", metadata=_doc(
+        "The app's QUEUE_CONNECTION and the workers' connection: redis, database or sync (each job runs inside "
+        "its request; no workers).", "", _one_of(QUEUE_CONNECTIONS)))
+    queue_names: list[str] = field(default_factory=lambda: ["default"], metadata=_doc(
+        "Queues the workers take jobs from, in priority order (`queue:work --queue=`).", "", _queue_names))
+    queue_tries: int = field(default=3, metadata=_doc(
+        "Attempts of a job before it goes to failed_jobs (`--tries`; a job's own $tries wins).", "attempts",
+        _positive_int(100)))
+    queue_timeout_s: int = field(default=60, metadata=_doc(
+        "Longest a job may run (`--timeout`). A worker stops only between jobs: its stop timeout is this plus "
+        "30 s, and the queue's retry_after (QUEUE_RETRY_AFTER in .env) is this plus 30 s, so no job is run twice.",
+        "seconds", _positive_int(86400)))
+    queue_max_time_s: int = field(default=3600, metadata=_doc(
+        "A worker exits after this long, after its job, and systemd starts a fresh one (`--max-time`: leaks "
+        "do not accumulate).", "seconds", _positive_int(7 * 86400)))
+    queue_cpus: float = field(default=1.0, metadata=_doc(
+        "CPU ceiling requested for all queue workers and the scheduler of a host together.", "vCPU", _positive_cpus))
+    queue_memory_mib: int = field(default=512, metadata=_doc(
+        "Memory requested for all queue workers and the scheduler of a host together.", "MiB", _memory(64)))
+    scheduler: bool = field(default=True, metadata=_doc(
+        "Run `artisan schedule:run` every minute (lbstack-schedule.timer) as the app user.", ""))
 
     # Capacity policy -----------------------------------------------------------------------
     overcommit: str = field(default="scale", metadata=_doc(
@@ -382,8 +447,16 @@ def _cross_checks(s: Settings) -> None:
         raise SettingsError(
             "tls_certificate_path/tls_key_path: set but tls is not 'files'. Set tls: files, or remove the paths."
         )
+    if s.queue_connection == "sync" and s.queue_workers:
+        raise SettingsError(
+            f"queue_workers: {s.queue_workers} workers would wait on nothing: queue_connection is sync (each job runs "
+            "inside its request). Set queue_workers: 0, or queue_connection: redis.")
+    if s.queue_connection != "sync" and not s.queue_workers:
+        raise SettingsError(
+            f"queue_workers: 0 with queue_connection {s.queue_connection}: queued jobs would never run. "
+            "Set queue_workers to 1 or more, or queue_connection: sync.")
     if s.capacity_cpus is not None:
-        for key in ("lb_cpus", "app_cpus", "db_cpus", "cache_cpus"):
+        for key in ("lb_cpus", "app_cpus", "db_cpus", "cache_cpus", "queue_cpus"):
             if getattr(s, key) > s.capacity_cpus:
                 raise SettingsError(
                     f"{key}: {getattr(s, key)} vCPU is more than the host's {s.capacity_cpus} "
@@ -395,7 +468,7 @@ def _cross_checks(s: Settings) -> None:
                 f"capacity_memory_mib: {s.capacity_memory_mib} MiB is too small to plan a stack; "
                 "use at least 512."
             )
-        for key in ("lb_memory_mib", "app_memory_mib", "db_memory_mib", "cache_memory_mib"):
+        for key in ("lb_memory_mib", "app_memory_mib", "db_memory_mib", "cache_memory_mib", "queue_memory_mib"):
             if getattr(s, key) > s.capacity_memory_mib:
                 raise SettingsError(
                     f"{key}: {getattr(s, key)} MiB is more than the host's {s.capacity_memory_mib} MiB "

@@ -2,7 +2,7 @@
 
 Each component placed on the host is read back: units active, enabled and inside their slice with
 the planned limits; every FPM pool answering on its own socket with its planned size; the release
-in service; MariaDB and Redis answering with the app's credentials and the planned sizes; the
+in service; the queue workers running it and the scheduler's timer; MariaDB and Redis answering with the app's credentials and the planned sizes; the
 upstream nginx has loaded; the health endpoints; requests through the balancer reaching every
 instance; the firewall. The deploy runs :func:`gather` as its last step (``deploy/verification.py``)
 and ``lbstack drift`` runs it too; any difference is a failed row (:mod:`lbstack.checks`).
@@ -28,6 +28,7 @@ from facts.limits import UnitLimits
 from facts.mariadb import AppLogin, Security
 from facts.nginx import Upstreams
 from facts.php_fpm import PoolStatus
+from facts.queue import QueueWorkers, Scheduler
 from facts.redis import AppConnection
 from lbstack import checks, layout, packages, topology
 from lbstack.topology import open_ssh_ports
@@ -100,6 +101,10 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         rows += checks.check_app_backends(host.get_fact(AppLogin, env_file=layout.ENV_FILE),
                                           host.get_fact(AppConnection, env_file=layout.ENV_FILE),
                                           plan, settings.db_name)
+        if plan.queue:
+            scheduler = (host.get_fact(Scheduler, timer=layout.SCHEDULE_TIMER, service=layout.SCHEDULE_SERVICE)
+                         if plan.queue.scheduler else None)
+            rows += checks.check_queue(plan, services, host.get_fact(QueueWorkers, current=layout.CURRENT), scheduler)
     if "lb" in components:
         rows += checks.check_service("lb", layout.SERVICES["lb"], plan.slices["lb"], services.get(layout.SERVICES["lb"]))
         members = topology.members(plan.instances)

@@ -16,7 +16,7 @@ def test_plan_prints_the_table_and_what_was_scaled():
     result = run("plan", "--cpus", "8", "--memory", "16G")
     assert result.exit_code == 0, result.output
     assert "Capacity plan: 8 vCPU, 16384 MiB" in result.output
-    assert "Scaled to fit this host" in result.output and "26624 MiB" in result.output
+    assert "Scaled to fit this host" in result.output and "27136 MiB" in result.output
     assert "lbstack-app.slice" in result.output and "pm.max_children" in result.output
 
 

@@ -40,7 +40,7 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     assert plan.os_reserve_mib > 0
     assert plan.memory_max_total_mib <= plan.usable_memory_mib == memory - plan.os_reserve_mib
     # each CPU ceiling is its request capped at the host (ceilings are not scaled to sum to the host)
-    requested_cpu = {"lb": 1.0, "app": 1.0 * instances, "db": 3.0, "cache": 1.0}
+    requested_cpu = {"lb": 1.0, "app": 1.0 * instances, "db": 3.0, "cache": 1.0, "queue": 1.0}
     for component, limits in plan.limits.items():
         if component != "app":
             assert limits.cpu_quota_pct == int(min(requested_cpu[component], cpus) * 100)
@@ -60,8 +60,10 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     by_cpu = max(4, math.ceil(share * settings.php_workers_per_cpu - 1e-9))
     assert plan.php_fpm.max_children == max(2, min(32, by_memory, by_cpu))
     assert FPM_MASTER_MIB + OPCACHE_MIB + plan.php_fpm.max_children * settings.php_worker_memory_mib <= inst.memory_high_mib
-    # MariaDB: every PHP worker can connect, plus headroom; pool + connections fit its MemoryHigh
-    assert plan.mariadb.max_connections == instances * plan.php_fpm.max_children + settings.db_connection_headroom
+    # MariaDB: every PHP worker, queue worker and the scheduler can connect, plus headroom; pool +
+    # connections fit its MemoryHigh
+    assert plan.mariadb.max_connections == (instances * plan.php_fpm.max_children + settings.queue_workers + 1
+                                            + settings.db_connection_headroom)
     db_high = plan.limits["db"].memory_high_mib
     assert plan.mariadb.buffer_pool_mib >= 128 and plan.mariadb.buffer_pool_mib % 128 == 0
     assert DB_BASE_MIB + plan.mariadb.buffer_pool_mib + plan.mariadb.max_connections * DB_PER_CONNECTION_MIB <= db_high
@@ -71,22 +73,22 @@ def test_plan_fits_the_host_or_refuses(gib, instances):
     assert plan.nginx.worker_rlimit_nofile >= plan.nginx.worker_connections
     assert int(plan.sysctl["net.core.somaxconn"]) >= 2000
     # scaling is explicit: adjustments exist exactly when the requests did not fit
-    requested = 2048 + 3072 * instances + 6144 + 3072
+    requested = 2048 + 3072 * instances + 6144 + 3072 + 512
     assert bool([a for a in plan.adjustments if a.what == "MemoryMax"]) == (requested > plan.usable_memory_mib)
 
 
 def test_seed_profile_on_8_vcpu_16_gb_is_scaled_explicitly():
     plan = make_plan(8, 16384, load({}))
     memory = {a.component: a for a in plan.adjustments if a.what == "MemoryMax"}
-    assert set(memory) == {"lb", "app", "db", "cache"}
-    assert memory["app"].requested == "15360 MiB" and "26624 MiB" in memory["app"].why
+    assert set(memory) == {"lb", "app", "db", "cache", "queue"}
+    assert memory["app"].requested == "15360 MiB" and "27136 MiB" in memory["app"].why
     assert plan.memory_max_total_mib <= 16384 - plan.os_reserve_mib
     # CPU ceilings are requests (none above 8 vCPU): not scaled, although they sum past the host
     assert not [a for a in plan.adjustments if a.what.startswith("CPUQuota")]
-    assert plan.cpu_quota_total_pct == 100 + 500 + 300 + 100 > 800
-    # shares are scaled (10 requested on 8): 0.8 vCPU per instance x 4 workers per vCPU -> 4
+    assert plan.cpu_quota_total_pct == 100 + 500 + 300 + 100 + 100 > 800
+    # shares are scaled (11 requested on 8): 0.73 vCPU per instance x 4 workers per vCPU -> 4
     assert plan.instances == 5 and plan.php_fpm.max_children == 4
-    assert any(a.what == "pm.max_children" and "CPU share 0.80" in a.why for a in plan.adjustments)
+    assert any(a.what == "pm.max_children" and "CPU share 0.73" in a.why for a in plan.adjustments)
 
 
 def test_two_cpu_host_keeps_ceilings_and_sizes_workers_by_share():
@@ -95,7 +97,7 @@ def test_two_cpu_host_keeps_ceilings_and_sizes_workers_by_share():
     assert plan.limits["db"].cpu_quota_pct == 200 and plan.php_fpm.instance_limits.cpu_quota_pct == 100
     assert {a.component for a in plan.adjustments if a.what.startswith("CPUQuota")} == {"db"}
     # share 2 x 5/10 / 5 = 0.2 vCPU per instance x 4 = 1 worker -> the preferred minimum of 4; 20 in all
-    assert plan.php_fpm.max_children == 4 and plan.mariadb.max_connections == 20 + 20
+    assert plan.php_fpm.max_children == 4 and plan.mariadb.max_connections == 20 + 2 + 1 + 20
     assert plan.nginx.worker_processes == 1
     more = make_plan(2, 24 * 1024, load({"php_workers_per_cpu": 40}))
     assert more.php_fpm.max_children == 8
@@ -105,7 +107,7 @@ def test_refuse_policy_refuses_with_the_numbers():
     with pytest.raises(PlanError) as err:
         make_plan(8, 16384, load({"overcommit": "refuse"}))
     text = str(err.value)
-    assert "14746 MiB usable" in text and "requested 15360 MiB" in text and "total  requested 26624 MiB" in text
+    assert "14746 MiB usable" in text and "requested 15360 MiB" in text and "total  requested 27136 MiB" in text
 
 
 def test_capacity_override_wins_over_host_facts():
@@ -181,24 +183,48 @@ def test_every_component_section_holds_the_sizes_its_templates_use():
     plan = make_plan(8, 16384, load({}))
     db = plan.mariadb
     assert db.php_workers == plan.instances * plan.php_fpm.max_children
-    assert db.max_connections == db.php_workers + db.connection_headroom
+    assert db.queue_clients == 2 + 1  # two queue workers and the scheduler
+    assert db.max_connections == db.php_workers + db.queue_clients + db.connection_headroom
     assert db.log_file_mib == max(48, db.buffer_pool_mib // 4) and db.thread_cache == min(db.max_connections, 128)
     assert db.buffer_pool_mib % db.buffer_pool_chunk_mib == 0
-    assert plan.redis.maxclients == plan.instances * plan.php_fpm.max_children + 100
+    assert plan.redis.maxclients == plan.instances * plan.php_fpm.max_children + 3 + 100
     assert plan.redis.tcp_backlog == max(511, int(plan.sysctl["net.core.somaxconn"]))
     assert plan.nginx.next_upstream_tries == plan.instances
     assert plan.nginx.listen_backlog == int(plan.sysctl["net.core.somaxconn"])
     assert plan.php_fpm.memory_limit_mib == 2 * load({}).php_worker_memory_mib
     data = plan.to_data()  # what `lbstack plan --json` prints
-    for section in ("nginx", "php_fpm", "mariadb", "redis", "limits", "sysctl"):
+    for section in ("nginx", "php_fpm", "mariadb", "redis", "queue", "limits", "sysctl"):
         assert data[section], section
+    queue = plan.queue
+    assert (queue.workers, queue.connection, queue.queues, queue.scheduler) == (2, "redis", ("default",), True)
+    # a worker stops only after its job: the stop timeout and retry_after outlast the longest job
+    assert queue.stop_timeout_s == queue.retry_after_s == queue.timeout_s + 30 == 90
+    # two workers and the scheduler share the slice's MemoryHigh
+    assert queue.worker_memory_mib == plan.limits["queue"].memory_high_mib // 3
+    assert plan.slices["queue"] == "lbstack-queue.slice"
+
+
+def test_the_queue_is_planned_only_on_app_hosts_and_only_when_it_runs_something():
+    assert make_plan(4, 8192, load({}), components=("db",)).queue is None
+    assert "queue" not in make_plan(4, 8192, load({}), components=("lb", "cache")).limits
+    off = make_plan(8, 16384, load({"queue_workers": 0, "queue_connection": "sync", "scheduler": False}))
+    assert off.queue is None and "queue" not in off.slices and "queue" not in off.limits
+    scheduler_only = make_plan(8, 16384, load({"queue_workers": 0, "queue_connection": "sync"}))
+    assert scheduler_only.queue.workers == 0 and scheduler_only.queue.scheduler
+    assert scheduler_only.mariadb.queue_clients == 1
+    # a small queue request is not scaled; its floor is a minimal worker each
+    small = make_plan(8, 16384, load({"queue_workers": 4, "queue_memory_mib": 64, "instances": 1,
+                                      "app_memory_mib": 1024, "db_memory_mib": 2048, "cache_memory_mib": 512,
+                                      "lb_memory_mib": 256}))
+    assert small.limits["queue"].memory_max_mib == 64
+    assert small.limits["queue"].tasks_max == 16 + 8 * 5
 
 
 def test_split_stack_sizes_span_every_app_host():
     three = make_plan(8, 16384, load({}), app_hosts=3)
     one = make_plan(8, 16384, load({}))
     assert three.nginx.next_upstream_tries == 3 * one.nginx.next_upstream_tries
-    assert three.redis.maxclients - 100 == 3 * (one.redis.maxclients - 100)
+    assert three.redis.maxclients - 100 == 3 * (one.redis.maxclients - 100)  # PHP and queue workers alike
     cache_only = make_plan(4, 8192, load({}), ("cache",), app_hosts=2)
     assert cache_only.redis.maxclients > 100  # sized for the app hosts' workers it cannot see
     with pytest.raises(PlanError, match="app_hosts"):

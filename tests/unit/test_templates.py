@@ -5,7 +5,7 @@ import configparser
 import pytest
 from pyinfra.api.util import get_template
 
-from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, redis, secrets
+from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, queue, redis, secrets
 from lbstack import hostscripts, layout, render as rendering, services
 from lbstack.plan import make_plan
 from lbstack.render import jinja, template
@@ -142,6 +142,42 @@ def test_fpm_unit_carries_the_instance_limits():
     assert service["Restart"] == "always" and "--fpm-config /etc/lbstack/fpm/app%i.conf" in service["ExecStart"]
 
 
+def _unit(text: str) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read_string(text)
+    return unit
+
+
+def test_queue_worker_unit_runs_queue_work_in_the_release_in_service_and_stops_after_its_job():
+    plan = make_plan(8, 16384, load({"queue_names": ["high", "default"], "queue_timeout_s": 120}))
+    settings = load({"queue_names": ["high", "default"], "queue_timeout_s": 120})
+    service = _unit(render(queue.WORKER_UNIT_FILE, **queue.worker_template_data(settings, plan)))["Service"]
+    assert service["Slice"] == "lbstack-queue.slice" and service["User"] == service["Group"] == "lbstack"
+    assert service["WorkingDirectory"] == layout.CURRENT
+    argv = service["ExecStart"].split()
+    assert argv[:4] == ["/usr/bin/php8.2", "artisan", "queue:work", "redis"]
+    assert {"--queue=high,default", "--tries=3", "--timeout=120", "--max-time=3600",
+            f"--memory={plan.queue.worker_memory_mib}"} <= set(argv)
+    # SIGTERM lets the running job finish; systemd waits longer than the longest job
+    assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) == 150 > 120
+    assert service["Restart"] == "always"
+
+
+def test_scheduler_runs_schedule_run_every_minute_as_the_app_user():
+    data = queue.schedule_template_data(SETTINGS, PLAN)
+    service = _unit(render(queue.SCHEDULE_SERVICE_FILE, **data))["Service"]
+    assert service["Type"] == "oneshot" and service["User"] == "lbstack" and service["Slice"] == "lbstack-queue.slice"
+    assert service["ExecStart"].split()[1:3] == ["artisan", "schedule:run"]
+    timer = _unit(render(queue.SCHEDULE_TIMER_FILE, **data))["Timer"]
+    assert timer["OnCalendar"] == "*-*-* *:*:00" and timer["Unit"] == layout.SCHEDULE_SERVICE
+
+
+def test_env_names_the_queue_connection_and_a_retry_after_longer_than_any_job():
+    text = render(layout.ENV_FILE, **app.env_template_data(load({"queue_timeout_s": 200}), "localhost", "127.0.0.1"))
+    assert "\nQUEUE_CONNECTION=redis\n" in text and "\nQUEUE_RETRY_AFTER=230\n" in text
+
+
 def test_mariadb_config_from_the_plan():
     text = render(mariadb.CONFIG, **mariadb.config_template_data(PLAN, ["localhost"]))
     assert "bind-address = 127.0.0.1" in text
@@ -254,6 +290,9 @@ EXAMPLES = {
     secrets.HELPER: lambda: {"store": layout.SECRETS_DIR},
     layout.INSTANCE_HELPER: lambda: hostscripts.instance_template_data(),
     layout.MAINTENANCE_HELPER: lambda: hostscripts.maintenance_template_data(),
+    queue.WORKER_UNIT_FILE: lambda: queue.worker_template_data(SETTINGS, PLAN),
+    queue.SCHEDULE_SERVICE_FILE: lambda: queue.schedule_template_data(SETTINGS, PLAN),
+    queue.SCHEDULE_TIMER_FILE: lambda: queue.schedule_template_data(SETTINGS, PLAN),
 }
 
 
