@@ -96,37 +96,35 @@ class Scheduler(FactBase):
     """
     The scheduler's timer and its last run.
 
-    Returns ``{"timer": {"active_state": "active", "enabled": "enabled", "last_trigger_us": 17950...
-    | None, "next_elapse_us": ... | None}, "service": {"result": "success", "exit_status": 0,
-    "last_exit_us": ... | None}}`` (times: epoch microseconds; absent units: "inactive", None).
+    Returns ``{"timer": {"active_state": "active", "enabled": "enabled", "last_trigger_at": 1796142900
+    | None, "next_run_at": ... | None}, "service": {"result": "success", "exit_status": 0,
+    "last_exit_at": ... | None}}`` (times: epoch seconds; absent units: "absent", None).
     """
 
     @staticmethod
     def default():
-        return {"timer": {"active_state": "absent", "enabled": "absent", "last_trigger_us": None,
-                          "next_elapse_us": None},
-                "service": {"result": None, "exit_status": None, "last_exit_us": None}}
+        return {"timer": {"active_state": "absent", "enabled": "absent", "last_trigger_at": None,
+                          "next_run_at": None},
+                "service": {"result": None, "exit_status": None, "last_exit_at": None}}
 
     def command(self, timer, service) -> str:
         t, s = shlex.quote(timer), shlex.quote(service)
+        # systemctl show prints timestamps as dates ("Tue 2026-12-01 16:35:00 UTC"): epoch on the host
         return (
+            "e() { [ -n \"$1\" ] && date -d \"$1\" +%s 2>/dev/null; }; "
             f"echo \"@timer_state=$(systemctl show -p ActiveState --value {t})\"; "
             f"echo \"@timer_enabled=$(systemctl is-enabled {t} 2>/dev/null)\"; "
-            f"echo \"@last_trigger=$(systemctl show -p LastTriggerUSec --timestamp=unix --value {t})\"; "
-            f"echo \"@next=$(systemctl show -p NextElapseUSecRealtime --timestamp=unix --value {t})\"; "
+            f"echo \"@last_trigger=$(e \"$(systemctl show -p LastTriggerUSec --value {t})\")\"; "
+            f"echo \"@next=$(e \"$(systemctl show -p NextElapseUSecRealtime --value {t})\")\"; "
             f"echo \"@result=$(systemctl show -p Result --value {s})\"; "
             f"echo \"@exit_status=$(systemctl show -p ExecMainStatus --value {s})\"; "
-            f"echo \"@last_exit=$(systemctl show -p ExecMainExitTimestamp --timestamp=unix --value {s})\"; true"
+            f"echo \"@last_exit=$(e \"$(systemctl show -p ExecMainExitTimestamp --value {s})\")\"; true"
         )
 
     @staticmethod
-    def _epoch_us(value: str) -> int | None:
-        value = value.strip().lstrip("@")
-        try:
-            seconds = float(value)
-        except ValueError:
-            return None
-        return round(seconds * 1_000_000) if seconds > 0 else None
+    def _epoch(value: str) -> int | None:
+        value = value.strip()
+        return int(value) if value.isdigit() and int(value) > 0 else None
 
     def process(self, output) -> dict:
         result = self.default()
@@ -138,13 +136,13 @@ class Scheduler(FactBase):
             elif key == "@timer_enabled":
                 timer["enabled"] = value or "absent"
             elif key == "@last_trigger":
-                timer["last_trigger_us"] = self._epoch_us(value)
+                timer["last_trigger_at"] = self._epoch(value)
             elif key == "@next":
-                timer["next_elapse_us"] = self._epoch_us(value)
+                timer["next_run_at"] = self._epoch(value)
             elif key == "@result":
                 service["result"] = value or None
             elif key == "@exit_status":
                 service["exit_status"] = int(value) if value.isdigit() else None
             elif key == "@last_exit":
-                service["last_exit_us"] = self._epoch_us(value)
+                service["last_exit_at"] = self._epoch(value)
         return result

@@ -253,7 +253,7 @@ def check_queue(plan: Plan, units: dict[str, dict], workers: dict, scheduler: di
         rows.append(Check("queue", f"{layout.SCHEDULE_TIMER} state", "active, enabled",
                           f"{timer.get('active_state', 'absent')}, {timer.get('enabled', 'absent')}",
                           timer.get("active_state") == "active" and timer.get("enabled") == "enabled"))
-        ran = service.get("last_exit_us") is not None
+        ran = service.get("last_exit_at") is not None
         result = service.get("result") or "none"
         rows.append(Check("queue", f"{layout.SCHEDULE_SERVICE} last run", "success",
                           result if ran else "not run yet", result == "success",

@@ -94,10 +94,10 @@ def queue_state(ctx: HostContext) -> dict:
                     "queues": list(q.queues)}
     if q.scheduler:
         s = ctx.fact(Scheduler, timer=layout.SCHEDULE_TIMER, service=layout.SCHEDULE_SERVICE)
-        last = s["service"]["last_exit_us"]
-        result["scheduler"] = {"timer": s["timer"]["active_state"], "last_run_at": last and last // 1_000_000,
+        last = s["service"]["last_exit_at"]
+        result["scheduler"] = {"timer": s["timer"]["active_state"], "last_run_at": last,
                                "last_result": s["service"]["result"] if last else None,
-                               "next_run_at": s["timer"]["next_elapse_us"] and s["timer"]["next_elapse_us"] // 1_000_000}
+                               "next_run_at": s["timer"]["next_run_at"]}
     return result
 
 

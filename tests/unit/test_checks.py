@@ -13,7 +13,9 @@ FACTS = Path(__file__).parent.parent / "facts"
 # The recorded hosts were converged when CPU ceilings were scaled to sum to the host (9.5 vCPU
 # requested on 8) and pools were sized by memory; these settings give that same plan today.
 RECORDED = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "lb_cpus": 0.845, "app_cpus": 0.845,
-            "db_cpus": 2.529, "cache_cpus": 0.425, "php_workers_per_cpu": 64}
+            "db_cpus": 2.529, "cache_cpus": 0.425, "php_workers_per_cpu": 64,
+            # ... and had no queue workers or scheduler
+            "queue_workers": 0, "queue_connection": "sync", "scheduler": False}
 PLAN = make_plan(8, 16384, load(RECORDED))
 UNITS_V1 = json.loads((FACTS / "limits.UnitLimits/nspawn-cgroup-v1.json").read_text())["fact"]
 SYSCTL = json.loads((FACTS / "base.SysctlValues/nspawn.json").read_text())["fact"]

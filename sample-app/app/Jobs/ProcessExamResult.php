@@ -15,7 +15,10 @@ use Illuminate\Support\Facades\DB;
 
 /**
  * Scores a submitted exam against the question bank, once: a result already processed is left
- * alone, so a job delivered twice (a worker killed after the commit) changes nothing.
+ * alone, so a job delivered twice (a worker killed after the commit) changes nothing. Every run
+ * is counted (``runs``) and the release that scored it recorded, so a test can tell a job run
+ * twice from one run once. ``grading_ms`` (asked for by the submission) stands in for the time
+ * real grading takes.
  */
 class ProcessExamResult implements ShouldQueue
 {
@@ -31,11 +34,15 @@ class ProcessExamResult implements ShouldQueue
 
     public function handle()
     {
+        ExamResult::query()->whereKey($this->result->id)->increment('runs');
         $processed = DB::transaction(function () {
             /** @var ExamResult|null $result */
             $result = ExamResult::query()->lockForUpdate()->find($this->result->id);
             if ($result === null || $result->processed_at !== null) {
                 return null;
+            }
+            if ($result->grading_ms > 0) {
+                usleep($result->grading_ms * 1000);
             }
             $answers = (array) $result->answers;
             $correct = Question::query()
@@ -46,6 +53,7 @@ class ProcessExamResult implements ShouldQueue
             $result->score = $correct;
             $result->total = count($answers);
             $result->processed_at = now();
+            $result->processed_release = basename(base_path());
             $result->save();
 
             return $result;

@@ -13,18 +13,23 @@ use Illuminate\Database\Eloquent\Model;
  * @property array<string, int>|null $answers
  * @property int $score
  * @property int $total
+ * @property int $runs
+ * @property string|null $processed_release
+ * @property int $grading_ms
  * @property \Illuminate\Support\Carbon|null $processed_at
  */
 class ExamResult extends Model
 {
     public const UPDATED_AT = null;
 
-    protected $fillable = ['session_id', 'answers', 'score', 'total'];
+    protected $fillable = ['session_id', 'answers', 'score', 'total', 'grading_ms'];
 
     protected $casts = [
         'answers' => 'array',
         'score' => 'integer',
         'total' => 'integer',
+        'runs' => 'integer',
+        'grading_ms' => 'integer',
         'processed_at' => 'datetime',
     ];
 

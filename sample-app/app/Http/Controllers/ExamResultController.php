@@ -9,7 +9,7 @@ use Illuminate\Http\JsonResponse;
 use Illuminate\Http\Request;
 
 /**
- * POST /api/exam-results {"answers": {"<question id>": <option index 0-3>, ...}}: validated,
+ * POST /api/exam-results {"answers": {"<question id>": <option index 0-3>, ...}, "grading_ms": 0..5000}: validated,
  * stored unscored, and scored by the queued ProcessExamResult job. 202 {"id", "status":"queued"};
  * 422 with Laravel's {"message", "errors"} when invalid.
  */
@@ -21,6 +21,7 @@ class ExamResultController extends Controller
             'answers' => ['required', 'array', 'min:1', 'max:50'],
             'answers.*' => ['required', 'integer', 'between:0,3'],
             'session_id' => ['nullable', 'string', 'max:40'],
+            'grading_ms' => ['nullable', 'integer', 'between:0,5000'],
         ]);
         foreach (array_keys($data['answers']) as $questionId) {
             if (! ctype_digit((string) $questionId)) {
@@ -35,6 +36,7 @@ class ExamResultController extends Controller
             'session_id' => $data['session_id'] ?? null,
             'answers' => array_map('intval', $data['answers']),
             'total' => count($data['answers']),
+            'grading_ms' => $data['grading_ms'] ?? 0,
         ]);
         ProcessExamResult::dispatch($result);
 
