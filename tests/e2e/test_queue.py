@@ -28,7 +28,10 @@ from lbstack.release import SAMPLE_APP_DIR
 from e2e_helpers import REHEARSAL_SETTINGS, TIMINGS, lbstack, pyinfra, remote
 
 JOBS = 200
-GRADING_MS = 400  # each job takes this long: 200 jobs keep 2 workers busy through the switch
+# each job takes 1.1 s and one arrives every 0.6 s for 2 minutes: through the whole rolling update
+# (about a minute) the 2 workers are busy nearly all the time, so they are stopped with a job running
+GRADING_MS = 1100
+SPREAD_S = 120.0
 INVENTORY = "inventories/rehearsal.py"
 
 
@@ -96,12 +99,12 @@ def test_jobs_submitted_during_a_rolling_update_are_each_processed_exactly_once(
         time.sleep(2)
         handle.mark("deploy")
         started = time.time()
-        poster = threading.Thread(target=submit, args=(f"http://{host.address}", JOBS, 30.0, posted), daemon=True)
+        poster = threading.Thread(target=submit, args=(f"http://{host.address}", JOBS, SPREAD_S, posted), daemon=True)
         poster.start()
         run = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={variant(tmp_path, 'q2')}",
                       settings=REHEARSAL_SETTINGS)
         handle.mark("deployed")
-        poster.join(timeout=120)
+        poster.join(timeout=SPREAD_S + 60)
         time.sleep(1)
     assert run["rc"] == 0, run["stderr"][-4000:] + run["stdout"][-4000:]
     result = handle.result()
@@ -138,6 +141,23 @@ def test_jobs_submitted_during_a_rolling_update_are_each_processed_exactly_once(
     rc, out, _ = remote(host, f"journalctl -u 'lbstack-queue@*' --since @{int(started)} --no-pager")
     assert "Killing" not in out and "timed out" not in out, out[-2000:]
     assert len(re.findall(r"Stopped lbstack-queue@\d", out)) >= 2, out[-2000:]
+    # ... and at least one was stopped with a job running, which it finished before exiting
+    assert any(finished_a_job_after_sigterm(host, unit, started) for unit in (1, 2)), out[-3000:]
+
+
+def finished_a_job_after_sigterm(info, unit: int, since: float) -> bool:
+    """Whether worker ``unit``'s journal shows a job Processed between systemd's Stopping (the
+    SIGTERM) and its Stopped."""
+    rc, out, _ = remote(info, f"journalctl -u lbstack-queue@{unit} --since @{int(since)} --no-pager -o cat")
+    lines = out.splitlines()
+    stopping = [i for i, line in enumerate(lines) if line.startswith("Stopping lbstack-queue@")]
+    for i in stopping:
+        for line in lines[i + 1:]:
+            if line.startswith("Stopped lbstack-queue@") or "Deactivated" in line:
+                break
+            if "Processed:" in line or "DONE" in line:
+                return True
+    return False
 
 
 def test_the_scheduler_runs_every_minute(host):
