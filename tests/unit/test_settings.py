@@ -56,6 +56,21 @@ BAD = [
     ({"db_name": "My-App"}, "db_name", "plain name"),
     ({"db_user": "x" * 40}, "db_user", "plain name"),
     ({"releases_keep": 0}, "releases_keep", "at least 1"),
+    ({"queue_workers": -1}, "queue_workers", "0..64"),
+    ({"queue_workers": 65}, "queue_workers", "0..64"),
+    ({"queue_workers": 0}, "queue_workers", "would never run"),
+    ({"queue_connection": "sync"}, "queue_workers", "Set queue_workers: 0"),
+    ({"queue_connection": "sqs"}, "queue_connection", "redis, database, sync"),
+    ({"queue_names": []}, "queue_names", "at least one queue"),
+    ({"queue_names": ["high prio"]}, "queue_names", "not a queue name"),
+    ({"queue_timeout_s": 0}, "queue_timeout_s", "at least 1"),
+    ({"queue_memory_mib": 32}, "queue_memory_mib", "at least 64 MiB"),
+    ({"capacity_cpus": 2, "db_cpus": 2, "queue_cpus": 3}, "queue_cpus", "more than the host"),
+    ({"scheduler": "yes"}, "scheduler", "true or false"),
+    ({"artisan_commands": ["optimize; rm -rf /"]}, "artisan_commands", "no shell"),
+    ({"artisan_commands": ["migrate:fresh"]}, "artisan_commands", "lbstack runs"),
+    ({"artisan_commands": [""]}, "artisan_commands", "not an artisan command"),
+    ({"artisan_commands": "optimize"}, "artisan_commands", "must be a list"),
 ]
 
 
@@ -177,3 +192,10 @@ def test_php_preload_defaults_to_app_and_can_be_turned_off():
     assert load({}).php_preload == ["app"]
     assert load({"php_preload": []}).php_preload == []
     assert load({"php_preload": ["app", "vendor/laravel/framework/src"]}).php_preload[1] == "vendor/laravel/framework/src"
+
+
+def test_queue_and_artisan_settings_that_make_sense_load():
+    s = load({"queue_workers": 0, "queue_connection": "sync", "scheduler": False,
+              "artisan_commands": ["optimize", "horizon:publish --force", "cache:clear --store=redis"]})
+    assert (s.queue_workers, s.queue_connection, s.scheduler) == (0, "sync", False)
+    assert load({}).queue_workers == 2 and load({}).queue_connection == "redis"
