@@ -31,6 +31,9 @@ return [
             'prefix_indexes' => true,
             'strict' => true,
             'engine' => 'InnoDB',
+            // a connection finding MariaDB down waits this long for it (App\Backends): a restart
+            // takes about a second
+            'connect_wait_ms' => (int) env('DB_CONNECT_WAIT_MS', 3000),
             'options' => extension_loaded('pdo_mysql') ? array_filter([
                 PDO::MYSQL_ATTR_SSL_CA => env('MYSQL_ATTR_SSL_CA'),
                 // One connection per FPM worker, kept across requests (lbstack turns it on).
@@ -72,6 +75,8 @@ return [
             'database' => env('REDIS_DB', '0'),
             'timeout' => 1.0,
             'read_timeout' => 2.0,
+            // a connection finding Redis down waits this long for it (App\Backends)
+            'connect_wait_ms' => (int) env('REDIS_CONNECT_WAIT_MS', 3000),
         ],
 
         // The cache (a separate database number: `cache:clear` flushes only this one).
@@ -83,6 +88,8 @@ return [
             'database' => env('REDIS_CACHE_DB', '1'),
             'timeout' => 1.0,
             'read_timeout' => 2.0,
+            // a connection finding Redis down waits this long for it (App\Backends)
+            'connect_wait_ms' => (int) env('REDIS_CONNECT_WAIT_MS', 3000),
         ],
 
     ],

@@ -2,6 +2,7 @@
 
 namespace App\Exceptions;
 
+use App\Backends\Outage;
 use Illuminate\Foundation\Exceptions\Handler as ExceptionHandler;
 use Illuminate\Http\Request;
 use Illuminate\Validation\ValidationException;
@@ -10,6 +11,8 @@ use Throwable;
 
 class Handler extends ExceptionHandler
 {
+    public const RETRY_AFTER_S = 5;
+
     /**
      * @var array<class-string<Throwable>, \Psr\Log\LogLevel::*>
      */
@@ -42,6 +45,20 @@ class Handler extends ExceptionHandler
      */
     public function register()
     {
+        // MariaDB or Redis still down after the connections waited for it (App\Backends): the
+        // client is told to come back (503 + Retry-After), on every page, not given a 500
+        $this->renderable(function (Throwable $e, Request $request) {
+            if (! Outage::caused($e) || config('app.debug')) {
+                return null;
+            }
+            $headers = ['Retry-After' => (string) self::RETRY_AFTER_S];
+            if ($request->is('api/*') || $request->expectsJson()) {
+                return response()->json(['error' => 'service unavailable'], 503, $headers);
+            }
+
+            return response('Service temporarily unavailable, please retry in a few seconds.', 503, $headers)
+                ->header('Content-Type', 'text/plain; charset=UTF-8');
+        });
         $this->renderable(function (Throwable $e, Request $request) {
             if (! $request->is('api/*') || $e instanceof ValidationException || config('app.debug')) {
                 return null;

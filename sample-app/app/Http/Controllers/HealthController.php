@@ -2,6 +2,7 @@
 
 namespace App\Http\Controllers;
 
+use App\Exceptions\Handler;
 use App\Http\Middleware\StampInstance;
 use Illuminate\Http\JsonResponse;
 use Illuminate\Support\Facades\DB;
@@ -11,7 +12,7 @@ use Throwable;
 
 /**
  * GET /api/ujian/health: the app itself, MariaDB (SELECT 1) and Redis (PING). 200 with
- * "status":"ok", else 503 with "status":"fail" and "fail: <error>" for the failing check.
+ * "status":"ok", else 503 (Retry-After) with "status":"fail" and "fail: <error>" for the failing check.
  */
 class HealthController extends Controller
 {
@@ -31,7 +32,11 @@ class HealthController extends Controller
             'instance' => StampInstance::instance(),
             'release' => StampInstance::release(),
             'checks' => $checks,
-        ], $failed === [] ? 200 : 503)->header('Cache-Control', 'no-store');
+        ], $failed === [] ? 200 : 503)->withHeaders(array_filter([
+            'Cache-Control' => 'no-store',
+            // a backend down: come back after the wait the app gives a restart
+            'Retry-After' => $failed === [] ? null : (string) Handler::RETRY_AFTER_S,
+        ]));
     }
 
     /** "ok", or "fail: <error message>" with the configured secrets replaced by ***. */
