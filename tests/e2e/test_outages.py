@@ -70,10 +70,9 @@ def test_a_backend_restart_or_crash_fails_no_request(host, unit, command):
 def test_an_outage_longer_than_the_wait_is_answered_503_with_retry_after_then_recovers(host):
     result, window = under_load(host, "systemctl stop redis-server && sleep 8 && systemctl start redis-server",
                                 after_s=8.0)
-    during = [r for r in window if result.marks["start"] + 4 <= r.start <= result.marks["done"] - 1]
-    assert during, "no request during the outage"
-    kinds = {(r.status, r.retry_after) for r in during}
+    # (Redis takes a few seconds to stop: it writes its data first)
+    kinds = {(r.status, r.retry_after or "") for r in window}
     assert (503, RETRY_AFTER) in kinds, kinds  # the pages that need Redis are told to come back
-    assert kinds <= {(200, ""), (200, None), (503, RETRY_AFTER)}, kinds  # never a 500 or a socket error
+    assert kinds <= {(200, ""), (503, RETRY_AFTER)}, kinds  # never a 500, a 503 without Retry-After or an error
     after = [r for r in window if r.start >= result.marks["done"] + 4]
     assert after and all(r.status == 200 for r in after), sorted({(r.path, r.status) for r in after if r.status != 200})
