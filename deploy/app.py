@@ -213,13 +213,13 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
         f"chown -R {user}:{user} {path}",  # the build steps below run as the app user
     ]
     server.shell(name=f"Unpack release {release_id} into {path}", commands=unpack)
-    if build.has_composer_json and not build.has_vendor:
+    if build.needs_composer:
         apt.packages(name="Install Composer (the release ships composer.json without vendor/)",
                      packages=packages.COMPOSER, no_recommends=True)
         server.shell(  # a failure refuses the release with Composer's own message; nothing switched yet
             name=f"composer install (release {release_id}: --no-dev --optimize-autoloader, as {user})",
-            commands=[f"cd {path} && runuser -u {user} -- env COMPOSER_HOME={layout.COMPOSER_HOME} composer install "
-                      "--no-dev --optimize-autoloader --no-interaction --no-progress"],
+            commands=[f"cd {path} && runuser -u {user} -- env COMPOSER_HOME={layout.COMPOSER_HOME} "
+                      + shlex.join(release.COMPOSER_INSTALL)],
         )
     if settings.php_preload:
         # before the backup and the migrations: a release OPcache cannot preload changes nothing
@@ -246,7 +246,7 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
              "(code root-owned, config cache mode 600, marked complete)",
         commands=[
             artisan(settings, path, "storage:link"),  # public/storage -> the shared storage/app/public
-            *(artisan(settings, path, f"{what}:cache") for what in ARTISAN_CACHES),
+            *(artisan(settings, path, f"{what}:cache") for what in release.ARTISAN_CACHES),
             *(artisan(settings, path, shlex.join(command.split())) for command in settings.artisan_commands),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
             f"chmod 600 {path}/{CONFIG_CACHE}",
@@ -255,7 +255,6 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
     )
 
 
-ARTISAN_CACHES = ("config", "route", "view", "event")  # `artisan <what>:cache` per release, in this order
 CONFIG_CACHE = "bootstrap/cache/config.php"  # holds the secrets in clear (config:cache)
 
 

@@ -163,7 +163,7 @@ def deploy(inventory: str, rolling: bool, overrides: tuple[tuple[str, object], .
                                 "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
-    """Baseline vs lbstack under the same load on two rehearsal hosts (`lbstack bench --help`).
+    """Stock baseline vs a hand-tuned pool vs lbstack under the same load (`lbstack bench --help`).
 
     Benchmark tooling of a source checkout (``bench/``, not installed): runs ``python -m bench
     ARGS`` with the checkout on the module path; relative paths stay the caller's."""

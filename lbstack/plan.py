@@ -317,6 +317,18 @@ def pin_instances(instances: int, ceiling_pct: int, online_cpus: int | None, pin
     return tuple(sets), ""
 
 
+def nginx_worker_connections(max_clients: int, workers: int) -> int:
+    """nginx ``worker_connections`` for ``max_clients`` spread over ``workers``: a client and its
+    upstream connection each, with slack (also the bench's tuned pool, for one worker)."""
+    return max(1024, math.ceil(max_clients * NGINX_CONNECTIONS_PER_CLIENT * NGINX_CONNECTION_SLACK / workers))
+
+
+def listen_backlog(max_clients: int) -> int:
+    """``net.core.somaxconn`` and nginx's ``listen ... backlog=``: a burst of ``max_clients`` new
+    connections fits (the next power of two), at least :data:`MIN_SOMAXCONN`."""
+    return max(MIN_SOMAXCONN, 1 << math.ceil(math.log2(max(1, max_clients))))
+
+
 def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: tuple[str, ...] = COMPONENTS,
               online_cpus: int | None = None, app_hosts: int = 1) -> Plan:
     """Plan every limit and size for the ``components`` placed on a host of this size.
@@ -433,7 +445,7 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     workers = conns = nofile = 0
     if "lb" in components:
         workers = max(1, math.ceil(min(req_cpus["lb"], host_cpus) - 1e-9))
-        conns = max(1024, math.ceil(s.lb_max_clients * NGINX_CONNECTIONS_PER_CLIENT * NGINX_CONNECTION_SLACK / workers))
+        conns = nginx_worker_connections(s.lb_max_clients, workers)
         nofile = 2 * conns
 
     tasks = {"lb": workers + 16, "app": (children + 16) * n, "db": max_connections + 64, "cache": 32,
@@ -444,7 +456,7 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     if n:  # the app slice's MemoryHigh is the sum of its instances', like its other limits
         limits["app"] = Limits(cpu_pct["app"], instance_limits.memory_high_mib * n, mem["app"], tasks["app"])
     pinned, pinning_note = pin_instances(n, instance_limits.cpu_quota_pct if n else 0, online_cpus, s.app_cpu_pinning)
-    somaxconn = max(MIN_SOMAXCONN, 1 << math.ceil(math.log2(max(1, s.lb_max_clients))))
+    somaxconn = listen_backlog(s.lb_max_clients)
     sysctl = {
         "net.core.somaxconn": str(somaxconn),
         "net.ipv4.tcp_max_syn_backlog": str(2 * somaxconn),

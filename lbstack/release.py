@@ -42,6 +42,17 @@ class Build:
     def short(self) -> str:
         return self.digest[:12]
 
+    @property
+    def needs_composer(self) -> bool:
+        """The host runs :data:`COMPOSER_INSTALL` in it: composer.json (and its lock), no vendor/."""
+        return self.has_composer_json and not self.has_vendor
+
+
+# How a release is built on its host, by the deploy (deploy/app.py) and by the bench's plain-apt
+# hosts alike: Composer's optimized classmap (when the release needs it), then Laravel's caches.
+COMPOSER_INSTALL = ("composer", "install", "--no-dev", "--optimize-autoloader", "--no-interaction", "--no-progress")
+ARTISAN_CACHES = ("config", "route", "view", "event")  # `artisan <what>:cache` per release, in this order
+
 
 def shown(source: str) -> str:
     """``source`` as lbstack prints or records it: credentials in a URL (``https://user:token@host``)

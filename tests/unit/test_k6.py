@@ -18,7 +18,7 @@ import pytest
 from lbstack import REPO_ROOT
 
 K6_DIR = REPO_ROOT / "k6"
-SCRIPTS = ["simple-api-test.js", "random-question-test.js", "ujian-api.js"]
+SCRIPTS = ["simple-api-test.js", "random-question-test.js", "ujian-api.js", "users-held.js"]
 
 # the seed's ramp ("K6 Load Testing Commands"), each stage 2m there
 SEED_TARGETS = [200, 500, 1000, 1500, 2000, 1000, 500, 100]
@@ -34,6 +34,7 @@ ENDPOINTS = {
     "simple-api-test.js": {"/api/questions/random", "/api/ujian/health"},
     "random-question-test.js": {"/api/questions/random"},
     "ujian-api.js": {"/exam", "/api/session", "/api/questions/random", "/api/ujian/health"},
+    "users-held.js": {"/exam", "/api/session", "/api/questions/random", "/api/ujian/health"},
 }
 EXTRA_THRESHOLDS = {  # beyond the seed's three and the per-instance ones
     "simple-api-test.js": {},
@@ -41,6 +42,7 @@ EXTRA_THRESHOLDS = {  # beyond the seed's three and the per-instance ones
     "ujian-api.js": {f"http_req_duration{{endpoint:{e}}}": ["p(95)<1500"]
                      for e in ("exam", "random_question", "session", "health")},
 }
+EXTRA_THRESHOLDS["users-held.js"] = EXTRA_THRESHOLDS["ujian-api.js"]  # the bench's probe: the same test
 
 # k6's built-in metrics and their types; which aggregations each type's thresholds may use
 BUILTIN_METRICS = {
@@ -289,7 +291,7 @@ def test_random_question_stage_duration(duration: str) -> None:
 
 
 @pytest.mark.parametrize("bad", ["2 minutes", "10", "abc"])
-@pytest.mark.parametrize("script", ["random-question-test.js", "ujian-api.js"])
+@pytest.mark.parametrize("script", ["random-question-test.js", "ujian-api.js", "users-held.js"])
 def test_bad_stage_duration_is_refused_by_name(script: str, bad: str) -> None:
     assert "STAGE_DURATION" in run_error(script, {"STAGE_DURATION": bad})
 
@@ -397,6 +399,7 @@ THINK = {  # script -> default think time range (s) per iteration's sleeps
     "simple-api-test.js": (0.8, 1.2),
     "random-question-test.js": (0.1, 1.0),
     "ujian-api.js": (0.1, 1.0),
+    "users-held.js": (0.1, 1.0),
 }
 
 
@@ -441,3 +444,22 @@ def test_readme_documents_the_scripts_and_their_environment() -> None:
     names = set(re.findall(r"(?:env|numberFromEnv|durationFromEnv)\('([A-Z_]+)'", sources))
     assert {"API_BASE_URL", "STAGE_DURATION", "LB_INSTANCES"} <= names
     assert not [n for n in sorted(names) if f"`{n}`" not in text], "undocumented environment variables"
+
+
+def test_users_held_probe_is_ujian_api_with_a_bounded_graceful_stop() -> None:
+    """bench.users' probe: ujian-api.js's iteration, ramp and thresholds, as one ramping-vus
+    scenario whose graceful ramp-down and stop are GRACEFUL_STOP (k6's 30 s by default)."""
+    env = {"PEAK_VUS": "300", "STAGE_DURATION": "8s", "GRACEFUL_STOP": "5s"}
+    probe = run("users-held.js", env, iterations=2)
+    ujian = run("ujian-api.js", env, iterations=2)
+    options = probe["options"]
+    assert set(options) == {"scenarios", "thresholds"}  # no top-level stages/vus to conflict
+    assert options["thresholds"] == ujian["options"]["thresholds"]
+    (scenario,) = options["scenarios"].values()
+    assert scenario == {"executor": "ramping-vus", "startVUs": 0, "stages": ujian["options"]["stages"],
+                        "gracefulRampDown": "5s", "gracefulStop": "5s"}
+    assert [s["target"] for s in scenario["stages"]] == [150, 300, 300, 0]
+    assert [r["url"] for r in probe["requests"]] == [r["url"] for r in ujian["requests"]]
+    default = run("users-held.js", {"PEAK_VUS": "10"}, iterations=1)["options"]["scenarios"]
+    assert {s["gracefulStop"] for s in default.values()} == {"30s"}
+    assert "GRACEFUL_STOP" in run_error("users-held.js", {"GRACEFUL_STOP": "soon"})
