@@ -52,6 +52,7 @@ import os
 import re
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -335,6 +336,9 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {label} | {tool[key]:.1f} |")
     if tool.get("packages"):
         lines += ["", f"Packages: {' '.join(tool['packages'])}"]
+    if tool.get("worker_memory"):
+        lines += ["", "## Warmed PHP-FPM workers (after the load, from /proc/PID/smaps_rollup)", ""]
+        lines += [f"- {setup}: {memory_text(m)}" for setup, m in tool["worker_memory"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -578,6 +582,34 @@ def machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+# each FPM worker's (not master's) resident and proportional set size, in kB
+WORKER_MEMORY = ("for p in $(pgrep -f '^php-fpm: pool '); do "
+                 "awk -v p=$p '/^Rss:/ {r=$2} /^Pss:/ {s=$2} END {print p, r, s}' /proc/$p/smaps_rollup; done")
+
+
+def worker_memory(info) -> dict[str, Any]:
+    """The warmed PHP-FPM workers' memory on a host: how many, RSS and PSS (MiB) median and max.
+    RSS counts the OPcache and code pages every worker shares; PSS divides them among their
+    sharers (what one more worker costs is in between)."""
+    rss, pss = [], []
+    for line in _ssh(info, WORKER_MEMORY, timeout_s=60).splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            rss.append(int(parts[1]) / 1024)
+            pss.append(int(parts[2]) / 1024)
+    return {"workers": len(rss), "rss_mib": _spread(rss), "pss_mib": _spread(pss)}
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    return {"p50": round(statistics.median(values), 1) if values else None,
+            "max": round(max(values), 1) if values else None}
+
+
+def memory_text(m: dict[str, Any]) -> str:
+    return (f"{m['workers']} workers, RSS median {m['rss_mib']['p50']} MiB (max {m['rss_mib']['max']}), "
+            f"PSS median {m['pss_mib']['p50']} MiB (max {m['pss_mib']['max']})")
+
+
 def _ssh(info, command: str, timeout_s: float = 600.0) -> str:
     from lbstack.rehearsal import ssh_run
 
@@ -792,6 +824,9 @@ def run(options: Options, echo: Callable[[str], None] = print) -> dict[str, Any]
             step(f"lbstack: drift check: {tool['drift_s']} s (exit {drift.returncode})")
 
             rows = _load_phase(options, hosts, step)
+            tool["worker_memory"] = {setup: worker_memory(hosts[setup]) for setup in SETUPS}
+            step("warmed PHP-FPM workers (after the load): " + "; ".join(
+                f"{setup} {memory_text(m)}" for setup, m in tool["worker_memory"].items()))
             users_held = _users_phase(options, hosts, k6, step)
         finally:
             if not options.keep_hosts:
