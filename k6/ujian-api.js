@@ -23,6 +23,9 @@ const STAGE = durationFromEnv('STAGE_DURATION', '2m');
 const PEAK = numberFromEnv('PEAK_VUS', 1000, { min: 1, integer: true });
 
 export const options = {
+  // an exam taker keeps their session cookie for the whole test (k6 clears cookies after every
+  // iteration by default: each iteration would be a new session and the counter would restart)
+  noCookiesReset: true,
   stages: [
     { duration: STAGE, target: Math.ceil(PEAK / 2) },
     { duration: STAGE, target: PEAK },

@@ -28,4 +28,5 @@ export const options = {
     },
   },
   thresholds: ujian.thresholds,
+  noCookiesReset: ujian.noCookiesReset,
 };

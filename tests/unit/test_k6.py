@@ -453,8 +453,10 @@ def test_users_held_probe_is_ujian_api_with_a_bounded_graceful_stop() -> None:
     probe = run("users-held.js", env, iterations=2)
     ujian = run("ujian-api.js", env, iterations=2)
     options = probe["options"]
-    assert set(options) == {"scenarios", "thresholds"}  # no top-level stages/vus to conflict
+    assert set(options) == {"scenarios", "thresholds", "noCookiesReset"}  # no top-level stages/vus to conflict
     assert options["thresholds"] == ujian["options"]["thresholds"]
+    # each exam taker keeps its session for the whole run (k6 clears cookies per iteration)
+    assert options["noCookiesReset"] is True and ujian["options"]["noCookiesReset"] is True
     (scenario,) = options["scenarios"].values()
     assert scenario == {"executor": "ramping-vus", "startVUs": 0, "stages": ujian["options"]["stages"],
                         "gracefulRampDown": "5s", "gracefulStop": "5s"}
