@@ -37,10 +37,15 @@ def test_status_reports_units_pools_upstream_and_release(host):
     assert h["healthy"] and h["problems"] == []
     units = {u["unit"]: u for u in h["units"]}
     assert set(units) >= {f"lbstack-fpm@{i}.service" for i in range(1, 6)} | {
-        "nginx.service", "mariadb.service", "redis-server.service", "lbstack-app.slice"}
+        "nginx.service", "mariadb.service", "redis-server.service", "lbstack-app.slice",
+        "lbstack-queue.slice", "lbstack-queue@1.service", "lbstack-queue@2.service", "lbstack-schedule.timer"}
     for unit in units.values():
         assert unit["active_state"] == "active" and unit["enabled"] == "enabled", unit
-        assert unit["uptime_s"] > 0 and unit["memory_current"] > 0
+        if not unit["unit"].endswith(".timer"):  # a timer has no processes, so no memory
+            assert unit["uptime_s"] > 0 and unit["memory_current"] > 0, unit
+    queue = h["queue"]
+    assert [w["release"] for w in queue["workers"]] == [h["release"]["current"]] * 2
+    assert queue["scheduler"]["timer"] == "active"
     fpm = units["lbstack-fpm@1.service"]
     assert fpm["memory_max"] == rehearsal_plan().php_fpm.instance_limits.memory_max_mib * 1024 * 1024
     assert fpm["memory_current"] < fpm["memory_max"]

@@ -146,17 +146,22 @@ def test_jobs_submitted_during_a_rolling_update_are_each_processed_exactly_once(
 
 
 def finished_a_job_after_sigterm(info, unit: int, since: float) -> bool:
-    """Whether worker ``unit``'s journal shows a job Processed between systemd's Stopping (the
-    SIGTERM) and its Stopped."""
-    rc, out, _ = remote(info, f"journalctl -u lbstack-queue@{unit} --since @{int(since)} --no-pager -o cat")
-    lines = out.splitlines()
-    stopping = [i for i, line in enumerate(lines) if line.startswith("Stopping lbstack-queue@")]
-    for i in stopping:
-        for line in lines[i + 1:]:
-            if line.startswith("Stopped lbstack-queue@") or "Deactivated" in line:
-                break
-            if "Processed:" in line or "DONE" in line:
-                return True
+    """Whether worker ``unit``'s journal shows its process logging a job Processed at or after
+    systemd's Stopping (the SIGTERM). By PID and time, not line order: the worker's stdout can
+    reach the journal after systemd's own lines."""
+    rc, out, _ = remote(info, f"journalctl -u lbstack-queue@{unit} --since @{int(since)} --no-pager -o short-unix")
+    events = []
+    for line in out.splitlines():
+        m = re.match(r"^(\d+\.\d+) \S+ ([^\[:]+)(?:\[(\d+)\])?: (.*)$", line)
+        if m:
+            events.append((float(m.group(1)), m.group(2), m.group(3), m.group(4)))
+    for i, (at, ident, _, message) in enumerate(events):
+        if ident != "systemd" or not message.startswith("Stopping lbstack-queue@"):
+            continue
+        before = [pid for _, who, pid, _ in events[:i] if who.startswith("php")]
+        if before and any(pid == before[-1] and "Processed:" in text and when >= at
+                          for when, who, pid, text in events[i + 1:]):
+            return True
     return False
 
 
@@ -164,19 +169,19 @@ def test_the_scheduler_runs_every_minute(host):
     """lbstack-schedule.timer runs `artisan schedule:run` each minute; the app's scheduled
     lbstack:heartbeat writes one line per run to storage/logs/scheduler.log."""
     log = f"{layout.SHARED_DIR}/storage/logs/scheduler.log"
-    deadline = time.monotonic() + 150
-    while True:
+    rc, out, _ = remote(host, "date +%s")
+    since = int(out)
+    deadline = time.monotonic() + 200
+    while True:  # the next three runs from now (a host just out of heavy load may have skipped one)
         rc, out, _ = remote(host, f"cat {log} 2>/dev/null; true")
-        stamps = [utc(m, "%Y-%m-%d %H:%M:%S")
-                  for m in re.findall(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] production\.INFO: heartbeat", out, re.M)]
+        stamps = [s for s in (utc(m, "%Y-%m-%d %H:%M:%S") for m in re.findall(
+            r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] production\.INFO: heartbeat", out, re.M)) if s >= since]
         if len(stamps) >= 3 or time.monotonic() > deadline:
             break
         time.sleep(10)
     assert len(stamps) >= 3, out[-1000:]
-    gaps = [stamps[-2] - stamps[-3], stamps[-1] - stamps[-2]]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert all(58 <= gap <= 62 for gap in gaps), gaps
-    rc, out, _ = remote(host, "date +%s")
-    assert int(out) - stamps[-1] <= 65  # and it still runs
     rc, out, _ = remote(host, f"stat -c '%U' {log}; systemctl show -p User --value {layout.SCHEDULE_SERVICE}")
     assert out.split() == ["lbstack", "lbstack"]  # as the app user
 
