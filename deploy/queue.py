@@ -82,10 +82,10 @@ def workers_retired(keep: int):
 @operation()
 def timer_off(timer: str):
     """Stop and disable the scheduler's timer if it runs (``scheduler: false``)."""
-    state = host.get_fact(Scheduler, timer=timer, service=layout.SCHEDULE_SERVICE)["timer"]
-    if state["active_state"] == "active":
+    live = host.get_fact(Scheduler, timer=timer, service=layout.SCHEDULE_SERVICE)["timer"]
+    if live["active_state"] == "active":
         yield StringCommand("systemctl", "stop", timer)
-    if state["enabled"] == "enabled":
+    if live["enabled"] == "enabled":
         yield StringCommand("systemctl", "disable", timer)
 
 
