@@ -143,6 +143,15 @@ def converged_nspawn(request):
     return _converge(request, "nspawn")
 
 
+@pytest.fixture(scope="session")
+def host(converged_nspawn):
+    """The session's converged nspawn host, for modules that work on it (a module with its own
+    ``host`` fixture overrides this one)."""
+    _, info, first = converged_nspawn
+    assert first["rc"] == 0, first["stderr"][-4000:]
+    return info
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """Print the stale hosts reaped, and the timings the end-to-end tests saw (informational;
     bench/ measures them properly)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,9 +16,10 @@ import urllib.request
 
 import yaml
 
-from lbstack import REPO_ROOT
+from lbstack import REPO_ROOT, layout
 from lbstack.plan import make_plan
 from lbstack.rehearsal import converge, ssh_run
+from lbstack.release import SAMPLE_APP_DIR
 from lbstack.settings import load
 
 MIB = 1024 * 1024
@@ -115,3 +117,23 @@ def lbstack(host_name: str, *args: str, timeout: int = 600, env: dict | None = N
         except json.JSONDecodeError:
             pass
     return out
+
+
+def variant(tmp_path, name: str, health_status: int | None = None):
+    """A copy of the sample app that is a different build (its own release); ``health_status``
+    makes its health endpoint always answer that status."""
+    root = tmp_path / name
+    shutil.copytree(SAMPLE_APP_DIR, root, ignore=shutil.ignore_patterns("storage"))
+    (root / "public" / "build.txt").write_text(f"{name}\n")
+    if health_status is not None:
+        controller = root / "app" / "Http" / "Controllers" / "HealthController.php"
+        text = controller.read_text()
+        assert "$failed === [] ? 200 : 503" in text
+        controller.write_text(text.replace("$failed === [] ? 200 : 503", str(health_status)))
+    return str(root)
+
+
+def current(info) -> str:
+    """The release ``current`` points to on the host."""
+    rc, out, _ = remote(info, f"readlink {layout.CURRENT}")
+    return out.strip().rsplit("/", 1)[-1]

@@ -23,13 +23,6 @@ INV = "inventories/rehearsal.py"
 INSTANCES = [f"app{i}" for i in range(1, 6)]
 
 
-@pytest.fixture(scope="module")
-def host(converged_nspawn):
-    _, info, first = converged_nspawn
-    assert first["rc"] == 0, first["stderr"][-4000:]
-    return info
-
-
 def test_status_reports_units_pools_upstream_and_release(host):
     run = lbstack(host.name, "status", INV, "--json")
     assert run["rc"] == 0, run["stderr"]

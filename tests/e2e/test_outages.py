@@ -23,13 +23,6 @@ PATHS = ["/api/questions/random", "/api/session", "/api/ujian/health", "/exam"]
 RETRY_AFTER = "5"  # App\Exceptions\Handler::RETRY_AFTER_S
 
 
-@pytest.fixture(scope="module")
-def host(converged_nspawn):
-    _, info, first = converged_nspawn
-    assert first["rc"] == 0, first["stderr"][-3000:]
-    return info
-
-
 def main_pid(info, unit: str) -> str:
     rc, out, _ = remote(info, f"systemctl show -p MainPID --value {unit}")
     return out.strip()

@@ -12,20 +12,16 @@ from __future__ import annotations
 import calendar
 import json
 import re
-import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
 
-import pytest
-
 from bench import load
 from lbstack import layout
-from lbstack.release import SAMPLE_APP_DIR
 
-from e2e_helpers import REHEARSAL_SETTINGS, TIMINGS, lbstack, pyinfra, remote
+from e2e_helpers import REHEARSAL_SETTINGS, TIMINGS, current, lbstack, pyinfra, remote, variant
 
 JOBS = 200
 # each job takes 1.1 s and one arrives every 0.6 s for 2 minutes: through the whole rolling update
@@ -33,13 +29,6 @@ JOBS = 200
 GRADING_MS = 1100
 SPREAD_S = 120.0
 INVENTORY = "inventories/rehearsal.py"
-
-
-@pytest.fixture(scope="module")
-def host(converged_nspawn):
-    _, info, first = converged_nspawn
-    assert first["rc"] == 0, first["stderr"][-3000:]
-    return info
 
 
 def sql(info, query: str) -> list[list[str]]:
@@ -51,11 +40,6 @@ def sql(info, query: str) -> list[list[str]]:
 def utc(text: str, form: str) -> int:
     """Epoch seconds of a UTC time written in ``form`` (the hosts run in UTC)."""
     return calendar.timegm(datetime.strptime(text, form).timetuple())
-
-
-def current(info) -> str:
-    rc, out, _ = remote(info, f"readlink {layout.CURRENT}")
-    return out.strip().rsplit("/", 1)[-1]
 
 
 def worker_releases(info) -> dict[str, str]:
@@ -79,13 +63,6 @@ def submit(base: str, count: int, spread_s: float, results: list) -> None:
             results.append((error.code, error.read()[:200]))
         except OSError as error:
             results.append((None, str(error)))
-
-
-def variant(tmp_path, name: str) -> str:
-    root = tmp_path / name
-    shutil.copytree(SAMPLE_APP_DIR, root, ignore=shutil.ignore_patterns("storage"))
-    (root / "public" / "build.txt").write_text(f"{name}\n")
-    return str(root)
 
 
 def test_jobs_submitted_during_a_rolling_update_are_each_processed_exactly_once(host, tmp_path):

@@ -11,42 +11,18 @@ bundled sample app, as the other modules expect.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 
-import pytest
 
 from bench import load
 from lbstack import layout
-from lbstack.release import SAMPLE_APP_DIR
 
-from e2e_helpers import TIMINGS, REHEARSAL_SETTINGS, changed_ops, failed_ops, lbstack, pyinfra, remote
+from e2e_helpers import TIMINGS, REHEARSAL_SETTINGS, changed_ops, current, failed_ops, lbstack, pyinfra, remote, variant
 
 CONNECTIONS = 200
 PATHS = ["/api/questions/random", "/api/ujian/health"]
 INVENTORY = "inventories/rehearsal.py"
-
-
-@pytest.fixture(scope="module")
-def host(converged_nspawn):
-    _, info, first = converged_nspawn
-    assert first["rc"] == 0, first["stderr"][-3000:]
-    return info
-
-
-def variant(tmp_path, name: str, health_status: int | None = None):
-    """A copy of the sample app that is a different build (its own release); ``health_status``
-    makes its health endpoint always answer that status."""
-    root = tmp_path / name
-    shutil.copytree(SAMPLE_APP_DIR, root, ignore=shutil.ignore_patterns("storage"))
-    (root / "public" / "build.txt").write_text(f"{name}\n")
-    if health_status is not None:
-        controller = root / "app" / "Http" / "Controllers" / "HealthController.php"
-        text = controller.read_text()
-        assert "$failed === [] ? 200 : 503" in text
-        controller.write_text(text.replace("$failed === [] ? 200 : 503", str(health_status)))
-    return str(root)
 
 
 def settings(**extra) -> dict:
@@ -57,11 +33,6 @@ def pointers(info) -> dict[str, str]:
     rc, out, _ = remote(info, f"for p in {layout.INSTANCES_DIR}/*; do echo ${{p##*/}}=$(readlink $p); done")
     assert rc == 0
     return {k: v.rsplit("/", 1)[-1] for k, v in (line.split("=", 1) for line in out.split())}
-
-
-def current(info) -> str:
-    rc, out, _ = remote(info, f"readlink {layout.CURRENT}")
-    return out.strip().rsplit("/", 1)[-1]
 
 
 def under_load(info, seconds: float = 300):

@@ -25,13 +25,6 @@ from e2e_helpers import REHEARSAL_SETTINGS, changed_ops, failed_ops, http, pyinf
 INSTANCES = 5
 
 
-@pytest.fixture(scope="module")
-def host(converged_nspawn):
-    _, info, first = converged_nspawn
-    assert first["rc"] == 0, first["stderr"][-3000:]
-    return info
-
-
 def _online_cpus(info) -> int:
     rc, out, err = remote(info, "getconf _NPROCESSORS_ONLN")  # what pyinfra's Cpus fact falls back to
     assert rc == 0, err
