@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import click
 from pyinfra.api import Config, State
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.host import Host
 from pyinfra.context import ctx_config, ctx_state
 from rich.table import Table
 
-from lbstack import layout, report, settings as settings_mod
+from lbstack import layout, report, settings as settings_mod, transport
 from lbstack.commands import (EXIT_ERROR, EXIT_UNHEALTHY, EXIT_USAGE, connected, emit, fail, inventory_argument,
                               json_option, limit_option)
 from lbstack.session import InventoryError, Session, SessionError, load_inventory, use_host
@@ -63,11 +62,8 @@ def run_helper(host: Host, *args: str, timeout: int) -> HelperRun:
     a marker line, since pyinfra's connectors report only success or failure."""
     command = " ".join([layout.BACKUP_HELPER, *(shlex.quote(a) for a in args)]) + f'; echo "{_EXIT_MARK}$?"'
     with use_host(host):
-        arguments, _ = pop_global_arguments(host.state, host, {})
-        connector_arguments = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
-        connector_arguments["_timeout"] = timeout
         try:
-            _, output = host.run_shell_command(command, **connector_arguments)
+            _, output = transport.run_command(host, command, timeout)
         except TimeoutError:
             raise SessionError(f"{host.name}: lbstack-backup {args[0]} did not finish within {timeout} s") from None
         except OSError as exc:  # the connection broke

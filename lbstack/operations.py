@@ -18,7 +18,7 @@ from facts.base import Account
 from facts.files import Directories, FileState, StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import ControlOverrides, UnitLimits
-from lbstack import checks, deploylock, report, rollout
+from lbstack import checks, deploylock, report, rollout, transport
 
 
 @operation()
@@ -146,12 +146,12 @@ def host_runner(target, argv: bool = False) -> Callable:
     each argument quoted, the exit code, stdout and stderr read back."""
     if argv:
         def run_argv(args: list[str], timeout_s: float) -> rollout.Result:
-            ok, output = target.run_shell_command(StringCommand(rollout.command_line(args)), _timeout=int(timeout_s))
+            ok, output = transport.run_command(target, StringCommand(rollout.command_line(args)), timeout_s)
             return rollout.result_of(ok, output.stdout_lines, output.stderr_lines)
         return run_argv
 
     def run(command: str, timeout_s: float) -> tuple[bool, str]:
-        ok, output = target.run_shell_command(StringCommand(command), _timeout=int(timeout_s))
+        ok, output = transport.run_command(target, StringCommand(command), timeout_s)
         return ok, output.output
     return run
 
@@ -174,7 +174,7 @@ def deploy_lock(stale_s: int, needed: Callable[[], bool]):
         if needed():
             yield FunctionCommand(_take_lock, (stale_s,), {})
         return
-    ok, out = host.run_shell_command(StringCommand(deploylock.read_script()))
+    ok, out = transport.run_command(host, StringCommand(deploylock.read_script()), 30)
     held = out.stdout.strip() if ok else ""
     if needed() or (held and host.name not in deploylock.HELD):
         yield FunctionCommand(_take_lock, (stale_s,), {})

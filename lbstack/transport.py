@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.host import Host
 
 
@@ -27,3 +28,14 @@ def no_delay(host: Host) -> bool:
     except OSError:
         return False
     return True
+
+
+def run_command(host: Host, command, timeout_s: float):
+    """``host.run_shell_command(command)`` with the connector arguments (``_sudo``, ``_sudo_user``,
+    ``_su_user``, ``_env`` ...) the inventory's host data give, as pyinfra's own facts and
+    operations get them: a command run directly (a lock, a rolling step, a helper) must not
+    run as the login user of an inventory that says ``_sudo``. Returns ``(ok, output)``."""
+    arguments, _ = pop_global_arguments(host.state, host, {})
+    connector_arguments = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    connector_arguments["_timeout"] = int(timeout_s)
+    return host.run_shell_command(command, **connector_arguments)

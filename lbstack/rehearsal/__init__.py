@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import nspawn, vm
+from . import nspawn, vagrant, vm
 from .common import (
     HostInfo, RehearsalError, check_name, get_host, host_dir, list_hosts, load_host, pid_matches,
     pyinfra_host, ssh_run,
@@ -123,7 +123,7 @@ def reap_stale() -> list[Reaped]:
 
     That includes what a hard kill (SIGKILL of the owner, or of the owner in the middle of
     ``up`` or ``down``) leaves: a running nspawn/qemu, or only its veth, cgroups, apt proxy,
-    rootfs or overlay. Hosts owned by nobody or by a live process are left alone, and so are
+    rootfs or overlay; and the Vagrant rehearsal's set-up (:mod:`.vagrant`). Hosts owned by nobody or by a live process are left alone, and so are
     kept rootfs dirs without a record. Returns what was removed, one entry per host; if some
     host cannot be torn down the others still are, then RehearsalError names it.
     """
@@ -137,6 +137,14 @@ def reap_stale() -> list[Reaped]:
                 reaped.append(Reaped(info.name, info.kind, info.owner_pid, leftovers))
         except RehearsalError as error:
             errors.append(f"{info.name}: {error}")
+    setup = vagrant.load()
+    try:
+        removed = vagrant.reap_stale()
+    except RehearsalError as error:
+        errors.append(f"vagrant: {error}")
+    else:
+        if removed and setup:
+            reaped.append(Reaped("vagrant", "vagrant", setup.owner_pid, removed))
     if errors:
         raise RehearsalError("cannot reap stale hosts: " + "; ".join(errors))
     return reaped

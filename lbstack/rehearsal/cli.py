@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import alive, build_image, build_rootfs, down, get_host, list_hosts, reap_stale, snapshot, up
+from . import vagrant
 from .common import HostInfo, RehearsalError, hosts_dir
 
 
@@ -156,3 +157,51 @@ def ssh(name: str, command: tuple[str, ...]) -> None:
 def snapshot_command(name: str, dest: str) -> None:
     """Copy the rootfs of running container host NAME to DEST (boot it with `up --rootfs DEST`)."""
     click.echo(snapshot(name, dest))
+
+
+@rehearsal.group("vagrant", cls=RehearsalGroup)
+def vagrant_group() -> None:
+    """The Vagrant rehearsal: the repository's Vagrantfile on vagrant-libvirt, in a network namespace.
+
+    \b
+      lbstack rehearsal vagrant setup
+      lbstack rehearsal vagrant run -- vagrant up --provider=libvirt
+      lbstack rehearsal vagrant run -- pyinfra -y inventories/vagrant.py deploy/full.py
+      lbstack rehearsal vagrant run -- vagrant destroy -f
+      lbstack rehearsal vagrant down
+    """
+
+
+@vagrant_group.command("box")
+@click.option("--force", is_flag=True, help="Rebuild and re-add even if this recipe's box is added.")
+def vagrant_box(force: bool) -> None:
+    """Build the libvirt box from the project's VM recipe (bare Debian 12) and add it as lbstack/bookworm64."""
+    started = time.monotonic()
+    added = vagrant.ensure_box(force)
+    state = "built and added" if added else "already added"
+    click.echo(f"{vagrant.BOX}: {state} ({time.monotonic() - started:.0f} s)")
+
+
+@vagrant_group.command("setup")
+@click.option("--owner", "owner_pid", type=click.IntRange(1), metavar="PID",
+              help="Owner process: once it is gone, `reap` tears the set-up down.")
+def vagrant_setup(owner_pid: int | None) -> None:
+    """The box (built once, cached), the namespace, its apt proxy, and libvirt started inside it."""
+    started = time.monotonic()
+    vagrant.setup(owner_pid)
+    click.echo(f"Vagrant rehearsal ready in {time.monotonic() - started:.0f} s: run vagrant, pyinfra "
+               "and lbstack through `lbstack rehearsal vagrant run -- CMD ...`")
+
+
+@vagrant_group.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def vagrant_run(command: tuple[str, ...]) -> None:
+    """Run COMMAND inside the rehearsal's namespace, with the box name and VM size set."""
+    args, env = vagrant.command(list(command))
+    os.execvpe(args[0], args, env)
+
+
+@vagrant_group.command("down")
+def vagrant_down() -> None:
+    """Remove the set-up: VMs still defined, vagrant's networks and volumes, libvirtd, the namespace."""
+    click.echo("down" if vagrant.teardown() else "was not set up")

@@ -42,13 +42,15 @@ class Recipe:
     units: tuple[str, ...]  # systemd units enabled in the tree
     sources: tuple[str, ...]  # this machine's apt source files, passed as mmdebstrap mirrors
     aptopts: tuple[str, ...]  # apt options kept in the tree's /etc/apt/apt.conf.d/99mmdebstrap
+    commands: tuple[tuple[str, ...], ...] = ()  # argv lists run in the tree (chroot) after the files
 
     def digest(self) -> str:
         """Short sha256 over the recipe data, the source files' contents and BUILD_FORMAT."""
         data = {
             "format": BUILD_FORMAT,
             "suite": SUITE,
-            "recipe": [self.name, self.packages, self.files, self.units, self.aptopts],
+            "recipe": [self.name, self.packages, self.files, self.units, self.aptopts]
+            + ([self.commands] if self.commands else []),
             "sources": [Path(path).read_text() for path in self.sources],
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -63,7 +65,10 @@ def ssh_key() -> Path:
     return key
 
 
-def base_recipe(name: str, packages: tuple[str, ...], files: tuple[tuple[str, str, int], ...]) -> Recipe:
+def base_recipe(
+    name: str, packages: tuple[str, ...], files: tuple[tuple[str, str, int], ...],
+    commands: tuple[tuple[str, ...], ...] = (), units: tuple[str, ...] = (),
+) -> Recipe:
     """The common recipe (BASE_PACKAGES, root's authorized key, networkd) plus extras."""
     public_key = ssh_key().with_suffix(".pub").read_text()
     common_files = (
@@ -74,9 +79,10 @@ def base_recipe(name: str, packages: tuple[str, ...], files: tuple[tuple[str, st
         name=name,
         packages=BASE_PACKAGES + packages,
         files=common_files + files,
-        units=("systemd-networkd.service", "ssh.service"),
+        units=("systemd-networkd.service", "ssh.service") + units,
         sources=tuple(str(path) for path in aptconfig.source_files()),
         aptopts=tuple(aptconfig.acquire_options()),
+        commands=commands,
     )
 
 
@@ -101,6 +107,8 @@ def build_tree(recipe: Recipe, dest: Path, log: Path) -> None:
         raise RehearsalError(f"mmdebstrap failed (exit {result.returncode}), log {log}:\n{tail}")
     for path, content, mode in recipe.files:
         write_file(dest, path, content, mode)
+    for command in recipe.commands:
+        run(["chroot", str(dest), *command])
     run(["chroot", str(dest), "systemctl", "enable", *recipe.units])
 
 

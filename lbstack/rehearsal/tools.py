@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 from .common import require_root, run
 
@@ -11,6 +14,13 @@ from .common import require_root, run
 NSPAWN_TOOLS = ("systemd-container", "mmdebstrap", "openssh-client", "iproute2", "e2fsprogs")
 # Extra packages for VM hosts: the emulator and qemu-img.
 VM_TOOLS = ("qemu-system-x86", "qemu-utils")
+# Extra packages for the Vagrant rehearsal (:mod:`.vagrant`): Vagrant, its libvirt provider, a
+# libvirt for it (networks need dnsmasq and iptables), bsdtar for `vagrant box add`.
+VAGRANT_TOOLS = (
+    "vagrant", "vagrant-libvirt", "libvirt-daemon-system", "libvirt-daemon-driver-qemu",
+    "dnsmasq-base", "iptables", "libarchive-tools",
+)
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
 
 def missing_packages(packages: tuple[str, ...]) -> list[str]:
@@ -32,16 +42,33 @@ def _known(package: str) -> bool:
     return "Candidate:" in result.stdout and "Candidate: (none)" not in result.stdout
 
 
-def ensure_tools(vm: bool = False) -> None:
-    """Install the packages needed for nspawn hosts (and VMs with ``vm=True``) if missing.
+def ensure_tools(vm: bool = False, vagrant: bool = False) -> None:
+    """Install the packages needed for nspawn hosts (and VMs with ``vm=True``, the Vagrant
+    rehearsal with ``vagrant=True``) if missing.
 
-    Runs ``apt-get update`` first only when apt does not know a missing package.
+    Runs ``apt-get update`` first only when apt does not know a missing package. No service
+    is started by the install (the Vagrant rehearsal starts its own libvirtd).
     """
     require_root()
-    missing = missing_packages(NSPAWN_TOOLS + (VM_TOOLS if vm else ()))
+    missing = missing_packages(NSPAWN_TOOLS + (VM_TOOLS if vm else ()) + (VAGRANT_TOOLS if vagrant else ()))
     if not missing:
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     if not all(_known(name) for name in missing):
         run(["apt-get", "update"], env=env)
-    run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+    with _no_service_starts():
+        run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+
+
+@contextlib.contextmanager
+def _no_service_starts() -> Iterator[None]:
+    """A policy-rc.d that refuses every start for the block, unless one is already there."""
+    if POLICY_RC.exists():
+        yield
+        return
+    POLICY_RC.write_text("#!/bin/sh\n# lbstack: no service starts while installing rehearsal tools\nexit 101\n")
+    POLICY_RC.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC.unlink()

@@ -1,0 +1,140 @@
+"""The README's Vagrant steps, run as written: the locally built box booted by vagrant-libvirt
+(``vagrant up``), converged through ``inventories/vagrant.py`` (the ``@vagrant`` connector, sudo),
+``lbstack status`` healthy, ``vagrant destroy -f`` leaving no domain, volume or network, and the
+set-up torn down leaving no namespace, veth, bridge or daemon.
+
+The steps are read from the README's block marked ``vagrant-steps`` and run from a copy of the
+checkout (``.venv`` linked in), so a Vagrant machine of the checkout itself is never touched.
+The one addition: ``setup`` gets ``--owner`` this pytest process, so a run killed with SIGKILL
+is reaped by the next session. About 17 min under TCG (the converge from bare is most of it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lbstack import REPO_ROOT
+from lbstack.rehearsal import vagrant
+
+from e2e_helpers import TIMINGS
+
+pytestmark = pytest.mark.vm
+
+MARK = "<!-- vagrant-steps:"
+TIMEOUTS_S = {"setup": 1200, "vagrant up": 900, "deploy/full.py": 2400, "status": 300, "destroy": 300, "down": 120}
+
+
+def readme_steps() -> list[str]:
+    """The command lines of the README's ``vagrant-steps`` block."""
+    text = (REPO_ROOT / "README.md").read_text()
+    after = text.split(MARK, 1)[1]
+    block = re.search(r"```sh\n(.*?)```", after, re.S)
+    assert block, "the README's vagrant-steps marker is not followed by a ```sh block"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _timeout(line: str) -> int:
+    return next((seconds for key, seconds in TIMEOUTS_S.items() if key in line), 600)
+
+
+def _checkout_copy(dest: Path) -> Path:
+    """The tracked files of the checkout (as `git clone` gives them) plus a link to its .venv."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO_ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        source = REPO_ROOT / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(source.stat().st_mode & 0o777)
+    (dest / ".venv").symlink_to(REPO_ROOT / ".venv")
+    return dest
+
+
+def _lingering() -> dict[str, list[str]]:
+    """What of the set-up is still on this machine after `down`."""
+    processes = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            name = Path(argv0).name
+            cmdline = (entry / "cmdline").read_bytes()
+            if name in ("libvirtd", "virtlogd") or (name == "dnsmasq" and b"/libvirt/" in cmdline) or (
+                    name == "qemu-system-x86_64" and f"_{vagrant.MACHINE}".encode() in cmdline):
+                processes.append(f"{entry.name} {argv0}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    images = Path("/var/lib/libvirt/images")
+    return {
+        "namespace": [vagrant.NETNS] if Path(f"/run/netns/{vagrant.NETNS}").exists() else [],
+        "veth": [vagrant.VETH] if f" {vagrant.VETH}@" in links or f" {vagrant.VETH}:" in links else [],
+        "processes": processes,
+        "volumes": [p.name for p in images.glob("*lbstack*")] if images.exists() else [],
+        "record": [str(vagrant._record())] if vagrant._record().exists() else [],
+    }
+
+
+def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path):
+    steps = readme_steps()
+    assert [s.split(" -- ")[-1].split()[0] for s in steps if " -- " in s] == [
+        "vagrant", ".venv/bin/pyinfra", ".venv/bin/lbstack", "vagrant"], steps
+    workdir = _checkout_copy(tmp_path / "checkout")
+    outputs: dict[str, str] = {}
+    set_up = False
+    try:
+        for line in steps:
+            argv = shlex.split(line)
+            if argv[1:4] == ["rehearsal", "vagrant", "setup"]:
+                argv += ["--owner", str(os.getpid())]
+                set_up = True
+            started = time.monotonic()
+            proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=_timeout(line),
+                                  stdin=subprocess.DEVNULL)
+            TIMINGS[f"vagrant: {line.split(' -- ')[-1][:40]}"] = time.monotonic() - started
+            assert proc.returncode == 0, f"{line}\nexit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            outputs[line] = proc.stdout
+            if "vagrant up" in line:
+                _check_up(workdir)
+            if "destroy" in line:
+                # what `vagrant destroy -f` must have removed, read from libvirt before it stops
+                assert vagrant.leftovers() == {"domains": [], "volumes": [], "networks": []}
+            if line.endswith("vagrant down"):
+                set_up = False
+    finally:
+        if set_up:  # a step failed: leave nothing behind all the same
+            subprocess.run([".venv/bin/lbstack", "rehearsal", "vagrant", "run", "--", "vagrant", "destroy", "-f"],
+                           cwd=workdir, capture_output=True, timeout=300)
+            vagrant.teardown()
+    converge = next(out for line, out in outputs.items() if "deploy/full.py" in line)
+    assert "Verification of @vagrant/lbstack: all checks passed" in converge
+    assert "(override)" in converge and "8 vCPU, 16384 MiB" in converge  # planned as production
+    status = next(out for line, out in outputs.items() if " status " in line)
+    for member in ("app1", "app2", "app3", "app4", "app5"):
+        assert re.search(rf"{member}\s.*unix:/run/lbstack/{member}/fpm\.sock.*\s200\s.*\sup\s", status), status
+    assert _lingering() == {"namespace": [], "veth": [], "processes": [], "volumes": [], "record": []}
+    boxes = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True, timeout=120).stdout
+    assert vagrant.BOX in boxes  # the box stays added: the next setup reuses it
+
+
+def _check_up(workdir: Path) -> None:
+    """After `vagrant up`: the box's VM is the rehearsal's size, reached as the vagrant user with
+    Vagrant's own key (not the insecure one), and its private network address answers ssh."""
+    run = [".venv/bin/lbstack", "rehearsal", "vagrant", "run", "--", "vagrant", "ssh", "-c",
+           "id -un; nproc; sudo -n true && echo sudo-ok; ip -4 -o addr show"]
+    proc = subprocess.run(run, cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split()
+    assert lines[0] == "vagrant" and lines[1] == vagrant.SIZE_ENV["LBSTACK_VAGRANT_CPUS"] and "sudo-ok" in lines
+    assert "192.168.56.10/24" in proc.stdout
+    key = workdir / ".vagrant" / "machines" / "lbstack" / "libvirt" / "private_key"
+    assert key.exists(), "vagrant did not replace the insecure key with its own"
