@@ -408,8 +408,11 @@ def _teardown(info: Setup) -> None:
         stop_process(info.proxy_pid, "aptproxy.py", 10.0)
         if _netns_exists():
             run(["ip", "netns", "delete", NETNS])
-        if Path(f"/sys/class/net/{VETH}").exists():
-            run(["ip", "link", "delete", VETH])
+        # the veth goes with the namespace, a moment later
+        link = Path(f"/sys/class/net/{VETH}")
+        if not wait_until(lambda: not link.exists(), 5.0) and subprocess.run(
+                ["ip", "link", "delete", VETH], capture_output=True).returncode != 0 and link.exists():
+            raise RehearsalError(f"cannot delete the veth {VETH}")
         remove_tree(Path("/etc/netns") / NETNS)
         with contextlib.suppress(FileNotFoundError):
             _record().unlink()
