@@ -145,7 +145,11 @@ def insecure_key() -> str:
 def box_recipe() -> Recipe:
     """The box's recipe: the VM recipe's kernel and networking, none of the stack's packages."""
     proxy = f'Acquire::http::Proxy "http://{HOST_ADDRESS}:{PROXY_PORT}";\n'
-    files = tuple(item for item in VM_FILES if item[0] != "/etc/resolv.conf") + (
+    # DHCP on every NIC, as the VM's: named to sort after the 50-vagrant-<nic>.network files
+    # Vagrant writes for its private networks, since networkd applies the first file that matches
+    dhcp = next(content for path, content, _ in VM_FILES if path.startswith("/etc/systemd/network/"))
+    files = tuple(item for item in VM_FILES if item[0] == "/etc/fstab") + (
+        ("/etc/systemd/network/90-lbstack-box-dhcp.network", dhcp, 0o644),
         # vagrant-libvirt's management network: its dnsmasq is the resolver
         ("/etc/resolv.conf", "nameserver 192.168.121.1\n", 0o644),
         ("/etc/apt/apt.conf.d/80lbstack-rehearsal-proxy", proxy, 0o644),

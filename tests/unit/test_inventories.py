@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,15 @@ def test_vagrantfile_validates_with_vagrant(vagrant, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validated successfully" in result.stdout
     text = (REPO_ROOT / "Vagrantfile").read_text()
-    assert 'box = "debian/bookworm64"' in text and "cpus = 8" in text and "memory = 16384" in text
+    # users get the production box and size; the rehearsal overrides them through the environment
+    assert 'box = ENV.fetch("LBSTACK_VAGRANT_BOX", "debian/bookworm64")' in text
+    assert 'ENV.fetch("LBSTACK_VAGRANT_CPUS", "8")' in text and 'ENV.fetch("LBSTACK_VAGRANT_MEMORY_MIB", "16384")' in text
+    assert text.count("cpus = cpus") == 2 and text.count("memory = memory") == 2  # VirtualBox and libvirt
     assert "private_network" in text
+    # the overrides are read: a size that is not a number stops Vagrant, naming it
+    env = {**os.environ, "LBSTACK_VAGRANT_CPUS": "eight"}
+    bad = subprocess.run([vagrant, "validate"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode != 0 and "eight" in bad.stdout + bad.stderr
     # the check can fail: a wrong key is rejected by Vagrant
     (tmp_path / "Vagrantfile").write_text(text.replace("node.vm.hostname", "node.vm.hostnam"))
     broken = subprocess.run([vagrant, "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -53,3 +61,14 @@ def test_vagrant_inventory_uses_the_vagrant_connector():
     text = (REPO_ROOT / "inventories/vagrant.py").read_text()
     assert '"@vagrant/lbstack"' in text
     assert 'config.vm.define "lbstack"' in (REPO_ROOT / "Vagrantfile").read_text()
+
+
+def test_vagrant_inventory_works_through_sudo_and_plans_the_production_size():
+    hosts, data = runpy.run_path(str(REPO_ROOT / "inventories/vagrant.py"))["all"]
+    assert hosts == ["@vagrant/lbstack"]
+    # the box's login is `vagrant`: everything, facts and direct commands alike, through sudo
+    assert data["_sudo"] is True
+    # each `vagrant up` is a new machine with new host keys, maybe on an old address
+    assert data["ssh_strict_host_key_checking"] == "no" and data["ssh_known_hosts_file"] == "/dev/null"
+    settings = data["lbstack"]
+    assert (settings["capacity_cpus"], settings["capacity_memory_mib"]) == (8, 16384)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lbstack.transport import no_delay
+from lbstack.transport import no_delay, run_command
 
 
 def host_with(sock):
@@ -45,3 +45,35 @@ def test_leaves_other_connections_alone():
     assert no_delay(SimpleNamespace(connector=SimpleNamespace())) is False  # @local: no ssh client
     assert no_delay(SimpleNamespace(connector=SimpleNamespace(client=None))) is False  # not connected
     assert no_delay(SimpleNamespace(connector=SimpleNamespace(client=SimpleNamespace(get_transport=lambda: None)))) is False
+
+
+def _host(data: dict):
+    from pyinfra.api import Config, Inventory, State
+
+    inventory = Inventory((["box"], data))
+    State(inventory, Config())
+    host = inventory.get_host("box")
+    seen: dict = {}
+
+    def run_shell_command(command, **kwargs):
+        seen.update(kwargs, command=command)
+        return True, "output"
+
+    host.run_shell_command = run_shell_command
+    return host, seen
+
+
+def test_a_direct_command_runs_with_the_inventorys_sudo():
+    """inventories/vagrant.py logs in as `vagrant` and says _sudo: a lock or a rolling step run
+    directly must get sudo as pyinfra's facts and operations do (it once ran as `vagrant`)."""
+    host, seen = _host({"_sudo": True, "_sudo_user": "root", "_env": {"LC_ALL": "C"}})
+    assert run_command(host, "cat /var/lib/lbstack/deploy.lock", 30) == (True, "output")
+    assert seen["_sudo"] is True and seen["_sudo_user"] == "root" and seen["_env"] == {"LC_ALL": "C"}
+    assert seen["_timeout"] == 30 and seen["command"] == "cat /var/lib/lbstack/deploy.lock"
+    assert not {"_serial", "_parallel", "_run_once", "name"} & set(seen)  # operation-only arguments
+
+
+def test_a_direct_command_without_sudo_in_the_inventory_runs_as_the_login_user():
+    host, seen = _host({"ssh_user": "root"})
+    run_command(host, "true", 12.7)
+    assert not seen["_sudo"] and seen["_timeout"] == 12
