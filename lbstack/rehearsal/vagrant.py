@@ -366,14 +366,20 @@ def domains() -> list[str]:
     return [name for name in result.stdout.split() if name.endswith(f"_{MACHINE}")]
 
 
+def vagrant_networks() -> list[str]:
+    """The libvirt networks Vagrant made: every one but libvirt's own ``default`` (this libvirt
+    is the rehearsal's: :func:`setup` refuses to run beside another). vagrant-libvirt names its
+    management network ``vagrant-libvirt`` and a private network after the project directory."""
+    return [name for name in _virsh("net-list", "--all", "--name", check=False).stdout.split() if name != "default"]
+
+
 def leftovers() -> dict[str, list[str]]:
-    """What ``vagrant destroy`` should have removed: domains, their volumes, vagrant's networks."""
+    """What ``vagrant destroy`` should have removed: domains, their volumes, Vagrant's networks."""
     volumes = _virsh("vol-list", "default", check=False).stdout.splitlines()
-    networks = _virsh("net-list", "--all", "--name", check=False).stdout.split()
     return {
         "domains": domains(),
         "volumes": [line.split()[0] for line in volumes if line.split() and f"_{MACHINE}" in line.split()[0]],
-        "networks": [name for name in networks if name.startswith("vagrant")],
+        "networks": vagrant_networks(),
     }
 
 
@@ -396,10 +402,9 @@ def _teardown(info: Setup) -> None:
             for name in domains():
                 _virsh("destroy", name, check=False)
                 _virsh("undefine", name, "--remove-all-storage", "--nvram", check=False)
-            for name in _virsh("net-list", "--all", "--name", check=False).stdout.split():
-                if name.startswith("vagrant"):
-                    _virsh("net-destroy", name, check=False)
-                    _virsh("net-undefine", name, check=False)
+            for name in vagrant_networks():
+                _virsh("net-destroy", name, check=False)
+                _virsh("net-undefine", name, check=False)
             for line in _virsh("vol-list", "default", check=False).stdout.splitlines():
                 volume = line.split()[0] if line.split() else ""
                 if volume.startswith(BOX.replace("/", "-VAGRANTSLASH-")) or f"_{MACHINE}" in volume:

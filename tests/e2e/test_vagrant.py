@@ -102,7 +102,7 @@ def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path):
                                   stdin=subprocess.DEVNULL)
             TIMINGS[f"vagrant: {line.split(' -- ')[-1][:40]}"] = time.monotonic() - started
             assert proc.returncode == 0, f"{line}\nexit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-            outputs[line] = proc.stdout
+            outputs[line] = proc.stdout + proc.stderr  # pyinfra prints to stderr
             if "vagrant up" in line:
                 _check_up(workdir)
             if "destroy" in line:
