@@ -317,14 +317,19 @@ def check_http(statuses: dict[str, int]) -> list[Check]:
     return [_row("lb", f"GET {url}", 200, code) for url, code in statuses.items()]
 
 
-def check_distribution(distribution: dict, instances: list[str], method: str) -> list[Check]:
-    """Requests through the balancer: all answered 200; spread over every instance, or for
-    ip_hash all on one (one client address)."""
+def check_distribution(distribution: dict, instances: list[str], method: str, requested: int | None = None) -> list[Check]:
+    """``requested`` requests through the balancer (default: as many as were answered): all
+    answered 200; spread over every instance, or for ip_hash all on one (one client address).
+    Fewer answers than requested: the probe stopped at the first failure (facts.http.Distribution)."""
     total = distribution.get("requests", 0)
-    ok = distribution.get("statuses", {}).get("200", 0)
+    requested = total if requested is None else requested
+    statuses = distribution.get("statuses", {})
+    ok = statuses.get("200", 0)
     reached = sorted(i for i in distribution.get("instances", {}) if i in instances)
     counts = ", ".join(f"{i}: {n}" for i, n in sorted(distribution.get("instances", {}).items()))
-    rows = [_row("lb", f"{total} requests through the balancer answered 200", total, ok)]
+    failed = ", ".join(f"{status} x{n}" for status, n in sorted(statuses.items()) if status != "200")
+    note = f"stopped at the first failure after {total} ({failed})" if total < requested and failed else ""
+    rows = [_row("lb", f"{requested} requests through the balancer answered 200", requested, ok, note)]
     if method == "ip_hash":
         rows.append(Check("lb", "one client stays on one instance (ip_hash)", "1 instance",
                           f"{len(reached)} ({counts})", len(reached) == 1 and sum(distribution["instances"].values()) == total))

@@ -119,5 +119,5 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
             # check: it is tried again after fail_timeout; measure once more after that
             time.sleep(plan.nginx.fail_timeout_s + 1)
             spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
-        rows += checks.check_distribution(spread, names, settings.lb_method)
+        rows += checks.check_distribution(spread, names, settings.lb_method, DISTRIBUTION_REQUESTS)
     return rows

@@ -108,8 +108,8 @@ def test_recorded_v2_host_matches_the_plan_including_memory_high():
 _CASES = Path(__file__).parents[1] / "facts"
 
 
-def _fact(name: str) -> object:
-    return json.loads((_CASES / name / "nspawn.json").read_text())["fact"]
+def _fact(name: str, case: str = "nspawn") -> object:
+    return json.loads((_CASES / name / f"{case}.json").read_text())["fact"]
 
 
 def _members():
@@ -132,6 +132,20 @@ def test_distribution_spread_and_ip_hash_stickiness():
         "one client stays on one instance (ip_hash)"]
     missing = {**spread, "instances": {k: v for k, v in spread["instances"].items() if k != "app3"}}
     assert _v.failures(_v.check_distribution(missing, names, "least_conn"))[0].actual.startswith("4 (")
+
+
+def test_distribution_probe_stopped_at_the_first_failure_fails_naming_it():
+    """Recorded with Redis stopped: the app answers 503 after its 3 s wait, and the probe stops
+    there (curl --fail-early) instead of spending 100 x 3 s on the same answer."""
+    spread = _fact("http.Distribution", "redis-down")
+    names = [f"app{i}" for i in range(1, 6)]
+    first, spread_row = _v.check_distribution(spread, names, "least_conn", requested=100)
+    assert not first.ok and (first.check, first.expected, first.actual) == (
+        "100 requests through the balancer answered 200", "100", "0")
+    assert first.note == "stopped at the first failure after 1 (503 x1)"
+    assert not spread_row.ok
+    healthy = _fact("http.Distribution")
+    assert _v.failures(_v.check_distribution(healthy, names, "least_conn", requested=healthy["requests"])) == []
 
 
 def test_pools_from_recorded_status_and_a_silent_instance():
