@@ -299,20 +299,28 @@ def test_a_command_line_quotes_every_argument_and_reports_its_exit_code():
 
 
 def test_host_runner_runs_an_argument_list_on_the_pyinfra_host():
+    from pyinfra.api import Config, Inventory, State
 
-    class Target:
-        """The part of a pyinfra Host host_runner uses, running the command with bash here."""
+    inventory = Inventory((["box"], {"_sudo": True}))
+    State(inventory, Config())
+    target = inventory.get_host("box")
+    seen = []
 
-        def run_shell_command(self, command, _timeout):
-            proc = subprocess.run(["bash", "-c", str(command)], capture_output=True, text=True, timeout=_timeout)
-            out, err = proc.stdout.splitlines(), proc.stderr.splitlines()
-            output = SimpleNamespace(stdout_lines=out, stderr_lines=err, output="\n".join(out + err))
-            return proc.returncode == 0, output
+    def run_shell_command(command, **kwargs):
+        """The pyinfra Host's command runner, running the command with bash here."""
+        seen.append(kwargs)
+        proc = subprocess.run(["bash", "-c", str(command)], capture_output=True, text=True, timeout=kwargs["_timeout"])
+        out, err = proc.stdout.splitlines(), proc.stderr.splitlines()
+        output = SimpleNamespace(stdout_lines=out, stderr_lines=err, output="\n".join(out + err))
+        return proc.returncode == 0, output
 
-    run = operations.host_runner(Target(), argv=True)
+    target.run_shell_command = run_shell_command
+    run = operations.host_runner(target, argv=True)
     assert run(["sh", "-c", 'echo "balancer=$1"; exit 4', "sh", "reloaded it's"], 10) == Result(4, "balancer=reloaded it's", "")
-    shell = operations.host_runner(Target())  # the deploy lock's shell commands
+    shell = operations.host_runner(target)  # the deploy lock's shell commands
     assert shell("echo one; echo two", 10) == (True, "one\ntwo")
+    # both as the inventory says: its _sudo (inventories/vagrant.py logs in as `vagrant`)
+    assert [kwargs["_sudo"] for kwargs in seen] == [True, True]
 
 
 # --- the deploy lock --------------------------------------------------------------------------
