@@ -436,11 +436,39 @@ def _netns_pids() -> list[int]:
 
 
 def reap_stale() -> list[str]:
-    """Tear the set-up down if its owner is gone; what was removed (empty if nothing)."""
+    """Tear the set-up down if its owner is gone; what of it was there (empty if nothing was
+    reaped), e.g. ``["namespace lbstack-vagrant", "processes 812 libvirtd, 809 virtlogd"]``."""
     info = load()
     if info is None or not info.owner_gone():
         return []
     with locked(state_dir() / "vagrant" / ".lock"):
+        found = [f"{kind} {', '.join(items)}" for kind, items in lingering().items() if items and kind != "record"]
         _teardown(info)
-    return [f"vagrant rehearsal: owner process {info.owner_pid} is gone; removed libvirtd, "
-            f"its VMs and the namespace {NETNS}"]
+    return found or ["its record"]
+
+
+def lingering() -> dict[str, list[str]]:
+    """What of a set-up is on this machine (all empty once :func:`teardown` or a reap ran): the
+    namespace, the veth, libvirt's daemons and their dnsmasq, a VM of the Vagrantfile, the apt
+    proxy, the box's volumes in libvirt's pool, the record."""
+    processes = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        name = Path(cmdline.split(b"\0")[0].decode(errors="replace")).name
+        if name in ("libvirtd", "virtlogd") or (name == "dnsmasq" and b"/libvirt/" in cmdline) or (
+                name == "qemu-system-x86_64" and f"_{MACHINE}".encode() in cmdline) or (
+                b"aptproxy.py" in cmdline and f"--listen\0{HOST_ADDRESS}\0".encode() in cmdline):
+            processes.append(f"{entry.name} {name}")
+    images = Path("/var/lib/libvirt/images")
+    return {
+        "namespace": [NETNS] if _netns_exists() else [],
+        "veth": [VETH] if Path(f"/sys/class/net/{VETH}").exists() else [],
+        "processes": processes,
+        "volumes": [p.name for p in images.glob("*lbstack*")] if images.exists() else [],
+        "record": [str(_record())] if _record().exists() else [],
+    }

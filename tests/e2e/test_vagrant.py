@@ -59,29 +59,39 @@ def _checkout_copy(dest: Path) -> Path:
     return dest
 
 
-def _lingering() -> dict[str, list[str]]:
-    """What of the set-up is still on this machine after `down`."""
-    processes = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
-            except OSError:
-                continue
-            name = Path(argv0).name
-            cmdline = (entry / "cmdline").read_bytes()
-            if name in ("libvirtd", "virtlogd") or (name == "dnsmasq" and b"/libvirt/" in cmdline) or (
-                    name == "qemu-system-x86_64" and f"_{vagrant.MACHINE}".encode() in cmdline):
-                processes.append(f"{entry.name} {argv0}")
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    images = Path("/var/lib/libvirt/images")
-    return {
-        "namespace": [vagrant.NETNS] if Path(f"/run/netns/{vagrant.NETNS}").exists() else [],
-        "veth": [vagrant.VETH] if f" {vagrant.VETH}@" in links or f" {vagrant.VETH}:" in links else [],
-        "processes": processes,
-        "volumes": [p.name for p in images.glob("*lbstack*")] if images.exists() else [],
-        "record": [str(vagrant._record())] if vagrant._record().exists() else [],
-    }
+NETWORK_XML = """<network><name>lbstack-reap-test</name><forward mode='nat'/>
+<bridge name='virbrlbreap' stp='off' delay='0'/>
+<ip address='192.168.123.1' netmask='255.255.255.0'><dhcp><range start='192.168.123.2' end='192.168.123.9'/></dhcp></ip>
+</network>"""
+
+
+def test_a_setup_whose_owner_was_killed_is_reaped_with_its_libvirt_bridges_and_namespace(tmp_path):
+    """A test run killed with SIGKILL cannot tear its set-up down: the next `reap` (or session)
+    does, bridges and dnsmasq of libvirt's networks included."""
+    owner = subprocess.Popen(["sleep", "600"])
+    try:
+        lbstack = str(REPO_ROOT / ".venv" / "bin" / "lbstack")
+        proc = subprocess.run([lbstack, "rehearsal", "vagrant", "setup", "--owner", str(owner.pid)],
+                              capture_output=True, text=True, timeout=TIMEOUTS_S["setup"])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # a libvirt network with its bridge and dnsmasq, as `vagrant up` makes them
+        (tmp_path / "net.xml").write_text(NETWORK_XML)
+        subprocess.run(["virsh", "-c", vagrant.LIBVIRT_URI, "net-create", str(tmp_path / "net.xml")],
+                       check=True, capture_output=True, timeout=60)
+        bridges = subprocess.run(["ip", "netns", "exec", vagrant.NETNS, "ip", "-o", "link", "show", "virbrlbreap"],
+                                 capture_output=True, text=True, timeout=30)
+        assert bridges.returncode == 0, bridges.stderr  # the bridge is in the namespace ...
+        assert not Path("/sys/class/net/virbrlbreap").exists()  # ... not on this machine
+        present = vagrant.lingering()
+        assert present["namespace"] and present["veth"] and len(present["processes"]) >= 4, present
+        owner.kill()
+        owner.wait()
+        reap = subprocess.run([lbstack, "rehearsal", "reap"], capture_output=True, text=True, timeout=120)
+        assert reap.returncode == 0 and f"owner process {owner.pid} is gone" in reap.stdout, reap.stdout + reap.stderr
+        assert vagrant.lingering() == {"namespace": [], "veth": [], "processes": [], "volumes": [], "record": []}
+    finally:
+        owner.kill()
+        vagrant.teardown()
 
 
 def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path):
@@ -121,7 +131,7 @@ def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path):
     status = next(out for line, out in outputs.items() if " status " in line)
     for member in ("app1", "app2", "app3", "app4", "app5"):
         assert re.search(rf"{member}\s.*unix:/run/lbstack/{member}/fpm\.sock.*\s200\s.*\sup\s", status), status
-    assert _lingering() == {"namespace": [], "veth": [], "processes": [], "volumes": [], "record": []}
+    assert vagrant.lingering() == {"namespace": [], "veth": [], "processes": [], "volumes": [], "record": []}
     boxes = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True, timeout=120).stdout
     assert vagrant.BOX in boxes  # the box stays added: the next setup reuses it
 
