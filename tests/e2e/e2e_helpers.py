@@ -137,3 +137,54 @@ def current(info) -> str:
     """The release ``current`` points to on the host."""
     rc, out, _ = remote(info, f"readlink {layout.CURRENT}")
     return out.strip().rsplit("/", 1)[-1]
+
+
+def chromium() -> str:
+    """Debian's headless-capable Chromium, installed when missing (the drift report is read in a
+    real browser)."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
+        subprocess.run(install, env=env, check=True, capture_output=True, timeout=900)
+    return shutil.which("chromium")
+
+
+# Appended to a copy of a page (the report itself has no scripts): what the browser laid out,
+# written into the DOM that --dump-dom prints. For the element after each <h3> (a file's diff):
+# its innerText (line breaks as rendered, CSS included) and every descendant's text, colour and
+# vertical position.
+_PROBE = """<script>
+const blocks = [...document.querySelectorAll("h3")].map(h => {
+  const block = h.nextElementSibling;
+  const parts = [...block.querySelectorAll("*")].map(e => {
+    const r = e.getBoundingClientRect();
+    return {text: e.textContent, top: Math.round(r.top), color: getComputedStyle(e).color};
+  });
+  return {title: h.textContent, text: block.innerText, parts: parts};
+});
+document.body.setAttribute("data-probe", JSON.stringify(blocks));
+</script>"""
+
+
+def rendered_diffs(html_path, tmp_dir) -> list[dict]:
+    """Open the report ``html_path`` in headless Chromium and return what it rendered for each
+    file diff: ``[{"title", "text" (innerText), "parts": [{"text", "top", "color"}]}]``."""
+    import html as html_mod
+    import re
+    from pathlib import Path
+
+    page = Path(tmp_dir) / "probed.html"
+    page.write_text(Path(html_path).read_text().replace("</body>", _PROBE + "\n</body>"))
+    profile = Path(tmp_dir) / "chromium-profile"
+    proc = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
+         "--window-size=1200,2000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    found = re.search(r'data-probe="([^"]*)"', proc.stdout)
+    assert found, f"chromium rendered nothing (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(html_mod.unescape(found.group(1)))

@@ -14,7 +14,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from e2e_helpers import lbstack, pyinfra, rehearsal_plan, remote
+from e2e_helpers import lbstack, pyinfra, rehearsal_plan, remote, rendered_diffs
 
 from lbstack import REPO_ROOT
 from lbstack.layout import SECRETS
@@ -189,6 +189,41 @@ def test_drift_is_clean_three_times_on_a_converged_host(host, tmp_path):
         h = run["json"]["hosts"][host.name]
         assert h["operations"] == [] and h["checks_failed"] == [] and h["checks_total"] > 100
         assert "no drift" in report.read_text()
+
+
+ADD = "rgb(27, 122, 27)"  # the report's colours (lbstack/html/drift.html.j2)
+DEL = "rgb(176, 0, 32)"
+
+
+def test_drift_html_report_shows_each_diff_line_on_its_own_coloured_row_in_a_browser(host, tmp_path):
+    """The nightly report a person reads: opened in headless Chromium, every line of a file's
+    diff is on its own row (they once ran together on one line), added lines green, removed red."""
+    change = ("sed -i 's/worker_connections [0-9][0-9]*/worker_connections 512/' /etc/nginx/nginx.conf && "
+              "printf '# a hand edit\\n# and another\\n' >> /etc/nginx/nginx.conf && nginx -s reload")
+    rc, out, err = remote(host, change)
+    assert rc == 0, out + err
+    try:
+        report = tmp_path / "drift.html"
+        run = lbstack(host.name, "drift", INV, "--json", "--html", str(report))
+        assert run["rc"] == 2, run["stderr"][-2000:]
+        (diff,) = [d for d in run["json"]["hosts"][host.name]["diffs"] if d["path"] == "/etc/nginx/nginx.conf"]
+        lines = diff["diff"].splitlines()
+        assert len(lines) >= 8 and {"+# and another", "-# and another"} & set(lines)
+        (block,) = [b for b in rendered_diffs(report, tmp_path) if b["title"].startswith("/etc/nginx/nginx.conf")]
+        # as rendered: the same lines, each its own row
+        assert [line.rstrip() for line in block["text"].splitlines()] == [line.rstrip() for line in lines]
+        rows = [part for part in block["parts"] if part["text"] in lines]
+        assert len({part["top"] for part in rows}) == len(lines), rows
+        for part in rows:
+            if part["text"].startswith("+") and not part["text"].startswith("+++"):
+                assert part["color"] == ADD, part
+            elif part["text"].startswith("-") and not part["text"].startswith("---"):
+                assert part["color"] == DEL, part
+            else:
+                assert part["color"] not in (ADD, DEL), part
+    finally:
+        repair = pyinfra(host.name)
+    assert repair["rc"] == 0, repair["stderr"][-4000:]
 
 
 # (kind, hand change on the host, what drift must name: substrings of its JSON)

@@ -137,6 +137,11 @@ def test_drift_html_is_self_contained_and_escaped():
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing loaded from elsewhere
     assert "<style>" in html and "Exit code 2" in html
+    # each diff line its own block, whatever whitespace the template keeps (tests/e2e checks the
+    # rendering in Chromium)
+    assert '<span class="line del">-    worker_connections 512;</span>' in html
+    assert '<span class="line add">+    worker_connections 4096;</span>' in html
+    assert '<span class="line">&lt;script&gt;x&lt;/script&gt;</span>' in html
     clean = report.drift_html({**DRIFT, "drift": False, "hosts": {}})
     assert "no drift" in clean and "Exit code 0" in clean
 
