@@ -37,6 +37,18 @@ MAX_INSTANCES = 16
 
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Accounts of Debian 12 and of the services lbstack installs: an app running as one of them acts
+# with that account's files and rights (root: everything; www-data: nginx's; mysql: the data).
+SYSTEM_USERS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "gnats", "nobody", "messagebus", "sshd", "mysql", "redis",
+    "polkitd", "tss", "ntp", "postfix", "statd", "avahi", "dnsmasq", "libvirt-qemu", "prometheus",
+})
+# MariaDB's own accounts and schemas: privileges on one of them are privileges on the server.
+DB_SYSTEM_USERS = frozenset({"root", "mysql", "mariadb", "debian_sys_maint"})
+DB_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+# app_source's schemes (README "The stack"): git over https, ssh or a local repository
+GIT_SCHEMES = ("https", "ssh", "file")
 
 
 class SettingsError(ValueError):
@@ -88,7 +100,11 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], None]:
 def _server_names(key: str, value: list[str]) -> None:
     if not value:
         raise SettingsError(f"{key}: needs at least one name, e.g. ['example.com', 'www.example.com'].")
+    seen: set[str] = set()
     for name in value:
+        if isinstance(name, str) and name in seen:
+            raise SettingsError(f"{key}: {name!r} is listed twice. Remove the second one.")
+        seen.add(name)
         if not isinstance(name, str):
             raise SettingsError(f"{key}: {name!r} is not a string. Write host names as strings.")
         if name == "_" or name == "localhost":
@@ -118,9 +134,22 @@ def _app_source(key: str, value: str) -> None:
             ".tar.gz archive path, or 'git+URL@REF'."
         )
     if value == SAMPLE_APP or value.startswith("git+"):
-        if value.startswith("git+") and "@" not in value[4:].rsplit("/", 1)[-1]:
-            raise SettingsError(f"{key}: {value!r} names no ref. Write it as 'git+URL@REF' (branch, tag or commit).")
+        if value.startswith("git+"):
+            scheme = value[4:].split("://", 1)[0] if "://" in value else ""
+            if scheme not in GIT_SCHEMES:
+                raise SettingsError(
+                    f"{key}: {_shown_source(value)!r}: git over {scheme or 'that address'!r} is not supported. "
+                    f"Write it as 'git+URL@REF' with a URL starting {', '.join(s + '://' for s in GIT_SCHEMES)}."
+                )
+            if "@" not in value[4:].rsplit("/", 1)[-1]:
+                raise SettingsError(f"{key}: {value!r} names no ref. Write it as 'git+URL@REF' (branch, tag or commit).")
         return
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise SettingsError(
+            f"{key}: {_shown_source(value)!r}: the scheme {value.split('://', 1)[0]!r} is not supported. "
+            f"Use {SAMPLE_APP!r}, a directory or .tar.gz path on this machine, or 'git+URL@REF' "
+            "(download an archive first, or point git at the repository)."
+        )
     path = Path(value)
     if not path.is_absolute():
         path = REPO_ROOT / path
@@ -136,6 +165,38 @@ def _app_source(key: str, value: str) -> None:
 def _username(key: str, value: str) -> None:
     if not _USERNAME.match(value):
         raise SettingsError(f"{key}: {value!r} is not a valid user name (lower-case, at most 32 characters).")
+
+
+def _shown_source(value: str) -> str:
+    """app_source as it may be printed: a password in its URL masked."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", value)
+
+
+def _app_user(key: str, value: str) -> None:
+    _username(key, value)
+    if value in SYSTEM_USERS or value.startswith(("systemd-", "_")):
+        raise SettingsError(
+            f"{key}: {value!r} is a system account: the app's code would run with its files and rights. "
+            f"Give the app an account of its own, e.g. 'lbstack' (the default; lbstack creates it)."
+        )
+
+
+def _db_user(key: str, value: str) -> None:
+    _sql_name(key, value)
+    if value in DB_SYSTEM_USERS:
+        raise SettingsError(
+            f"{key}: {value!r} is one of MariaDB's own accounts: the app would get its privileges on every "
+            f"database. Give the app a user of its own, e.g. 'lbstack' (the default)."
+        )
+
+
+def _db_name(key: str, value: str) -> None:
+    _sql_name(key, value)
+    if value in DB_SYSTEM_SCHEMAS:
+        raise SettingsError(
+            f"{key}: {value!r} is a MariaDB system schema: privileges on it are privileges on the server "
+            f"(its users and grants). Give the app a database of its own, e.g. 'lbstack' (the default)."
+        )
 
 
 def _ntp_servers(key: str, value: list[str]) -> None:
@@ -258,14 +319,14 @@ class Settings:
         "App to deploy: 'sample' (bundled), a directory or .tar.gz path, or 'git+URL@REF'.",
         "", _app_source))
     app_user: str = field(default="lbstack", metadata=_doc(
-        "System user that owns the releases and runs the FPM workers.", "", _username))
+        "System user that owns the releases and runs the FPM workers (not a system account).", "", _app_user))
     releases_keep: int = field(default=5, metadata=_doc(
         "App releases kept on the host (the one in service and the newest before it included), for rollback.",
         "releases", _positive_int(100)))
     db_name: str = field(default="lbstack", metadata=_doc(
-        "MariaDB database of the app.", "", _sql_name))
+        "MariaDB database of the app (not a system schema).", "", _db_name))
     db_user: str = field(default="lbstack", metadata=_doc(
-        "MariaDB user of the app: privileges on db_name only, password generated on the host.", "", _sql_name))
+        "MariaDB user of the app: privileges on db_name only, password generated on the host.", "", _db_user))
     backups_keep: int = field(default=14, metadata=_doc(
         "Database backups kept on each db host (/var/backups/lbstack); each new backup deletes older ones beyond this.",
         "backups", _positive_int()))

@@ -71,6 +71,24 @@ BAD = [
     ({"artisan_commands": ["migrate:fresh"]}, "artisan_commands", "lbstack runs"),
     ({"artisan_commands": [""]}, "artisan_commands", "not an artisan command"),
     ({"artisan_commands": "optimize"}, "artisan_commands", "must be a list"),
+    # settings that would hand out privileges (issue: hardened by default)
+    ({"app_user": "root"}, "app_user", "is a system account"),
+    ({"app_user": "www-data"}, "app_user", "is a system account"),
+    ({"app_user": "nobody"}, "app_user", "an account of its own"),
+    ({"app_user": "mysql"}, "app_user", "is a system account"),
+    ({"app_user": "redis"}, "app_user", "is a system account"),
+    ({"app_user": "systemd-network"}, "app_user", "is a system account"),
+    ({"db_user": "root"}, "db_user", "MariaDB's own accounts"),
+    ({"db_user": "mysql"}, "db_user", "MariaDB's own accounts"),
+    ({"db_name": "mysql"}, "db_name", "MariaDB system schema"),
+    ({"db_name": "information_schema"}, "db_name", "a database of its own"),
+    ({"db_name": "performance_schema"}, "db_name", "MariaDB system schema"),
+    ({"db_name": "sys"}, "db_name", "MariaDB system schema"),
+    ({"server_names": ["example.com", "www.example.com", "example.com"]}, "server_names", "is listed twice"),
+    ({"app_source": "https://example.org/app.tar.gz"}, "app_source", "the scheme 'https' is not supported"),
+    ({"app_source": "ftp://example.org/app"}, "app_source", "'git+URL@REF'"),
+    ({"app_source": "git+http://example.org/app.git@v1"}, "app_source", "git over 'http' is not supported"),
+    ({"app_source": "git+example.org:app.git@v1"}, "app_source", "is not supported"),
 ]
 
 
@@ -199,3 +217,19 @@ def test_queue_and_artisan_settings_that_make_sense_load():
               "artisan_commands": ["optimize", "horizon:publish --force", "cache:clear --store=redis"]})
     assert (s.queue_workers, s.queue_connection, s.scheduler) == (0, "sync", False)
     assert load({}).queue_workers == 2 and load({}).queue_connection == "redis"
+
+
+def test_a_refused_app_source_url_never_shows_its_password():
+    with pytest.raises(SettingsError) as refused:
+        load({"app_source": "git+http://deploy:s3cr3t@git.example.org/app.git@v1"})
+    assert "s3cr3t" not in str(refused.value) and "***@git.example.org" in str(refused.value)
+    with pytest.raises(SettingsError) as refused:
+        load({"app_source": "https://deploy:s3cr3t@example.org/app.tar.gz"})
+    assert "s3cr3t" not in str(refused.value)
+
+
+def test_the_documented_app_sources_are_still_accepted(tmp_path):
+    (tmp_path / "app").mkdir()
+    for source in ("sample", "git+https://example.org/you/app.git@v1.3.0", "git+ssh://git@example.org/app.git@main",
+                   "git+file:///srv/git/app.git@v1", str(tmp_path / "app")):
+        assert load({"app_source": source}).app_source == source
