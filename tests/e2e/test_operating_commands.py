@@ -239,6 +239,10 @@ HAND_CHANGES = [
      ["upstream members", "+    server unix:/run/lbstack/app5/fpm.sock"]),
     ("unit stopped", "systemctl stop redis-server.service",
      ["Start and enable redis-server.service", "redis-server.service state", "inactive, enabled"]),
+    # a stopped MariaDB once made drift exit 1 ("does not prepare"): it is drift like any stopped unit
+    ("MariaDB stopped", "systemctl stop mariadb.service",
+     ["Start and enable mariadb.service", "mariadb.service state", "inactive, enabled",
+      "MariaDB is not answering: checked and secured once this run has started it"]),
     ("unit disabled", "systemctl disable lbstack-fpm@4.service",
      ["Enable lbstack-fpm@4.service", "lbstack-fpm@4.service state", "active, disabled"]),
     ("MemoryMax drop-in changed",
