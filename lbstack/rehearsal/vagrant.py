@@ -83,17 +83,6 @@ Vagrant.configure("2") do |config|
   end
 end
 """
-# dpkg leaves out documentation, manuals and translations, as Debian's own container images do:
-# under emulation, every file dpkg unpacks costs time, and a rehearsal VM reads none of them
-NODOC = """\
-path-exclude=/usr/share/doc/*
-path-include=/usr/share/doc/*/copyright
-path-exclude=/usr/share/man/*
-path-exclude=/usr/share/info/*
-path-exclude=/usr/share/locale/*
-path-include=/usr/share/locale/locale.alias
-path-exclude=/usr/share/lintian/*
-"""
 HOSTKEYS_UNIT = """\
 [Unit]
 Description=Generate this machine's own ssh host keys (a box ships without them)
@@ -165,7 +154,6 @@ def box_recipe() -> Recipe:
         ("/etc/resolv.conf", "nameserver 192.168.121.1\n", 0o644),
         ("/etc/apt/apt.conf.d/80lbstack-rehearsal-proxy", proxy, 0o644),
         ("/etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440),
-        ("/etc/dpkg/dpkg.cfg.d/lbstack-box-nodoc", NODOC, 0o644),
         ("/home/vagrant/.ssh/authorized_keys", insecure_key(), 0o600),
         ("/etc/systemd/system/lbstack-ssh-hostkeys.service", HOSTKEYS_UNIT, 0o644),
         # the box's Vagrantfile, kept in the image too: the recipe's digest (the cache key) covers it

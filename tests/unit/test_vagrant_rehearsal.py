@@ -34,7 +34,6 @@ def test_the_box_has_the_vagrant_user_with_the_insecure_key_and_sudo(recipe):
     assert ("find", "/etc/ssh", "-name", "ssh_host_*", "-delete") in recipe.commands
     assert "lbstack-ssh-hostkeys.service" in recipe.units and "ssh.service" in recipe.units
     assert "ssh-keygen -A" in files["/etc/systemd/system/lbstack-ssh-hostkeys.service"][0]
-    assert "path-exclude=/usr/share/doc/*" in files["/etc/dpkg/dpkg.cfg.d/lbstack-box-nodoc"][0]
     # apt through the rehearsal's proxy on this side of the veth
     assert f"http://{vagrant.HOST_ADDRESS}:{vagrant.PROXY_PORT}" in files["/etc/apt/apt.conf.d/80lbstack-rehearsal-proxy"][0]
 
