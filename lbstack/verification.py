@@ -35,6 +35,7 @@ from lbstack.topology import open_ssh_ports
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 
+DISTRIBUTION_RETRIES = 3
 DISTRIBUTION_REQUESTS = 100
 
 
@@ -114,9 +115,12 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         url = local_url(settings.health_path)
         names = [m["name"] for m in members]
         spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
-        if settings.lb_method != "ip_hash" and set(spread["instances"]) != set(names):
+        for _ in range(DISTRIBUTION_RETRIES):
+            if settings.lb_method == "ip_hash" or set(spread["instances"]) == set(names):
+                break
             # an instance (re)started in this run may still be skipped by nginx's passive health
-            # check: it is tried again after fail_timeout; measure once more after that
+            # check (tried again after fail_timeout), or be busy under load (least_conn sends
+            # elsewhere): measure again after fail_timeout, a few times
             time.sleep(plan.nginx.fail_timeout_s + 1)
             spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
         rows += checks.check_distribution(spread, names, settings.lb_method, DISTRIBUTION_REQUESTS)
