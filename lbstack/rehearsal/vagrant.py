@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -37,10 +36,10 @@ from pathlib import Path
 
 from . import aptconfig, owner
 from .common import RehearsalError, locked, pid_matches, remove_tree, require_root, run, state_dir, stop_process, wait_until
-from .rootfs import Recipe, base_recipe, build_tree, cached_build
+from .rootfs import Recipe, base_recipe, cached_build
 from .signals import holding_signals
 from .tools import ensure_tools
-from .vm import GUEST_PACKAGES, IMAGE_SIZE_BYTES, VM_FILES
+from .vm import GUEST_PACKAGES, IMAGE_SIZE_BYTES, VM_FILES, build_disk
 
 BOX = "lbstack/bookworm64"
 BOX_ENV = "LBSTACK_VAGRANT_BOX"
@@ -177,19 +176,10 @@ def build_box(force: bool = False) -> Path:
 def _build_box(recipe: Recipe, dest: Path, log: Path) -> None:
     """Tree -> kernel + initrd + qcow2 ``box.img`` + metadata + Vagrantfile -> one tar."""
     dest.mkdir(parents=True)
-    tree, parts = dest / "tree", dest / "parts"
+    parts = dest / "parts"
     parts.mkdir()
-    build_tree(recipe, tree, log)
-    for prefix, target in (("vmlinuz-", "vmlinuz"), ("initrd.img-", "initrd.img")):
-        found = sorted((tree / "boot").glob(prefix + "*"))
-        if not found:
-            raise RehearsalError(f"no /boot/{prefix}* in the box tree (see {log})")
-        shutil.copy(found[-1], parts / target)
     raw = dest / "disk.raw"
-    with open(raw, "wb") as handle:
-        handle.truncate(IMAGE_SIZE_BYTES)
-    run(["mkfs.ext4", "-q", "-F", "-L", "lbstack-root", "-d", str(tree), str(raw)])
-    remove_tree(tree)
+    build_disk(recipe, parts, raw, log)
     run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(parts / "box.img")])
     raw.unlink()
     metadata = {"provider": "libvirt", "format": "qcow2", "virtual_size": IMAGE_SIZE_BYTES // 1024**3,

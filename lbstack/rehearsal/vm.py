@@ -69,16 +69,20 @@ def build_image(force: bool = False) -> Path:
 
 
 def _build_image(recipe: Recipe, dest: Path, log: Path) -> None:
-    """Build the tree, take the kernel and initrd out of it, and pack it into an ext4 image."""
     dest.mkdir(parents=True)
-    tree = dest / "tree"
+    build_disk(recipe, dest, dest / "disk.raw", log)
+
+
+def build_disk(recipe: Recipe, boot_dir: Path, disk: Path, log: Path) -> None:
+    """Build the tree (next to ``disk``), copy its kernel and initrd into ``boot_dir`` (``vmlinuz``,
+    ``initrd.img``), and pack the tree into the ext4 image ``disk``; the tree is removed after."""
+    tree = disk.with_name("tree")
     build_tree(recipe, tree, log)
     for prefix, target in (("vmlinuz-", "vmlinuz"), ("initrd.img-", "initrd.img")):
         found = sorted((tree / "boot").glob(prefix + "*"))
         if not found:
-            raise RehearsalError(f"no /boot/{prefix}* in the VM tree (see {log})")
-        shutil.copy(found[-1], dest / target)
-    disk = dest / "disk.raw"
+            raise RehearsalError(f"no /boot/{prefix}* in the {recipe.name} tree (see {log})")
+        shutil.copy(found[-1], boot_dir / target)
     with open(disk, "wb") as handle:
         handle.truncate(IMAGE_SIZE_BYTES)
     run(["mkfs.ext4", "-q", "-F", "-L", "lbstack-root", "-d", str(tree), str(disk)])
