@@ -94,7 +94,7 @@ def test_a_setup_whose_owner_was_killed_is_reaped_with_its_libvirt_bridges_and_n
         vagrant.teardown()
 
 
-def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path):
+def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path, session_vms_paused):
     steps = readme_steps()
     assert [s.split(" -- ")[-1].split()[0] for s in steps if " -- " in s] == [
         "vagrant", ".venv/bin/pyinfra", ".venv/bin/lbstack", "vagrant"], steps
