@@ -22,7 +22,7 @@ from pyinfra.operations import apt, files, server
 from deploy import php_fpm
 from facts.app import COMPLETE_MARKER, Instances, Releases
 from facts.files import StagedDiffers
-from facts.limits import UnitLimits
+from facts.limits import StartedBeforeChange, UnitLimits
 from lbstack import hostscripts, layout, packages, release, rollout
 from lbstack.layout import ARCHIVES_DIR
 from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
@@ -174,6 +174,9 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
     pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
     units = host.get_fact(UnitLimits, units=[layout.fpm_unit(i) for i in range(1, plan.instances + 1)])
     differ = set(host.get_fact(StagedDiffers, pairs=[list(c) for c in fpm.configs.values()]))
+    # started before their unit file or CPU drop-in was written (by this run or one that failed)
+    stale = set(host.get_fact(StartedBeforeChange, units={
+        layout.fpm_unit(i): [php_fpm.UNIT_FILE, layout.fpm_cpu_dropin(i)] for i in range(1, plan.instances + 1)}))
     steps = []
     for inst in instances(plan, range(1, plan.instances + 1)):
         step = rollout.Step(inst)
@@ -185,10 +188,10 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
             step.reasons.append("config")
         running = units.get(inst.unit, {}).get("active_state") == "active"
         cpus_changed = executing and fpm.cpus[inst.index].did_change()
-        if unit_changed or cpus_changed or not running:
+        if unit_changed or cpus_changed or not running or inst.unit in stale:
             step.restart = True  # CPUAffinity applies when the master starts, not on a reload
             step.reasons.append("unit changed" if unit_changed else "CPU placement changed" if cpus_changed
-                                else "not running")
+                                else "not running" if not running else "started before its unit file changed")
         if reload_all:
             step.reasons.append("PHP settings or .env changed")
         if step.reasons:

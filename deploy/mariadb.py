@@ -14,7 +14,7 @@ from pyinfra.operations import apt, files, server
 
 from facts.mariadb import Security, Variables
 from facts.secrets import HELPER
-from lbstack import hostscripts, layout, packages, services
+from lbstack import hostscripts, layout, packages, sandbox, services
 from lbstack.layout import BACKUP_DIR, BACKUP_HELPER, MARIADB_CONFIG as CONFIG
 from lbstack.operations import template_file
 from lbstack.plan import Plan
@@ -68,7 +68,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **hostscripts.maintenance_template_data(),
     )
-    dropin = services.dropin("mariadb.service", plan.slices["db"])
+    dropin = services.dropin("mariadb.service", plan.slices["db"], sandbox=sandbox.mariadb())
     data = config_template_data(plan, app_client_hosts())
     static_change = services.restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
     config = template_file(

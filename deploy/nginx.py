@@ -16,7 +16,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from lbstack import layout, packages, services
+from lbstack import layout, packages, sandbox, services
 from lbstack.layout import NGINX_CONF, SITE_CONF
 from lbstack.operations import promote, template_file
 from lbstack.plan import Plan
@@ -68,7 +68,8 @@ def main_template_data(settings: Settings, plan: Plan) -> dict:
 @deploy("lbstack nginx")
 def nginx(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install nginx", packages=packages.LB, no_recommends=True)
-    dropin = services.dropin("nginx.service", plan.slices["lb"], LimitNOFILE=plan.nginx.worker_rlimit_nofile,
+    dropin = services.dropin("nginx.service", plan.slices["lb"], sandbox=sandbox.nginx(),
+                             LimitNOFILE=plan.nginx.worker_rlimit_nofile,
                              CPUSchedulingPolicy=services.SCHED_POLICY)
     if settings.tls == "self_signed":
         _self_signed(settings)

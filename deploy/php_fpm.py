@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import apt, files, server, systemd
 
 from facts.app import Instances
-from lbstack import hostscripts, layout, packages, services
+from lbstack import hostscripts, layout, packages, sandbox, services
 from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
@@ -71,6 +71,8 @@ def unit_template_data(settings: Settings, plan: Plan) -> dict:
         "config_dir": layout.FPM_CONFIG_DIR,
         "limits": plan.php_fpm.instance_limits,
         "sched_policy": services.SCHED_POLICY,
+        "app_user": settings.app_user,
+        "sandbox": sandbox.app(fpm=True),
     }
 
 
@@ -112,6 +114,15 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         instances_dir=layout.INSTANCES_DIR,
         retry_after_s=layout.MAINTENANCE_RETRY_AFTER_S,
     )
+
+    # each master's slow log (the master is the app user; `php-fpm --test` as root opens the file,
+    # so it is made first, the user's, rather than left for the test to create as root's)
+    logs = [layout.fpm_log_dir(index) for index in range(1, plan.instances + 1)]
+    directories(name=f"Directories {layout.LOG_DIR}/app{{1..{plan.instances}}} ({settings.app_user}, mode 750)",
+                paths=[(path, settings.app_user, settings.app_user, "750") for path in logs])
+    for path in logs:
+        files.file(name=f"{path}/slow.log ({settings.app_user}, mode 640)", path=f"{path}/slow.log",
+                   user=settings.app_user, group=settings.app_user, mode="640", touch=False)
 
     preload = template_file(
         name=f"Render {layout.PRELOAD_SCRIPT} (OPcache preloading of each instance's release)",
@@ -166,7 +177,8 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         name=f"Validate the staged {layout.FPM_CONFIG_DIR}/app{{1..{plan.instances}}}.conf ({fpm} --test); "
              "the rolling update promotes them",
         files=list(staged.values()),
-        test=" && ".join(f"{fpm} --test --fpm-config {shlex.quote(s)}" for s, _, _ in staged.values()),
+        # -R: root may test a pool without user/group (the master runs as the app user)
+        test=" && ".join(f"{fpm} --test -R --fpm-config {shlex.quote(s)}" for s, _, _ in staged.values()),
     )
     cpus = {}
     for index in indexes:

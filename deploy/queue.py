@@ -20,7 +20,7 @@ from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import files
 
 from facts.queue import QueueWorkers, Scheduler, stale_workers
-from lbstack import layout
+from lbstack import layout, sandbox
 from lbstack.operations import daemon_reload, template_file, unit_active
 from lbstack.plan import QUEUE, QUEUE_STOP_MARGIN_S, Plan
 from lbstack.render import jinja, template
@@ -41,14 +41,14 @@ def worker_template_data(settings: Settings, plan: Plan) -> dict:
         "current": layout.CURRENT, "php_version": settings.php_version, "connection": q.connection,
         "queues": ",".join(q.queues), "tries": q.tries, "timeout_s": q.timeout_s, "max_time_s": q.max_time_s,
         "worker_memory_mib": q.worker_memory_mib, "sleep_s": SLEEP_S, "stop_timeout_s": q.stop_timeout_s,
-        "margin_s": QUEUE_STOP_MARGIN_S,
+        "margin_s": QUEUE_STOP_MARGIN_S, "sandbox": sandbox.app(),
     }
 
 
 def schedule_template_data(settings: Settings, plan: Plan) -> dict:
     return {"slice": plan.slices[QUEUE], "app_user": settings.app_user, "current": layout.CURRENT,
             "php_version": settings.php_version, "timeout_s": SCHEDULE_TIMEOUT_S,
-            "service": layout.SCHEDULE_SERVICE}
+            "service": layout.SCHEDULE_SERVICE, "sandbox": sandbox.app()}
 
 
 @operation()

@@ -1,5 +1,6 @@
-"""Redis: the app's sessions and cache. One password (Redis ACL, stored as its SHA-256 in the
-config), ``maxmemory`` from the plan with ``noeviction`` (sessions are never evicted; the app's
+"""Redis: the app's sessions and cache. Two users (Redis ACL, each password stored as its SHA-256
+in the config): the app's, refused Redis' @dangerous commands (but FLUSHDB), and lbstack's own
+admin user for the live settings and INFO; users added at runtime are removed. ``maxmemory`` from the plan with ``noeviction`` (sessions are never evicted; the app's
 cache keys expire by TTL and a refused cache write is tolerated), append-only persistence so
 sessions survive a restart, bound to localhost unless the app runs on other hosts.
 
@@ -17,8 +18,8 @@ from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, server
 
-from facts.redis import LiveConfig
-from lbstack import layout, packages, services
+from facts.redis import AclUsers, LiveConfig
+from lbstack import checks, layout, packages, services
 from lbstack.layout import REDIS_CONFIG as CONFIG
 from lbstack.operations import secret_file, template_file
 from lbstack.plan import Plan
@@ -34,6 +35,9 @@ def config_template_data(plan: Plan, remote_clients: bool) -> dict:
         "tcp_backlog": plan.redis.tcp_backlog,
         "maxmemory_mib": plan.redis.maxmemory_mib,
         "maxclients": plan.redis.maxclients,
+        "app_acl": layout.REDIS_APP_ACL,
+        "admin_user": layout.REDIS_ADMIN_USER,
+        "admin_acl": layout.REDIS_ADMIN_ACL,
     }
 
 
@@ -70,6 +74,7 @@ def redis(settings: Settings, plan: Plan) -> None:
     live_settings(name="Redis's running maxmemory, policy and maxclients are the plan's (CONFIG SET; no restart; "
                        "maxclients only raised here)",
                   wanted=live_values(plan), raise_only=("maxclients",))
+    live_users(name="Redis has no user but the app's and lbstack's (ACL DELUSER of any added at runtime)")
 
 
 def final_sizing(settings: Settings, plan: Plan) -> None:
@@ -88,16 +93,37 @@ def live_values(plan: Plan) -> dict[str, str]:
             "maxclients": str(plan.redis.maxclients)}
 
 
+def _admin_cli() -> str:
+    """redis-cli as lbstack's admin user on the Redis host (password read there, from the store)."""
+    secret = shlex.quote(f"{layout.SECRETS_DIR}/redis_admin_password")
+    return (f'REDISCLI_AUTH="$(cat {secret})" redis-cli --no-auth-warning '
+            f"--user {shlex.quote(layout.REDIS_ADMIN_USER)}")
+
+
 @operation()
 def live_settings(wanted: dict[str, str], raise_only: tuple[str, ...] = ()):
     """``CONFIG SET`` each of ``wanted`` that the running server has changed (e.g. by hand with
     redis-cli); the file already says the same, so a restart would too, without the downtime."""
-    live = host.get_fact(LiveConfig, keys=sorted(wanted))
+    live = host.get_fact(LiveConfig, keys=sorted(wanted), store=layout.SECRETS_DIR, admin_user=layout.REDIS_ADMIN_USER)
     if not live:
         return  # not answering yet (first run before the restart) or no password: nothing to compare
-    secret = shlex.quote(f"{layout.SECRETS_DIR}/redis_password")
     for key, value in sorted(wanted.items()):
         lower = key in raise_only and str(live.get(key, "")).isdigit() and int(live[key]) > int(value)
         if live.get(key) != value and not lower:
-            yield StringCommand(f'REDISCLI_AUTH="$(cat {secret})" redis-cli --no-auth-warning '
-                                f"CONFIG SET {shlex.quote(key)} {shlex.quote(value)}")
+            yield StringCommand(f"{_admin_cli()} CONFIG SET {shlex.quote(key)} {shlex.quote(value)}")
+
+
+@operation()
+def live_users():
+    """``ACL DELUSER`` each user the running server has beyond the two of redis.conf (added at
+    runtime with ACL SETUSER); a managed user whose rights were changed at runtime (ACL DRYRUN
+    answers other than planned) gets a restart, which reads the file's rules again."""
+    live = host.get_fact(AclUsers, probes=layout.redis_probes(), store=layout.SECRETS_DIR,
+                         admin_user=layout.REDIS_ADMIN_USER)
+    if not live["answering"]:
+        return  # not answering the admin user yet (first run before the restart)
+    extra = sorted(set(live["users"]) - set(layout.REDIS_ACL_PROBES))
+    if extra:
+        yield StringCommand(f"{_admin_cli()} ACL DELUSER " + " ".join(shlex.quote(u) for u in extra))
+    if any(not row.ok for row in checks.check_redis_users(live)[1:]):
+        yield StringCommand("systemctl restart redis-server.service")

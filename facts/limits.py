@@ -206,3 +206,59 @@ class ControlOverrides(FactBase):
             if path:
                 found.setdefault(unit, []).append(path)
         return found
+
+
+class StartedBeforeChange(FactBase):
+    """
+    Each of ``units`` (``{unit: [file, ...]}``) whose main process started before the newest of
+    its files was last written: it runs an older unit file or drop-in than the one on disk (a run
+    that wrote the file and then failed, say). Units not running, and files missing, are left out.
+
+    Returns ``["lbstack-fpm@1.service"]``.
+    """
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, units) -> str:
+        checks = []
+        for unit, paths in units.items():
+            u = shlex.quote(unit)
+            files = " ".join(shlex.quote(p) for p in paths)
+            checks.append(f"t=$(systemctl show -P ExecMainStartTimestamp {u}); [ -n \"$t\" ] && "
+                          f"s=$(date -d \"$t\" +%s) && m=$(stat -c %Y {files} 2>/dev/null | sort -n | tail -n1) && "
+                          f"[ -n \"$m\" ] && [ \"$s\" -lt \"$m\" ] && echo {u}")
+        return "; ".join(checks) + "; true"
+
+    def process(self, output) -> list[str]:
+        return [line.strip() for line in output if line.strip()]
+
+
+class UnitExposure(FactBase):
+    """
+    ``systemd-analyze security``'s overall exposure of each of ``units`` (0 best, 10 worst): how
+    much of systemd's sandboxing the unit as loaded uses.
+
+    Returns ``{"nginx.service": 2.6, "lbstack-fpm@1.service": 1.4}``; a unit it cannot rate
+    (not loaded) is left out.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, units) -> str:
+        return "systemd-analyze"
+
+    def command(self, units) -> str:
+        return "; ".join(f"systemd-analyze security --no-pager {shlex.quote(u)} 2>/dev/null | tail -n1"
+                         for u in units) + "; true"
+
+    def process(self, output) -> dict[str, float]:
+        found = {}
+        for line in output:
+            match = re.search(r"Overall exposure level for (\S+): ([0-9.]+)", line)
+            if match:
+                found[match.group(1)] = float(match.group(2))
+        return found

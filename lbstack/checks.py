@@ -276,11 +276,45 @@ def check_app_backends(login: dict, redis: dict, plan: Plan, database: str) -> l
         Check("app", "Redis PING with the app's credentials", "PONG", redis.get("ping", "failed"),
               bool(redis.get("ok")), redis.get("error", "")[:120]),
     ]
+    if redis.get("ok"):
+        refused = str(redis.get("app_config", "")).startswith("NOPERM")
+        rows.append(Check("app", "Redis CONFIG refused to the app's credentials", "NOPERM",
+                          "NOPERM" if refused else "allowed", refused, "" if refused else str(redis.get("app_config"))[:120]))
     if redis.get("ok") and plan.redis:  # the cache on this host: its running sizes too
         config = redis.get("config", {})
         rows.append(_row("cache", "Redis maxmemory", f"{plan.redis.maxmemory_mib} MiB",
                          _mib_str(config.get("maxmemory")) if isinstance(config.get("maxmemory"), int) else "-"))
         rows.append(_row("cache", "Redis maxmemory-policy", "noeviction", config.get("maxmemory-policy")))
+    return rows
+
+
+def check_exposure(limits: dict[str, float], exposure: dict[str, float]) -> list[Check]:
+    """Each sandboxed unit's ``systemd-analyze security`` exposure at or under its limit."""
+    rows = []
+    for unit, limit in limits.items():
+        live = exposure.get(unit)
+        component = next((c for c, u in layout.SERVICES.items() if u == unit), "app")
+        rows.append(Check(component, f"{unit} exposure (systemd-analyze security)", f"<= {limit:.1f}",
+                          "-" if live is None else f"{live:.1f}", live is not None and live <= limit,
+                          "" if live is not None else "not rated (unit not loaded?)"))
+    return rows
+
+
+def check_redis_users(acl: dict) -> list[Check]:
+    """The live server's users are exactly the two of redis.conf, and each may run what
+    :data:`layout.REDIS_ACL_PROBES` says and nothing it refuses (ACL DRYRUN, in probe order)."""
+    if not acl.get("answering"):
+        return [Check("cache", "Redis answering lbstack's admin user", "yes", "no", False, acl.get("error", "")[:120])]
+    rows = [_row("cache", "Redis users", ", ".join(sorted(layout.REDIS_ACL_PROBES)), ", ".join(sorted(acl["users"])),
+                 "a user added at runtime (ACL SETUSER) is removed by the next converge")]
+    answers = iter(acl.get("probes", []))
+    for user, probes in layout.REDIS_ACL_PROBES.items():
+        wrong = [command for command, allowed in probes if (next(answers, "") == "OK") != allowed]
+        label = "the app's user (default)" if user == "default" else f"lbstack's admin user ({user})"
+        rows.append(Check("cache", f"Redis commands of {label}", "as planned",
+                          "as planned" if not wrong else "differs: " + ", ".join(wrong), not wrong,
+                          "checked with ACL DRYRUN; " + ("a refused command allowed or an allowed one refused"
+                                                         if wrong else f"{len(probes)} commands")))
     return rows
 
 

@@ -3,7 +3,10 @@ modules, facts and verification share."""
 
 from __future__ import annotations
 
+import shlex
+
 from facts import php_fpm as facts_php_fpm
+from facts.redis import ADMIN_USER
 
 ETC = "/etc/lbstack"
 SECRETS_DIR = f"{ETC}/secrets"  # root-only store, one file per secret
@@ -60,12 +63,43 @@ REDIS_SOCKET = "/run/redis/redis-server.sock"  # templates/etc/redis/redis.conf.
 SYSCTL_FILE = "/etc/sysctl.d/60-lbstack.conf"
 FIREWALL_CONFIG = "/etc/nftables.conf"
 
+# Redis' two users (templates/etc/redis/redis.conf.j2): the app's (Redis' default user) without
+# @dangerous but FLUSHDB (artisan cache:clear), and lbstack's own for the live settings and INFO
+REDIS_ADMIN_USER = ADMIN_USER
+REDIS_APP_ACL = "+@all -@dangerous +flushdb"
+REDIS_ADMIN_ACL = "-@all +ping +info +config|get +config|set +acl|list +acl|deluser +acl|dryrun"
+# what each may run and may not, asked of the live server with ACL DRYRUN (Redis rewrites the
+# rules it prints, so the outcome is checked rather than the text): user -> (command, allowed)
+REDIS_ACL_PROBES: dict[str, tuple[tuple[str, bool], ...]] = {
+    "default": tuple((c, True) for c in (
+        "ping", "select 1", "get k", "setex k 60 v", "del k", "expire k 60", "eval 'return 1' 0", "blpop q 1",
+        "zadd z 1 m", "flushdb")) + tuple((c, False) for c in (
+        "flushall", "config get maxmemory", "config set dir /tmp", "debug sleep 0", "shutdown", "keys *",
+        "info", "monitor", "save", "replicaof no one", "module list", "client kill 127.0.0.1:1",
+        "acl setuser x on", "migrate h 1 k 0 1")),
+    ADMIN_USER: tuple((c, True) for c in (
+        "ping", "info", "config get maxmemory", "config set maxmemory 1", "acl list", "acl deluser x")) + tuple(
+        (c, False) for c in ("get k", "set k v", "flushdb", "flushall", "shutdown", "keys *", "acl setuser x on",
+                             "debug sleep 0")),
+}
+
+def redis_probes() -> list[list[str]]:
+    """:data:`REDIS_ACL_PROBES` as the :class:`facts.redis.AclUsers` fact takes them (in order)."""
+    return [[user, *shlex.split(command)] for user, probes in REDIS_ACL_PROBES.items() for command, _ in probes]
+
+
 # secrets: name -> kind (how lbstack-secrets generates it)
-SECRETS = {"db_password": "password", "redis_password": "password", "app_key": "app_key"}
+SECRETS = {"db_password": "password", "redis_password": "password", "redis_admin_password": "password",
+           "app_key": "app_key"}
 
 
 def instance_name(index: int) -> str:
     return f"app{index}"
+
+
+def fpm_log_dir(index: int) -> str:
+    """Instance ``index``'s logs directory (its FPM slow log), the app user's."""
+    return f"{LOG_DIR}/{instance_name(index)}"
 
 
 def fpm_unit(index: int) -> str:

@@ -20,13 +20,14 @@ def dropin_path(service: str) -> str:
     return f"/etc/systemd/system/{service}.d/lbstack.conf"
 
 
-def dropin_data(service: str, slice_: str, restart: str = "on-failure", **extra) -> dict:
+def dropin_data(service: str, slice_: str, restart: str = "on-failure", sandbox=(), **extra) -> dict:
     """Template arguments of ``/etc/systemd/system/<service>.d/lbstack.conf``: the service joins
-    its component's slice and restarts by itself after a crash."""
-    return {"service": service, "slice": slice_, "restart": restart, "extra": extra}
+    its component's slice, restarts by itself after a crash, and gets ``sandbox`` (directives of
+    :mod:`lbstack.sandbox`)."""
+    return {"service": service, "slice": slice_, "restart": restart, "extra": extra, "sandbox": list(sandbox)}
 
 
-def dropin(service: str, slice_: str, restart: str = "on-failure", **extra):
+def dropin(service: str, slice_: str, restart: str = "on-failure", sandbox=(), **extra):
     """Render a packaged service's lbstack drop-in; returns the operation (for ``_if``)."""
     path = dropin_path(service)
     return template_file(
@@ -35,7 +36,7 @@ def dropin(service: str, slice_: str, restart: str = "on-failure", **extra):
         dest=path,
         mode="644",
         jinja_env_kwargs=jinja(),
-        **dropin_data(service, slice_, restart, **extra),
+        **dropin_data(service, slice_, restart, sandbox, **extra),
     )
 
 

@@ -24,13 +24,13 @@ from facts.base import Account, SysctlValues, Virtualization
 from facts.files import Directives
 from facts.firewall import LbstackTable, SshdPorts
 from facts.http import Distribution, HttpStatus
-from facts.limits import UnitLimits
+from facts.limits import UnitExposure, UnitLimits
 from facts.mariadb import AppLogin, Security
 from facts.nginx import Upstreams
 from facts.php_fpm import PoolStatus
 from facts.queue import QueueWorkers, Scheduler
-from facts.redis import AppConnection
-from lbstack import checks, layout, packages, topology
+from facts.redis import AclUsers, AppConnection
+from lbstack import checks, layout, packages, sandbox, topology
 from lbstack.topology import open_ssh_ports
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -73,6 +73,8 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
     installed = host.get_fact(DebPackages)  # read once: pyinfra 3 caches no fact
     rows = base_checks(settings, plan, installed) + checks.check_limits(plan, services)
+    limits = sandbox.sandboxed_units(plan)
+    rows += checks.check_exposure(limits, host.get_fact(UnitExposure, units=list(limits)))
     for component, names in packages.by_component(settings, components).items():
         rows += checks.check_packages(component, names, installed)
     if settings.firewall:
@@ -85,6 +87,8 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
                                      services.get(layout.SERVICES["cache"]))
         rows += checks.check_redis_file(plan, host.get_fact(Directives, path=layout.REDIS_CONFIG,
                                                             keys=["maxmemory", "maxmemory-policy"]))
+        rows += checks.check_redis_users(host.get_fact(AclUsers, probes=layout.redis_probes(), store=layout.SECRETS_DIR,
+                                                       admin_user=layout.REDIS_ADMIN_USER))
     if "app" in components:
         for index in range(1, plan.instances + 1):
             unit = layout.fpm_unit(index)

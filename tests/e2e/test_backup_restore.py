@@ -30,8 +30,9 @@ def host(converged_nspawn):
     start = out.strip().splitlines()[-1]
     yield info
     rc, out, err = remote(info, f"{BACKUP_HELPER} restore {shlex.quote(start)} && "
-                                'REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_password)" '
-                                "redis-cli --no-auth-warning FLUSHALL >/dev/null")
+                                "p=$(sed -n 's/^REDIS_PASSWORD=//p' /srv/lbstack/app/shared/.env); for n in 0 1; do "
+                                'REDISCLI_AUTH="$p" redis-cli --no-auth-warning -s /run/redis/redis-server.sock '
+                                '-n $n FLUSHDB >/dev/null || exit 1; done')
     assert rc == 0, out + err
 
 

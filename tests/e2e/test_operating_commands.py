@@ -252,11 +252,22 @@ HAND_CHANGES = [
      "systemctl set-property lbstack-fpm@2.service MemoryMax=512M",
      ["No hand-made limits", "50-MemoryMax.conf", "lbstack-fpm@2.service limits (systemd)", "max 512 MiB"]),
     ("Redis maxmemory changed at runtime",
-     'REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_password)" redis-cli --no-auth-warning CONFIG SET maxmemory 100mb',
+     'REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_admin_password)" redis-cli --no-auth-warning --user lbstack-admin '
+     'CONFIG SET maxmemory 100mb',
      ["Redis's running maxmemory", "Redis maxmemory", "100 MiB"]),
     ("Redis maxmemory changed in the file",
      "sed -i 's/^maxmemory [0-9]*mb/maxmemory 64mb/' /etc/redis/redis.conf",
      ["Write /etc/redis/redis.conf", "redis.conf maxmemory", "64mb"]),
+    # a user only the running server has (Redis has no user that may ACL SETUSER: it was added by
+    # a restart with a line since removed from the file)
+    ("Redis user added at runtime",
+     "printf 'user evil on >evil-password-1234 ~* &* +@all\\n' >> /etc/redis/redis.conf && "
+     "systemctl restart redis-server && sed -i '/^user evil /d' /etc/redis/redis.conf",
+     ["Redis has no user but the app's and lbstack's", "Redis users", "default, evil, lbstack-admin"]),
+    ("Redis app user given FLUSHALL",
+     "sed -i 's/ -@dangerous +flushdb$/ -@dangerous +flushdb +flushall/' /etc/redis/redis.conf && "
+     "systemctl restart redis-server && sed -i 's/ +flushdb +flushall$/ +flushdb/' /etc/redis/redis.conf",
+     ["Redis commands of the app's user", "differs: flushall"]),
     ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
      ["Install base packages", "missing logrotate"]),
     (".env mode changed", "chmod 644 /srv/lbstack/app/shared/.env",

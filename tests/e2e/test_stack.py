@@ -340,3 +340,30 @@ def test_the_release_is_a_laravel_app_built_by_composer_from_debians_framework(s
         assert cache in lines, out
     assert "Laravel Framework 8.83" in out
     assert f"{release}/storage/app/public" in out or "/storage/app/public" in out  # storage:link
+
+
+def test_the_apps_redis_user_clears_the_cache_but_is_refused_every_admin_command(stack):
+    info, _, base = stack
+    question = 500 + uuid.uuid4().int % 400
+    assert http(f"{base}/api/questions/random?id={question}")[0] == 200  # cached now
+    rc, out, err = remote(info, "cd /srv/lbstack/app/current && runuser -u lbstack -- php artisan cache:clear")
+    assert rc == 0 and "cache cleared" in out.lower(), out + err  # FLUSHDB, with the app's own user
+    status, _, body = http(f"{base}/api/questions/random?id={question}")
+    assert status == 200 and '"source":"cache"' not in body.decode()  # the cache was really emptied
+    app = ("p=$(sed -n 's/^REDIS_PASSWORD=//p' /srv/lbstack/app/shared/.env); "
+           'REDISCLI_AUTH="$p" redis-cli --no-auth-warning -s /run/redis/redis-server.sock')
+    admin = ('REDISCLI_AUTH="$(cat /etc/lbstack/secrets/redis_admin_password)" '
+             "redis-cli --no-auth-warning --user lbstack-admin -s /run/redis/redis-server.sock")
+    for command in ("CONFIG SET dir /tmp", "CONFIG SET dbfilename x.so", "FLUSHALL", "DEBUG SLEEP 0", "SHUTDOWN",
+                    "ACL SETUSER evil on '>evil-password-1234' +@all", "KEYS '*'", "MONITOR", "SAVE", "INFO"):
+        rc, out, err = remote(info, f"{app} {command}")
+        # DEBUG is refused before the user's rights are even asked (enable-debug-command no)
+        assert out.startswith("ERR DEBUG command not allowed" if command.startswith("DEBUG") else "NOPERM"), \
+            (command, out, err)
+    for command in ("GET k", "FLUSHALL", "SHUTDOWN", "ACL SETUSER evil on +@all"):  # the admin touches no key
+        rc, out, err = remote(info, f"{admin} {command}")
+        assert out.startswith("NOPERM"), (command, out, err)
+    rc, out, err = remote(info, f"{admin} CONFIG SET dir /tmp")  # protected for everyone
+    assert "protected config" in out, out + err
+    rc, out, err = remote(info, f"{app} PING; {admin} ACL LIST | cut -d' ' -f2; {admin} CONFIG GET dir")
+    assert out.split() == ["PONG", "default", "lbstack-admin", "dir", "/var/lib/redis"], out + err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lbstack.plan import make_plan
 from lbstack.settings import load
-from lbstack import checks as _v
+from lbstack import checks as _v, layout
 from lbstack.checks import check_base, check_limits, failures
 
 FACTS = Path(__file__).parent.parent / "facts"
@@ -158,10 +158,18 @@ def test_pools_from_recorded_status_and_a_silent_instance():
     assert rows[1].ok
 
 
+# the Redis cases were recorded later, on a host converged with the defaults of their day
+PLAN_DEFAULTS = make_plan(8, 16384, load({"capacity_cpus": 8, "capacity_memory_mib": 16384}))
+
+
 def test_recorded_mariadb_matches_the_plan_and_redis_answers():
     assert _v.failures(_v.check_mariadb(PLAN, _fact("mariadb.Security"))) == []
-    rows = _v.check_app_backends(_fact("mariadb.AppLogin"), _fact("redis.AppConnection"), PLAN, "lbstack")
+    rows = _v.check_app_backends(_fact("mariadb.AppLogin"), _fact("redis.AppConnection"), PLAN_DEFAULTS, "lbstack")
     assert _v.failures(rows) == []
+    assert [r.actual for r in rows if "CONFIG refused" in r.check] == ["NOPERM"]
+    allowed = dict(_fact("redis.AppConnection"), app_config="OK")  # an app user that may run CONFIG
+    assert [r.check for r in _v.failures(_v.check_app_backends(_fact("mariadb.AppLogin"), allowed, PLAN_DEFAULTS,
+                                                               "lbstack"))] == ["Redis CONFIG refused to the app's credentials"]
     rows = _v.check_app_backends({"ok": False, "error": "ERROR 1045"}, {"ok": False, "error": "WRONGPASS"}, PLAN,
                                  "lbstack")
     assert len(_v.failures(rows)) == 2
@@ -190,3 +198,17 @@ def test_pinned_instances_are_checked_against_their_masters_cpus():
 def test_unpinned_plan_has_no_cpu_rows():
     plan = make_plan(8, 16384, load({"app_cpu_pinning": False}), online_cpus=8)
     assert _v.check_instance_cpus(plan, {}) == []
+
+
+def test_recorded_redis_users_are_the_two_managed_ones_with_their_planned_rights():
+    acl = _fact("redis.AclUsers")
+    assert _v.failures(_v.check_redis_users(acl)) == []
+    extra = dict(acl, users=dict(acl["users"], evil="on ~* &* +@all"))
+    (bad,) = _v.failures(_v.check_redis_users(extra))
+    assert (bad.check, bad.actual) == ("Redis users", "default, evil, lbstack-admin")
+    probes = list(acl["probes"])
+    flushall = [i for i, (user, *words) in enumerate(layout.redis_probes()) if user == "default" and words == ["flushall"]]
+    probes[flushall[0]] = "OK"  # the app's user given FLUSHALL
+    (bad,) = _v.failures(_v.check_redis_users(dict(acl, probes=probes)))
+    assert bad.check == "Redis commands of the app's user (default)" and bad.actual == "differs: flushall"
+    assert _v.failures(_v.check_redis_users({"answering": False, "error": "WRONGPASS"}))[0].note == "WRONGPASS"

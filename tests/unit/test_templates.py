@@ -6,7 +6,7 @@ import pytest
 from pyinfra.api.util import get_template
 
 from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, queue, redis, secrets
-from lbstack import hostscripts, layout, render as rendering, services
+from lbstack import checks, hostscripts, layout, render as rendering, sandbox, services
 from lbstack.plan import make_plan
 from lbstack.render import jinja, template
 from lbstack.settings import load
@@ -123,7 +123,10 @@ def test_fpm_instance_pool_from_the_plan():
     assert "[app3]" in text and "listen = /run/lbstack/app3/fpm.sock" in text
     assert "pm = static" in text and f"pm.max_children = {PLAN.php_fpm.max_children}" in text
     assert "pm.status_path = /fpm-status" in text and "ping.path = /fpm-ping" in text
-    assert "env[LBSTACK_INSTANCE] = app3" in text and "slowlog = /var/log/lbstack/app3-slow.log" in text
+    assert "env[LBSTACK_INSTANCE] = app3" in text and "slowlog = /var/log/lbstack/app3/slow.log" in text
+    # the master is the app user (the unit's User=): no pool user, the socket's group is nginx's
+    assert "\nuser =" not in text and "\ngroup =" not in text and "listen.owner" not in text
+    assert "\nlisten.group = www-data\nlisten.mode = 0660\n" in text
     assert "\nlisten.backlog" not in text  # 511 failed 99.6 % of requests (performance-facts)
     tcp = render(f"{layout.FPM_CONFIG_DIR}/app.conf", **php_fpm.instance_template_data(SETTINGS, PLAN, 2, "0.0.0.0:9002"))
     assert "listen = 0.0.0.0:9002" in tcp and "listen.owner" not in tcp
@@ -191,14 +194,17 @@ def test_mariadb_config_from_the_plan():
 def test_redis_config_holds_no_secret_and_never_evicts():
     text = render(redis.CONFIG, **redis.config_template_data(PLAN, remote_clients=False))
     assert f"maxmemory {PLAN.redis.maxmemory_mib}mb" in text and "maxmemory-policy noeviction" in text
-    assert "user default on #@@sha256:redis_password@@" in text and "requirepass" not in text
+    assert "user default on #@@sha256:redis_password@@ ~* &* +@all -@dangerous +flushdb\n" in text
+    assert "user lbstack-admin on #@@sha256:redis_admin_password@@ resetchannels -@all +ping +info " in text
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("user ")] == ["default", "lbstack-admin"]
+    assert "requirepass" not in text and "enable-protected-configs no" in text and "enable-debug-command no" in text
     assert "bind 127.0.0.1 -::1" in text and "appendonly yes" in text
 
 
 def test_env_holds_placeholders_not_secrets():
     text = render(layout.ENV_FILE, **app.env_template_data(SETTINGS, "localhost", "127.0.0.1"))
-    for name in layout.SECRETS:
-        assert f"@@secret:{name}@@" in text
+    for name in layout.SECRETS:  # all but lbstack's own Redis admin password, which the app never gets
+        assert (f"@@secret:{name}@@" in text) == (name != "redis_admin_password"), name
     assert "DB_HOST=localhost" in text and "SESSION_DRIVER=redis" in text
 
 
@@ -306,3 +312,56 @@ def test_every_template_renders_with_no_undefined_name(target):
     text = rendering.render(target, **EXAMPLES[target]())
     assert text.strip()
     assert "{{" not in text and "{%" not in text
+
+
+def _directives(text: str) -> list[tuple[str, str]]:
+    """[Service] key=value lines in order, repeated keys kept (configparser would merge them)."""
+    lines = text.split("[Service]", 1)[1].split("\n[", 1)[0].splitlines()
+    return [tuple(line.split("=", 1)) for line in lines if "=" in line and not line.startswith("#")]
+
+
+def test_every_app_unit_runs_as_the_app_user_without_capabilities_in_a_read_only_system():
+    units = {
+        "fpm": render(php_fpm.UNIT_FILE, **php_fpm.unit_template_data(SETTINGS, PLAN)),
+        "queue": render(queue.WORKER_UNIT_FILE, **queue.worker_template_data(SETTINGS, PLAN)),
+        "schedule": render(queue.SCHEDULE_SERVICE_FILE, **queue.schedule_template_data(SETTINGS, PLAN)),
+    }
+    for name, text in units.items():
+        rows = _directives(text)
+        got = dict(rows)
+        assert (got["User"], got["Group"]) == (SETTINGS.app_user, SETTINGS.app_user), name
+        assert got["CapabilityBoundingSet"] == "" and got["AmbientCapabilities"] == "", name
+        assert got["NoNewPrivileges"] == "yes" and got["ProtectSystem"] == "strict" and got["ProtectHome"] == "yes"
+        assert got["ReadWritePaths"].split()[0] == f"{layout.SHARED_DIR}/storage", name
+        assert got["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6" and got["UMask"] == "0027"
+        filters = [v for k, v in rows if k == "SystemCallFilter"]
+        assert filters[:2] == ["@system-service", "~@privileged @resources"], name
+        assert ("@chown" in filters) == (name == "fpm"), name  # the socket given to www-data
+    fpm = dict(_directives(units["fpm"]))
+    assert fpm["SupplementaryGroups"] == "www-data" and fpm["LogsDirectory"] == "lbstack/app%i"
+
+
+def test_nginx_and_mariadb_dropins_keep_only_the_capabilities_they_need():
+    def dropin(service, rows):
+        return dict(_directives(render("/etc/systemd/system/component.service.d/lbstack.conf",
+                                       **services.dropin_data(service, "s.slice", sandbox=rows))))
+    nginx_ = dropin("nginx.service", sandbox.nginx())
+    assert set(nginx_["CapabilityBoundingSet"].split()) == {
+        "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE"}
+    assert nginx_["ProtectSystem"] == "strict" and "/var/log/nginx" in nginx_["ReadWritePaths"]
+    db = dropin("mariadb.service", sandbox.mariadb())
+    assert db["CapabilityBoundingSet"] == "CAP_IPC_LOCK" and db["ReadWritePaths"].startswith("/var/lib/mysql ")
+    assert "sandbox" not in render("/etc/systemd/system/component.service.d/lbstack.conf",
+                                   **services.dropin_data("redis-server.service", "s.slice"))  # Debian's own
+
+
+def test_the_units_checked_for_exposure_follow_the_plan():
+    limits = sandbox.sandboxed_units(PLAN)
+    assert limits["nginx.service"] == 3.0 and limits["mariadb.service"] == 4.0
+    assert [u for u in limits if u.startswith("lbstack-fpm@")] == [f"lbstack-fpm@{i}.service" for i in
+                                                                    range(1, PLAN.instances + 1)]
+    assert "redis-server.service" not in limits
+    rows = checks.check_exposure({"nginx.service": 3.0, "mariadb.service": 4.0},
+                                 {"nginx.service": 9.6, "mariadb.service": 1.6})
+    assert [(r.component, r.ok) for r in rows] == [("lb", False), ("db", True)]
+    assert not checks.check_exposure({"lbstack-fpm@1.service": 3.0}, {})[0].ok
