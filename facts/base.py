@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
@@ -92,3 +93,104 @@ class Account(FactBase):
             elif key == "@group" and result is not None:
                 result["group"] = value or None
         return result
+
+
+class SshdEffective(FactBase):
+    """
+    sshd's effective value of each of ``keys`` (lowercase, as ``sshd -T`` prints them): what the
+    running config files say, drop-ins included.
+
+    Returns ``{"passwordauthentication": "no", "permitrootlogin": "without-password"}``; ``{}``
+    when sshd is not installed or its config does not parse.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, keys) -> str:
+        return "sshd"
+
+    def command(self, keys) -> str:
+        pattern = "|".join(re.escape(k) for k in keys)
+        return f"sshd -T 2>/dev/null | grep -E '^({pattern}) ' || true"
+
+    def process(self, output) -> dict[str, str]:
+        found = {}
+        for line in output:
+            key, _, value = line.strip().partition(" ")
+            found[key] = value
+        return found
+
+
+class Fail2banJail(FactBase):
+    """
+    fail2ban's jail ``jail`` as the running server holds it (``fail2ban-client status``).
+
+    Returns ``{"running": True, "jail": True, "journal": True, "failed": 0, "banned": 0,
+    "banned_ips": []}`` (``journal``: it reads the systemd journal, not a log file);
+    ``{"running": False}`` when fail2ban does not answer.
+    """
+
+    @staticmethod
+    def default():
+        return {"running": False}
+
+    def requires_command(self, jail) -> str:
+        return "fail2ban-client"
+
+    def command(self, jail) -> str:
+        j = shlex.quote(jail)
+        # a server started a moment ago answers within a few seconds
+        wait = "for i in 1 2 3 4 5 6 7 8 9 10; do fail2ban-client ping >/dev/null 2>&1 && break; sleep 0.5; done"
+        return f"{wait}; fail2ban-client ping >/dev/null 2>&1 || exit 0; echo @running; fail2ban-client status {j} 2>&1; true"
+
+    def process(self, output) -> dict:
+        lines = [line.strip() for line in output]
+        if "@running" not in lines:
+            return {"running": False}
+        result = {"running": True, "jail": False, "journal": False, "failed": None, "banned": None, "banned_ips": []}
+        for line in lines:
+            text = line.lstrip("|`- ")
+            key, sep, value = text.partition(":")
+            if not sep:
+                continue
+            value = value.strip()
+            if key == "Currently failed":
+                result["jail"] = True
+                result["failed"] = int(value)
+            elif key == "Currently banned":
+                result["banned"] = int(value)
+            elif key == "Journal matches":
+                result["journal"] = True
+            elif key == "Banned IP list":
+                result["banned_ips"] = value.split()
+        return result
+
+
+class AptConfig(FactBase):
+    """
+    apt's value of each of ``keys`` after every file in ``/etc/apt/apt.conf.d`` (``apt-config``),
+    and whether the daily upgrade timer is enabled.
+
+    Returns ``{"values": {"APT::Periodic::Unattended-Upgrade": "1"}, "upgrade_timer": "enabled"}``.
+    """
+
+    @staticmethod
+    def default():
+        return {"values": {}, "upgrade_timer": None}
+
+    def command(self, keys) -> str:
+        asks = "; ".join(f"echo @{shlex.quote(k)}=$(apt-config shell v {shlex.quote(k)} | sed -n \"s/^v='\\(.*\\)'$/\\1/p\")"
+                         for k in keys)
+        return f"{asks}; echo @timer=$(systemctl is-enabled apt-daily-upgrade.timer 2>/dev/null); true"
+
+    def process(self, output) -> dict:
+        values, timer = {}, None
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key == "@timer":
+                timer = value or None
+            elif key.startswith("@"):
+                values[key[1:]] = value
+        return {"values": values, "upgrade_timer": timer}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lbstack import layout
+from lbstack import hardening, layout
 from lbstack.plan import Limits, Plan
 from lbstack.settings import Settings
 
@@ -285,6 +285,28 @@ def check_app_backends(login: dict, redis: dict, plan: Plan, database: str) -> l
         rows.append(_row("cache", "Redis maxmemory", f"{plan.redis.maxmemory_mib} MiB",
                          _mib_str(config.get("maxmemory")) if isinstance(config.get("maxmemory"), int) else "-"))
         rows.append(_row("cache", "Redis maxmemory-policy", "noeviction", config.get("maxmemory-policy")))
+    return rows
+
+
+def check_hardening(settings: Settings, sshd_refused: str | None, sshd: dict[str, str], jail: dict,
+                    apt_config: dict) -> list[Check]:
+    """sshd keys only (unless it was left as it is, and why), fail2ban's sshd jail on the journal,
+    and apt's daily security upgrades as ``unattended_upgrades`` says."""
+    rows = []
+    if settings.ssh_hardening and sshd_refused:
+        rows.append(Check("base", "sshd keys only", "yes", "left as it is", None, sshd_refused[:200]))
+    elif settings.ssh_hardening:
+        for key, value in hardening.SSHD_WANTED.items():
+            rows.append(_row("base", f"sshd {key}", value, sshd.get(key, "-"), "sshd -T"))
+    if settings.fail2ban:
+        state = ("not running" if not jail.get("running") else "no sshd jail" if not jail.get("jail")
+                 else "sshd jail, journal" if jail.get("journal") else "sshd jail, log file")
+        rows.append(Check("base", "fail2ban", "sshd jail, journal", state, state == "sshd jail, journal",
+                          f"{jail.get('banned', 0) or 0} banned now" if jail.get("jail") else ""))
+    for key, value in hardening.upgrade_values(settings).items():
+        rows.append(_row("base", key, value, apt_config.get("values", {}).get(key) or "-", "apt-config"))
+    if settings.unattended_upgrades:
+        rows.append(_row("base", "apt-daily-upgrade.timer", "enabled", apt_config.get("upgrade_timer") or "-"))
     return rows
 
 

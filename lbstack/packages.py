@@ -13,6 +13,8 @@ LB = ["nginx"]
 DB = ["mariadb-server", "mariadb-client"]
 CACHE = ["redis-server", "redis-tools"]
 PHP_EXTENSIONS = ("fpm", "cli", "mysql", "opcache", "mbstring", "xml", "curl", "zip", "bcmath", "intl")
+FAIL2BAN = ["fail2ban", "python3-systemd"]  # python3-systemd: its journal backend
+UNATTENDED_UPGRADES = ["unattended-upgrades"]
 COMPOSER = ["composer", "unzip"]  # only for a release with composer.json and no vendor/
 
 
@@ -23,11 +25,14 @@ def php(settings: Settings) -> list[str]:
 
 
 def by_component(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
-    """The packages of each placed component (and the firewall, when it is on)."""
+    """The packages of each placed component (and the firewall's and the host hardening's, when on)."""
     wanted = {"lb": LB, "app": php(settings) + list(settings.app_packages), "db": DB, "cache": CACHE}
     found = {c: list(wanted[c]) for c in COMPONENTS if c in components}
     if settings.firewall:
         found["firewall"] = list(FIREWALL)
+    hardening = (FAIL2BAN if settings.fail2ban else []) + (UNATTENDED_UPGRADES if settings.unattended_upgrades else [])
+    if hardening:
+        found["hardening"] = hardening
     return found
 
 

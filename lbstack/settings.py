@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -272,6 +273,17 @@ def _sql_name(key: str, value: str) -> None:
         )
 
 
+def _addresses(key: str, value: list[str]) -> None:
+    for item in value:
+        try:
+            if not isinstance(item, str):
+                raise ValueError(item)
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"{key}: {item!r} is not an IP address or network (e.g. 203.0.113.7 or "
+                                f"198.51.100.0/24)") from None
+
+
 def _port(key: str, value: int) -> None:
     if not 1 <= value <= 65535:
         raise SettingsError(f"{key}: {value} is not a TCP port (1..65535). Set the port sshd listens on.")
@@ -427,6 +439,21 @@ class Settings:
     ssh_port: int = field(default=22, metadata=_doc(
         "sshd's port, kept open by the firewall (ports sshd is seen listening on are kept open too).",
         "port", _port))
+
+    ssh_hardening: bool = field(default=True, metadata=_doc(
+        "sshd takes keys only (no passwords, root by key only), written only after the run saw pyinfra "
+        "log in with a key; a host reached by password is left as it is, with the reason printed.", "", None))
+    fail2ban: bool = field(default=True, metadata=_doc(
+        "fail2ban bans an address after fail2ban_maxretry failed ssh logins (reads sshd's journal).", "", None))
+    fail2ban_maxretry: int = field(default=5, metadata=_doc(
+        "Failed ssh logins within 10 minutes before an address is banned.", "logins", _positive_int(100)))
+    fail2ban_bantime_s: int = field(default=3600, metadata=_doc(
+        "How long fail2ban bans an address.", "seconds", _positive_int(31536000)))
+    fail2ban_ignore: list[str] = field(default_factory=list, metadata=_doc(
+        "Addresses or networks fail2ban never bans (say, your office), besides localhost.", "", _addresses))
+    unattended_upgrades: bool = field(default=True, metadata=_doc(
+        "Install Debian's security updates every day (unattended-upgrades, no automatic reboot). "
+        "false turns the daily upgrade off.", "", None))
 
     # Rolling updates (app releases, FPM config, scaling) ------------------------------------
     rolling_batch: int = field(default=1, metadata=_doc(

@@ -39,3 +39,15 @@ def run_command(host: Host, command, timeout_s: float):
     connector_arguments = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
     connector_arguments["_timeout"] = int(timeout_s)
     return host.run_shell_command(command, **connector_arguments)
+
+
+def login_method(host: Host) -> tuple[str | None, str]:
+    """How pyinfra logged in to ``host`` on this very connection: ``("publickey", "root")``,
+    ``("password", "admin")``, or ``(None, why)`` when it is not an ssh connection (the local or
+    another connector) or has not authenticated. Read from the connection's paramiko transport."""
+    client = getattr(host.connector, "client", None)
+    transport = client.get_transport() if client is not None else None
+    if transport is None or not transport.is_authenticated():
+        return None, f"pyinfra does not reach {host.name} over ssh (connector {type(host.connector).__name__})"
+    handler = transport.auth_handler
+    return getattr(handler, "auth_method", None) or None, transport.get_username() or ""

@@ -20,7 +20,7 @@ from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from facts.app import Instances, Releases
-from facts.base import Account, SysctlValues, Virtualization
+from facts.base import Account, AptConfig, Fail2banJail, SshdEffective, SysctlValues, Virtualization
 from facts.files import Directives
 from facts.firewall import LbstackTable, SshdPorts
 from facts.http import Distribution, HttpStatus
@@ -30,7 +30,7 @@ from facts.nginx import Upstreams
 from facts.php_fpm import PoolStatus
 from facts.queue import QueueWorkers, Scheduler
 from facts.redis import AclUsers, AppConnection
-from lbstack import checks, layout, packages, sandbox, topology
+from lbstack import checks, hardening, layout, packages, sandbox, topology
 from lbstack.topology import open_ssh_ports
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -73,6 +73,11 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
     installed = host.get_fact(DebPackages)  # read once: pyinfra 3 caches no fact
     rows = base_checks(settings, plan, installed) + checks.check_limits(plan, services)
+    rows += checks.check_hardening(
+        settings, hardening.sshd_refusal(host) if settings.ssh_hardening else None,
+        host.get_fact(SshdEffective, keys=list(hardening.SSHD_WANTED)) if settings.ssh_hardening else {},
+        host.get_fact(Fail2banJail, jail="sshd") if settings.fail2ban else {},
+        host.get_fact(AptConfig, keys=list(hardening.UPGRADE_KEYS)))
     limits = sandbox.sandboxed_units(plan)
     rows += checks.check_exposure(limits, host.get_fact(UnitExposure, units=list(limits)))
     for component, names in packages.by_component(settings, components).items():

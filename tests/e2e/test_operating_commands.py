@@ -268,6 +268,12 @@ HAND_CHANGES = [
      "sed -i 's/ -@dangerous +flushdb$/ -@dangerous +flushdb +flushall/' /etc/redis/redis.conf && "
      "systemctl restart redis-server && sed -i 's/ +flushdb +flushall$/ +flushdb/' /etc/redis/redis.conf",
      ["Redis commands of the app's user", "differs: flushall"]),
+    ("sshd drop-in edited",
+     "sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/10-lbstack.conf && "
+     "systemctl reload ssh",
+     ["promote /etc/ssh/sshd_config.d/10-lbstack.conf", "sshd passwordauthentication"]),
+    ("fail2ban stopped", "systemctl stop fail2ban.service",
+     ["Start and enable fail2ban.service", '"actual": "not running"']),
     ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
      ["Install base packages", "missing logrotate"]),
     (".env mode changed", "chmod 644 /srv/lbstack/app/shared/.env",

@@ -13,6 +13,10 @@ from lbstack.settings import FIELDS, SettingsError, load, load_file, markdown_ta
 # (raw settings, the key the message must name, a phrase of the fix)
 BAD = [
     ({"instancess": 5}, "instancess", "Did you mean 'instances'"),
+    ({"fail2ban_ignore": ["office"]}, "fail2ban_ignore", "not an IP address or network"),
+    ({"fail2ban_ignore": [7]}, "fail2ban_ignore", "not an IP address or network"),
+    ({"fail2ban_maxretry": 0}, "fail2ban_maxretry", "at least 1"),
+    ({"ssh_hardening": "sometimes"}, "ssh_hardening", "true or false"),
     ({"no_such_thing": 1}, "no_such_thing", "unknown setting"),
     ({"instances": 0}, "instances", "at least 1"),
     ({"instances": -3}, "instances", "at least 1"),

@@ -6,7 +6,7 @@ import pytest
 from pyinfra.api.util import get_template
 
 from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, queue, redis, secrets
-from lbstack import checks, hostscripts, layout, render as rendering, sandbox, services
+from lbstack import checks, hardening, hostscripts, layout, render as rendering, sandbox, services
 from lbstack.plan import make_plan
 from lbstack.render import jinja, template
 from lbstack.settings import load
@@ -299,6 +299,9 @@ EXAMPLES = {
     queue.WORKER_UNIT_FILE: lambda: queue.worker_template_data(SETTINGS, PLAN),
     queue.SCHEDULE_SERVICE_FILE: lambda: queue.schedule_template_data(SETTINGS, PLAN),
     queue.SCHEDULE_TIMER_FILE: lambda: queue.schedule_template_data(SETTINGS, PLAN),
+    hardening.SSHD_DROPIN: hardening.sshd_template_data,
+    hardening.FAIL2BAN_JAIL: lambda: hardening.fail2ban_template_data(SETTINGS, [22]),
+    hardening.APT_CONF: lambda: hardening.apt_template_data(SETTINGS),
 }
 
 

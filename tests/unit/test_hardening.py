@@ -1,0 +1,73 @@
+"""Host hardening's decisions: the sshd drop-in only where it cannot lock the converge out, and
+what verification compares for sshd, fail2ban and apt."""
+
+import json
+from pathlib import Path
+
+from deploy import hardening as deploy_hardening  # noqa: F401 (the deploy module imports cleanly)
+from lbstack import checks, hardening, packages
+from lbstack.render import render as render_template
+from lbstack.settings import load
+
+FACTS = Path(__file__).parent.parent / "facts"
+SETTINGS = load({})
+
+
+def _fact(case: str):
+    return json.loads((FACTS / f"{case}.json").read_text())["fact"]
+
+
+def test_a_key_login_may_harden_sshd_and_a_password_or_unknown_login_may_not():
+    effective = _fact("base.SshdEffective/nspawn-hardened")
+    assert hardening.lockout_reason("publickey", "root", effective) is None
+    why = hardening.lockout_reason("password", "root", effective)
+    assert "with password, not a key" in why and "ssh-copy-id" in why
+    assert "keyboard-interactive, not a key" in hardening.lockout_reason("keyboard-interactive", "admin", effective)
+    assert "cannot see how it logs in" in hardening.lockout_reason(None, "pyinfra does not reach x over ssh", {})
+    two_factor = dict(effective, authenticationmethods="publickey,password")
+    assert "need a password as well as a key" in hardening.lockout_reason("publickey", "root", two_factor)
+    assert hardening.lockout_reason("publickey", "root", dict(effective, authenticationmethods="publickey")) is None
+
+
+def test_verification_of_a_hardened_host_from_recorded_facts():
+    rows = checks.check_hardening(SETTINGS, None, _fact("base.SshdEffective/nspawn-hardened"),
+                                  _fact("base.Fail2banJail/nspawn"), _fact("base.AptConfig/nspawn"))
+    assert checks.failures(rows) == [] and len(rows) == len(hardening.SSHD_WANTED) + 4
+    weak = dict(_fact("base.SshdEffective/nspawn-hardened"), passwordauthentication="yes")
+    (bad,) = checks.failures(checks.check_hardening(SETTINGS, None, weak, _fact("base.Fail2banJail/nspawn"),
+                                                    _fact("base.AptConfig/nspawn")))
+    assert (bad.check, bad.actual) == ("sshd passwordauthentication", "yes")
+    # left as it is (a password login): one row, not a failure, with the reason
+    left = checks.check_hardening(SETTINGS, "pyinfra logged in as root with password", weak,
+                                  _fact("base.Fail2banJail/nspawn"), _fact("base.AptConfig/nspawn"))
+    assert left[0].ok is None and left[0].actual == "left as it is" and "password" in left[0].note
+    assert checks.failures(left) == []
+    log_file = dict(_fact("base.Fail2banJail/nspawn"), journal=False)
+    (bad,) = checks.failures(checks.check_hardening(SETTINGS, None, _fact("base.SshdEffective/nspawn-hardened"),
+                                                    log_file, _fact("base.AptConfig/nspawn")))
+    assert (bad.check, bad.actual) == ("fail2ban", "sshd jail, log file")
+    assert checks.failures(checks.check_hardening(SETTINGS, None, {}, {"running": False}, {}))[0].check.startswith("sshd")
+
+
+def test_unattended_upgrades_off_is_checked_as_off_and_installs_nothing():
+    off = load({"unattended_upgrades": False, "fail2ban": False})
+    assert hardening.upgrade_values(off) == {k: "0" for k in hardening.UPGRADE_KEYS}
+    on_host = {"values": {k: "1" for k in hardening.UPGRADE_KEYS}, "upgrade_timer": "enabled"}
+    bad = checks.failures(checks.check_hardening(off, None, _fact("base.SshdEffective/nspawn-hardened"), {}, on_host))
+    assert [b.check for b in bad] == list(hardening.UPGRADE_KEYS)
+    assert "hardening" not in packages.by_component(off, ("lb",))
+    assert packages.by_component(SETTINGS, ("lb",))["hardening"] == ["fail2ban", "python3-systemd", "unattended-upgrades"]
+
+
+def test_templates_say_keys_only_journal_backend_and_daily_security_updates():
+    sshd = render_template(hardening.SSHD_DROPIN, max_auth_tries=hardening.MAX_AUTH_TRIES)
+    for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
+                 "PubkeyAuthentication yes", f"MaxAuthTries {hardening.MAX_AUTH_TRIES}"):
+        assert f"\n{line}\n" in sshd
+    jail = render_template(hardening.FAIL2BAN_JAIL, **hardening.fail2ban_template_data(
+        load({"fail2ban_ignore": ["203.0.113.7"]}), [22, 2222]))
+    assert "\n[sshd]\nenabled = true\nbackend = systemd\nport = 22,2222\nmaxretry = 5\n" in jail
+    assert "ignoreip = 127.0.0.1/8 ::1 203.0.113.7\n" in jail and "banaction = nftables-multiport" in jail
+    apt = render_template(hardening.APT_CONF, enabled=True)
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in apt and 'Automatic-Reboot "false"' in apt
+    assert 'APT::Periodic::Unattended-Upgrade "0";' in render_template(hardening.APT_CONF, enabled=False)
