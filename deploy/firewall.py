@@ -6,11 +6,11 @@ it replaces the live file, and the SSH ports sshd is listening on are always kep
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
-from pyinfra.operations import apt, server
+from pyinfra import host, state
+from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.operations import apt
 
-from facts.firewall import SshdPorts
+from facts.firewall import NORMALIZE, SshdPorts, TableAsLoaded
 from lbstack import layout, packages
 from lbstack.layout import FIREWALL_CONFIG as CONFIG
 from lbstack.operations import promote, template_file, unit_active
@@ -48,4 +48,16 @@ def firewall(settings: Settings, plan: Plan) -> None:
         test=f"nft --check --file {layout.staged(CONFIG)}",
     )
     unit_active(name="Start and enable nftables.service (loads the rules at boot)", unit="nftables.service")
-    server.shell(name=f"Load {CONFIG}", commands=[f"nft --file {CONFIG}"], _if=rules.did_change)
+    loaded(name=f"Load {CONFIG} (when it changed, or the live table was changed at runtime)", rules=rules)
+
+
+@operation()
+def loaded(rules):
+    """``nft --file`` the config when ``rules`` (its promotion) changed it or the live table is no
+    longer what the last load left (a rule added by hand); then record the table as loaded."""
+    live = host.get_fact(TableAsLoaded, saved=layout.FIREWALL_LOADED)
+    if live["same"] and not (state.is_executing and rules.did_change()):
+        return
+    yield StringCommand("nft", "--file", CONFIG)
+    yield StringCommand(f"nft list table inet lbstack | {NORMALIZE} > {layout.FIREWALL_LOADED}.new && "
+                        f"mv -f {layout.FIREWALL_LOADED}.new {layout.FIREWALL_LOADED}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 from pyinfra.api import FactBase
 
@@ -66,3 +67,38 @@ class SshdPorts(FactBase):
 
     def process(self, output) -> list[int]:
         return sorted({int(m) for m in re.findall(r":(\d+)\s", " ".join(output) + " ")})
+
+
+# counters change with traffic: left out when the table is compared with the one loaded
+NORMALIZE = "sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/'"
+
+
+class TableAsLoaded(FactBase):
+    """
+    Whether lbstack's ``inet lbstack`` table is still exactly what the last load left (``saved``:
+    the table as listed right after lbstack loaded it, counters left out); a rule added, changed
+    or deleted at runtime (``nft add rule ...``) shows here.
+
+    Returns ``{"saved": True, "same": False, "diff": ["+tcp dport 8080 accept"]}``; ``saved``
+    False when lbstack has not recorded a load yet.
+    """
+
+    @staticmethod
+    def default():
+        return {"saved": False, "same": False, "diff": []}
+
+    def requires_command(self, saved) -> str:
+        return "nft"
+
+    def command(self, saved) -> str:
+        s = shlex.quote(saved)
+        return (f"[ -r {s} ] || {{ echo @unsaved; exit 0; }}; echo @saved; "
+                f"nft list table inet lbstack 2>/dev/null | {NORMALIZE} | diff -U0 {s} - | "
+                "grep -E '^[+-][^+-]' | head -n 40; true")
+
+    def process(self, output) -> dict:
+        lines = [line.rstrip() for line in output if line.strip()]
+        if "@saved" not in lines:
+            return {"saved": False, "same": False, "diff": []}
+        diff = [line[0] + line[1:].strip() for line in lines if line != "@saved"]
+        return {"saved": True, "same": not diff, "diff": diff}

@@ -405,6 +405,17 @@ def check_firewall(expected_ports: list[int], table: dict) -> list[Check]:
     ]
 
 
+def check_firewall_loaded(table: dict) -> list[Check]:
+    """The live ``inet lbstack`` table is what lbstack loaded (no rule added or removed by hand)."""
+    if not table.get("saved"):
+        return [Check("base", "firewall table as lbstack loaded it", "recorded", "not recorded", False,
+                      "the next converge loads it and records it")]
+    diff = table.get("diff", [])
+    return [Check("base", "firewall table as lbstack loaded it", "unchanged",
+                  "unchanged" if not diff else f"changed at runtime: {' '.join(diff[:4])}"[:160], not diff,
+                  "" if not diff else "the next converge loads it again")]
+
+
 def check_packages(component: str, packages: list[str], installed: dict) -> list[Check]:
     """The component's Debian packages are installed (versions shown, not pinned)."""
     missing = [p for p in packages if p not in installed]

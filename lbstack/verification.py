@@ -22,7 +22,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from facts.app import Instances, Releases
 from facts.base import Account, AptConfig, Fail2banJail, SshdEffective, SysctlValues, Virtualization
 from facts.files import Directives
-from facts.firewall import LbstackTable, SshdPorts
+from facts.firewall import LbstackTable, SshdPorts, TableAsLoaded
 from facts.http import Distribution, HttpStatus
 from facts.limits import UnitExposure, UnitLimits
 from facts.mariadb import AppLogin, Security
@@ -84,6 +84,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         rows += checks.check_packages(component, names, installed)
     if settings.firewall:
         rows += checks.check_firewall(open_ssh_ports(settings, host.get_fact(SshdPorts)) + [80, 443], host.get_fact(LbstackTable))
+        rows += checks.check_firewall_loaded(host.get_fact(TableAsLoaded, saved=layout.FIREWALL_LOADED))
     if "db" in components:
         rows += checks.check_service("db", layout.SERVICES["db"], plan.slices["db"], services.get(layout.SERVICES["db"]))
         rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user))

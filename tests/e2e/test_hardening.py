@@ -23,8 +23,19 @@ from lbstack import REPO_ROOT
 from lbstack.hardening import SSHD_DROPIN
 
 
-def _transport(address: str, source: str | None = None, port: int = 22) -> paramiko.Transport:
-    sock = socket.create_connection((address, port), timeout=10, source_address=(source, 0) if source else None)
+def _transport(address: str, source: str | None = None, port: int = 22, wait_s: float = 10) -> paramiko.Transport:
+    """An ssh transport to ``address`` (from ``source``), retried while sshd re-executes itself
+    after a reload (its port is closed for a moment)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            sock = socket.create_connection((address, port), timeout=10,
+                                            source_address=(source, 0) if source else None)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     transport = paramiko.Transport(sock)
     transport.start_client(timeout=10)
     return transport
@@ -112,7 +123,7 @@ def test_fail2ban_bans_an_address_that_keeps_failing_and_only_on_ssh(host):
     try:
         for attempt in range(6):  # fail2ban_maxretry (5) failed logins, as a user that does not exist
             try:
-                transport = _transport(host.address, source=attacker, port=host.ssh_port)
+                transport = _transport(host.address, source=attacker, port=host.ssh_port, wait_s=0)
             except OSError:
                 break  # banned already
             try:
@@ -129,7 +140,7 @@ def test_fail2ban_bans_an_address_that_keeps_failing_and_only_on_ssh(host):
             time.sleep(1)
         assert attacker in banned, out
         with pytest.raises(OSError):  # ssh from the banned address: dropped
-            _transport(host.address, source=attacker, port=host.ssh_port).close()
+            _transport(host.address, source=attacker, port=host.ssh_port, wait_s=0).close()
         web = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
                               "--interface", attacker, f"http://{host.address}/api/ujian/health"],
                              capture_output=True, text=True, timeout=30)

@@ -274,6 +274,9 @@ HAND_CHANGES = [
      ["promote /etc/ssh/sshd_config.d/10-lbstack.conf", "sshd passwordauthentication"]),
     ("fail2ban stopped", "systemctl stop fail2ban.service",
      ["Start and enable fail2ban.service", '"actual": "not running"']),
+    # reported before, but no converge repaired it: every run failed verification until fixed by hand
+    ("nftables rule added at runtime", "nft add rule inet lbstack input tcp dport 8080 accept",
+     ["Load /etc/nftables.conf", "firewall table as lbstack loaded it", "+tcp dport 8080 accept"]),
     ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
      ["Install base packages", "missing logrotate"]),
     (".env mode changed", "chmod 644 /srv/lbstack/app/shared/.env",

@@ -212,3 +212,11 @@ def test_recorded_redis_users_are_the_two_managed_ones_with_their_planned_rights
     (bad,) = _v.failures(_v.check_redis_users(dict(acl, probes=probes)))
     assert bad.check == "Redis commands of the app's user (default)" and bad.actual == "differs: flushall"
     assert _v.failures(_v.check_redis_users({"answering": False, "error": "WRONGPASS"}))[0].note == "WRONGPASS"
+
+
+def test_a_firewall_table_changed_at_runtime_fails_verification_naming_the_rule():
+    assert _v.failures(_v.check_firewall_loaded(_fact("firewall.TableAsLoaded"))) == []
+    (bad,) = _v.failures(_v.check_firewall_loaded(_fact("firewall.TableAsLoaded", "nspawn-rule-added")))
+    assert bad.actual == "changed at runtime: +tcp dport 8080 accept"
+    (bad,) = _v.failures(_v.check_firewall_loaded(_fact("firewall.TableAsLoaded", "unsaved")))
+    assert bad.actual == "not recorded"
