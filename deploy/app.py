@@ -170,13 +170,16 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
     instances to retire. Called while executing, after the configs were rendered and validated."""
     executing = pyinfra_state.is_executing
     unit_changed = executing and fpm.unit.did_change()
-    reload_all = executing and (fpm.ini.did_change() or fpm.preload.did_change() or env.did_change())
+    reload_all = executing and (fpm.ini.did_change() or fpm.preload.did_change() or env.did_change()
+                                or (fpm.php_ini is not None and fpm.php_ini.did_change()))
     pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
     units = host.get_fact(UnitLimits, units=[layout.fpm_unit(i) for i in range(1, plan.instances + 1)])
     differ = set(host.get_fact(StagedDiffers, pairs=[list(c) for c in fpm.configs.values()]))
     # started before their unit file or CPU drop-in was written (by this run or one that failed)
     stale = set(host.get_fact(StartedBeforeChange, units={
-        layout.fpm_unit(i): [php_fpm.UNIT_FILE, layout.fpm_cpu_dropin(i)] for i in range(1, plan.instances + 1)}))
+        layout.fpm_unit(i): [php_fpm.UNIT_FILE, f"{php_fpm.UNIT_FILE}.d", layout.fpm_cpu_dropin(i),
+                             layout.fpm_cpu_dropin(i).rsplit("/", 1)[0]]  # a drop-in added or removed too
+        for i in range(1, plan.instances + 1)}))
     steps = []
     for inst in instances(plan, range(1, plan.instances + 1)):
         step = rollout.Step(inst)

@@ -6,7 +6,7 @@ verification of the live state against the capacity plan.
 
 from pyinfra import host
 
-from deploy import app, base, firewall, hardening, limits, mariadb, nginx, php_fpm, queue, redis, secrets, verification
+from deploy import app, base, firewall, hardening, limits, owned, mariadb, nginx, php_fpm, queue, redis, secrets, verification
 from lbstack import report
 from lbstack.context import host_context
 
@@ -18,6 +18,7 @@ limits.limits(settings, plan)
 if settings.firewall:
     firewall.firewall(settings, plan)
 hardening.hardening(settings)
+owned.owned(settings, plan)
 if "db" in plan.components:
     mariadb.mariadb(settings, plan)
 if "cache" in plan.components:

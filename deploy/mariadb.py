@@ -90,11 +90,13 @@ def mariadb(settings: Settings, plan: Plan) -> None:
                         "redo log, thread cache; no restart; max_connections only raised here)",
                    wanted=live_values(data), raise_only=RAISE_FIRST)
     _secured_with_app_database(
-        name=f"MariaDB: secured (no anonymous users, no test database, root over the socket only); "
-             f"database {settings.db_name}, user {settings.db_user} (password from the secret store)",
+        name=f"MariaDB: secured (no anonymous users, no test database, root over the socket only, no account "
+             f"but MariaDB's own, the app's and db_keep_accounts); database {settings.db_name}, user "
+             f"{settings.db_user} (password from the secret store)",
         database=settings.db_name,
         user=settings.db_user,
         client_hosts=app_client_hosts(),
+        keep=tuple(settings.db_keep_accounts),
     )
 
 
@@ -147,7 +149,12 @@ def expected_privileges() -> list[str]:
 
 
 @operation()
-def _secured_with_app_database(database: str, user: str, client_hosts: list[str]):
+def _quoted(text: str) -> str:
+    """``text`` as an SQL string literal (an account name read from the server may hold anything)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _secured_with_app_database(database: str, user: str, client_hosts: list[str], keep: tuple[str, ...] = ()):
     """A secured server (no anonymous users, no test database, root only as root@localhost over
     the socket), the app's database, its user on each client host with the stored password, and
     exactly the app's privileges on that database (nothing global), from one read of the server.
@@ -169,6 +176,9 @@ def _secured_with_app_database(database: str, user: str, client_hosts: list[str]
     for root_host in state["root_hosts"]:
         if root_host != "localhost":
             yield _sql(f"DROP USER 'root'@'{root_host}';")
+    for account in layout.mariadb_extra_accounts(state.get("accounts", []), user, keep):
+        name, _, where = account.rpartition("@")
+        yield _sql(f"DROP USER {_quoted(name)}@{_quoted(where)};")
     statements = []
     if database not in state["databases"]:
         statements.append(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;")

@@ -28,7 +28,7 @@ from pyinfra.operations import apt, files, server, systemd
 
 from facts.app import Instances
 from lbstack import hostscripts, layout, packages, sandbox, services
-from lbstack.operations import daemon_reload, directories, template_file, unit_active, validated
+from lbstack.operations import daemon_reload, directories, promote, template_file, unit_active, validated
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
@@ -87,6 +87,7 @@ class Changes:
     configs: dict[int, tuple[str, str, str]]
     preload: object  # the preload script (changed: reload every instance)
     cpus: dict[int, object]  # each instance's CPUAffinity drop-in (changed: restart it)
+    php_ini: object = None  # Debian's php.ini put back (changed: reload every instance)
 
 
 @deploy("lbstack php-fpm")
@@ -96,6 +97,11 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
     if settings.app_packages:
         apt.packages(name=f"Install the app's Debian packages: {' '.join(settings.app_packages)}",
                      packages=list(settings.app_packages), no_recommends=True)
+    php_ini = promote(
+        name=f"PHP's php.ini (FPM and CLI) as Debian ships it: lbstack's settings are in conf.d/90-lbstack.ini "
+             "and the pools, so a hand edit there is put back",
+        files=layout.pristine_php_ini(settings.php_version),
+    )
     systemd.service(
         name=f"Stop and disable Debian's php{version}-fpm (the www pool; lbstack runs its own masters)",
         service=f"php{version}-fpm.service",
@@ -198,7 +204,7 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
     for index in indexes:
         unit_active(name=f"Enable {layout.fpm_unit(index)} (started by the rolling update)",
                     unit=layout.fpm_unit(index), start=False)
-    return Changes(unit=unit, ini=ini, configs=staged, preload=preload, cpus=cpus)
+    return Changes(unit=unit, ini=ini, configs=staged, preload=preload, cpus=cpus, php_ini=php_ini)
 
 
 def surplus_instances(plan: Plan) -> list[int]:

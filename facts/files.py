@@ -159,3 +159,31 @@ class Directories(FactBase):
             mode, user, group, path = line.rstrip("\n").split("|", 3)
             found[path] = {"user": user, "group": group, "mode": int(mode)}
         return found
+
+
+class DirEntries(FactBase):
+    """
+    What each of ``paths`` holds (one level): ``[name, type, link target]`` per entry, ``type``
+    as ``find -printf %y`` gives it (``f`` file, ``d`` directory, ``l`` symlink).
+
+    Returns ``{"/etc/nginx/conf.d": [["lbstack.conf", "f", ""], ["evil.conf", "f", ""]]}``; a
+    missing directory is left out.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, paths) -> str:
+        return "; ".join(f"[ -d {shlex.quote(p)} ] && find {shlex.quote(p)} -mindepth 1 -maxdepth 1 "
+                         "-printf '%h\\t%f\\t%y\\t%l\\t.\\n'" for p in paths) + "; true"
+
+    def process(self, output) -> dict[str, list[list[str]]]:
+        found: dict[str, list[list[str]]] = {}
+        for line in output:
+            parts = line.strip().split("\t")  # ends with a "." field: an empty link target survives
+            if len(parts) == 5:
+                found.setdefault(parts[0], []).append(parts[1:4])
+        for entries in found.values():
+            entries.sort()
+        return found

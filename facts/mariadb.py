@@ -74,6 +74,7 @@ class Security(FactBase):
 
         {"answering": True, "anonymous_users": 0, "test_database": False,
          "root_hosts": ["localhost"], "databases": ["lbstack", ...],
+         "accounts": ["lbstack@localhost", "mariadb.sys@localhost", "mysql@localhost", "root@localhost"],
          "user_hosts": ["localhost"],                       # accounts of app_user
          "schema_privileges": {"localhost": {"lbstack": ["ALTER", "CREATE", ...]}},
          "global_privileges": {"localhost": ["USAGE"]},
@@ -100,6 +101,7 @@ class Security(FactBase):
             "SELECT CONCAT('@anonymous=', COUNT(*)) FROM mysql.user WHERE user = ''; "
             "SELECT CONCAT('@database=', schema_name) FROM information_schema.schemata; "
             "SELECT CONCAT('@root=', host) FROM mysql.user WHERE user = 'root'; "
+            "SELECT CONCAT('@account=', user, '@', host) FROM mysql.user; "
             f"SELECT CONCAT('@user=', host, '=', authentication_string) FROM mysql.user WHERE user = '{user}'; "
             "SELECT CONCAT('@schema_priv=', grantee, '=', table_schema, '=', privilege_type) "
             f"FROM information_schema.schema_privileges WHERE grantee LIKE {grantee}; "
@@ -117,7 +119,7 @@ class Security(FactBase):
     def process(self, output) -> dict:
         result: dict = {"answering": False, "anonymous_users": 0, "test_database": False, "root_hosts": [],
                         "databases": [], "user_hosts": [], "schema_privileges": {}, "global_privileges": {},
-                        "password_current": {}, "variables": {}}
+                        "password_current": {}, "variables": {}, "accounts": []}
         for line in output:
             line = line.strip()
             key, _, value = line.partition("=")
@@ -129,6 +131,8 @@ class Security(FactBase):
                 result["databases"].append(value)
             elif key == "@root":
                 result["root_hosts"].append(value)
+            elif key == "@account":
+                result["accounts"].append(value)
             elif key == "@user":
                 host, _, state = value.rpartition("=")
                 result["user_hosts"].append(host)
@@ -146,7 +150,7 @@ class Security(FactBase):
         if not result["answering"]:
             return {"answering": False}
         result["test_database"] = any(d == "test" or d.startswith("test_") for d in result["databases"])
-        for key in ("databases", "root_hosts", "user_hosts"):
+        for key in ("databases", "root_hosts", "user_hosts", "accounts"):
             result[key].sort()
         for schemas in result["schema_privileges"].values():
             for privileges in schemas.values():

@@ -340,12 +340,18 @@ def check_redis_users(acl: dict) -> list[Check]:
     return rows
 
 
-def check_mariadb(plan: Plan, security: dict) -> list[Check]:
+def check_mariadb(plan: Plan, security: dict, settings: Settings | None = None) -> list[Check]:
     if not security.get("answering"):
         return [Check("db", "MariaDB answering (root, local socket)", "yes", "no", False)]
     variables = security.get("variables", {})
     pool = variables.get("innodb_buffer_pool_size")
+    extra = []
+    if settings is not None:
+        extra = layout.mariadb_extra_accounts(security.get("accounts", []), settings.db_user,
+                                              list(settings.db_keep_accounts))
     return [
+        Check("db", "accounts beyond MariaDB's own and the app's", "none", " ".join(extra)[:160] or "none",
+              not extra, "dropped by the next converge (db_keep_accounts keeps yours)" if extra else ""),
         _row("db", "anonymous users", 0, security["anonymous_users"]),
         _row("db", "test database", "absent", "present" if security["test_database"] else "absent"),
         _row("db", "root accounts", "localhost", ", ".join(security["root_hosts"])),
@@ -403,6 +409,21 @@ def check_firewall(expected_ports: list[int], table: dict) -> list[Check]:
         _row("base", "firewall open TCP ports", ", ".join(map(str, expected_ports)),
              ", ".join(map(str, table.get("open_tcp_ports", [])))),
     ]
+
+
+def check_php_ini(differ: list[str]) -> list[Check]:
+    """PHP's php.ini files as Debian ships them (``differ``: those that are not)."""
+    return [Check("app", "php.ini as Debian ships it (FPM, CLI)", "yes", "yes" if not differ else
+                  "edited: " + " ".join(differ), not differ, "" if not differ else "the next converge puts it back")]
+
+
+def check_owned_dirs(found: dict[str, list[str]]) -> list[Check]:
+    """No unmanaged file in the directories lbstack owns (:mod:`lbstack.owned`)."""
+    if not found:
+        return [Check("base", "unmanaged files in lbstack's directories", "none", "none", True)]
+    return [Check("base", f"unmanaged files in {directory}", "none",
+                  " ".join(p.rsplit("/", 1)[1] for p in paths)[:160], False,
+                  "the next converge moves them into the quarantine") for directory, paths in found.items()]
 
 
 def check_firewall_loaded(table: dict) -> list[Check]:

@@ -89,6 +89,17 @@ def redis_probes() -> list[list[str]]:
     return [[user, *shlex.split(command)] for user, probes in REDIS_ACL_PROBES.items() for command, _ in probes]
 
 
+# MariaDB's own accounts on Debian 12 (besides root@localhost): kept; any other account but the
+# app user's (and db_keep_accounts) is drift and dropped by the converge
+MARIADB_SYSTEM_ACCOUNTS = ("root@localhost", "mariadb.sys@localhost", "mysql@localhost")
+
+
+def mariadb_extra_accounts(accounts: list[str], app_user: str, keep: list[str]) -> list[str]:
+    """The ``user@host`` accounts that are neither MariaDB's own, the app user's nor kept."""
+    return [a for a in accounts if a.rpartition("@")[0] != app_user and a not in MARIADB_SYSTEM_ACCOUNTS
+            and a not in keep]
+
+
 # secrets: name -> kind (how lbstack-secrets generates it)
 SECRETS = {"db_password": "password", "redis_password": "password", "redis_admin_password": "password",
            "app_key": "app_key"}
@@ -96,6 +107,14 @@ SECRETS = {"db_password": "password", "redis_password": "password", "redis_admin
 
 def instance_name(index: int) -> str:
     return f"app{index}"
+
+
+def pristine_php_ini(php_version: str) -> list[tuple[str, str, str]]:
+    """``(as Debian ships it, live, mode)`` of PHP's FPM and CLI php.ini: lbstack's own settings
+    are in conf.d/90-lbstack.ini and the pools, so these stay as shipped."""
+    shipped = f"/usr/lib/php/{php_version}"
+    return [(f"{shipped}/php.ini-production", f"/etc/php/{php_version}/fpm/php.ini", "644"),
+            (f"{shipped}/php.ini-production.cli", f"/etc/php/{php_version}/cli/php.ini", "644")]
 
 
 def fpm_log_dir(index: int) -> str:

@@ -284,6 +284,15 @@ def _addresses(key: str, value: list[str]) -> None:
                                 f"198.51.100.0/24)") from None
 
 
+def _accounts(key: str, value: list[str]) -> None:
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_.$-]{1,80}@[A-Za-z0-9_.%:-]{1,255}", item):
+            raise SettingsError(f"{key}: {item!r} is not an account as user@host (e.g. report@10.0.0.5 or "
+                                "report@localhost). Fix or remove it.")
+        if item.partition("@")[0] in ("root", "mariadb.sys", "mysql"):
+            raise SettingsError(f"{key}: {item!r} is one of MariaDB's own accounts, which are always kept. Remove it.")
+
+
 def _port(key: str, value: int) -> None:
     if not 1 <= value <= 65535:
         raise SettingsError(f"{key}: {value} is not a TCP port (1..65535). Set the port sshd listens on.")
@@ -337,6 +346,9 @@ class Settings:
         "releases", _positive_int(100)))
     db_name: str = field(default="lbstack", metadata=_doc(
         "MariaDB database of the app (not a system schema).", "", _db_name))
+    db_keep_accounts: list[str] = field(default_factory=list, metadata=_doc(
+        "MariaDB accounts of yours (user@host, e.g. report@10.0.0.5) the converge keeps; any other "
+        "account but MariaDB's own and the app's is dropped.", "", _accounts))
     db_user: str = field(default="lbstack", metadata=_doc(
         "MariaDB user of the app: privileges on db_name only, password generated on the host.", "", _db_user))
     backups_keep: int = field(default=14, metadata=_doc(

@@ -21,7 +21,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from facts.app import Instances, Releases
 from facts.base import Account, AptConfig, Fail2banJail, SshdEffective, SysctlValues, Virtualization
-from facts.files import Directives
+from facts.files import DirEntries, Directives, StagedDiffers
 from facts.firewall import LbstackTable, SshdPorts, TableAsLoaded
 from facts.http import Distribution, HttpStatus
 from facts.limits import UnitExposure, UnitLimits
@@ -30,7 +30,7 @@ from facts.nginx import Upstreams
 from facts.php_fpm import PoolStatus
 from facts.queue import QueueWorkers, Scheduler
 from facts.redis import AclUsers, AppConnection
-from lbstack import checks, hardening, layout, packages, sandbox, topology
+from lbstack import checks, hardening, layout, owned, packages, sandbox, topology
 from lbstack.topology import open_ssh_ports
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -78,6 +78,8 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         host.get_fact(SshdEffective, keys=list(hardening.SSHD_WANTED)) if settings.ssh_hardening else {},
         host.get_fact(Fail2banJail, jail="sshd") if settings.fail2ban else {},
         host.get_fact(AptConfig, keys=list(hardening.UPGRADE_KEYS)))
+    dirs = owned.owned_dirs(settings, plan)
+    rows += checks.check_owned_dirs(owned.unmanaged(dirs, host.get_fact(DirEntries, paths=[d.path for d in dirs])))
     limits = sandbox.sandboxed_units(plan)
     rows += checks.check_exposure(limits, host.get_fact(UnitExposure, units=list(limits)))
     for component, names in packages.by_component(settings, components).items():
@@ -87,7 +89,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         rows += checks.check_firewall_loaded(host.get_fact(TableAsLoaded, saved=layout.FIREWALL_LOADED))
     if "db" in components:
         rows += checks.check_service("db", layout.SERVICES["db"], plan.slices["db"], services.get(layout.SERVICES["db"]))
-        rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user))
+        rows += checks.check_mariadb(plan, host.get_fact(Security, app_user=settings.db_user), settings)
     if "cache" in components:
         rows += checks.check_service("cache", layout.SERVICES["cache"], plan.slices["cache"],
                                      services.get(layout.SERVICES["cache"]))
@@ -101,6 +103,8 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
             rows += checks.check_service("app", unit, plan.slices["app"], services.get(unit),
                                          plan.php_fpm.instance_limits)
         rows += checks.check_instance_cpus(plan, services)
+        rows += checks.check_php_ini(host.get_fact(StagedDiffers, pairs=[list(p) for p in layout.pristine_php_ini(
+            settings.php_version)]))
         rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=topology.instance_addresses(plan.instances)))
         releases = host.get_fact(Releases, root=layout.APP_ROOT)
         env = host.get_fact(File, path=layout.ENV_FILE)

@@ -73,7 +73,8 @@ import json, os
 from lbstack.rehearsal import get_host, pyinfra_host
 from lbstack.settings import inventory_data
 name, data = pyinfra_host(get_host(os.environ["LBSTACK_TEST_HOST"]))
-data = dict(data, ssh_key=None, ssh_password=os.environ["LBSTACK_TEST_PASSWORD"])  # a password, no key
+data = {k: v for k, v in data.items() if k != "ssh_key"}
+data["ssh_password"] = os.environ["LBSTACK_TEST_PASSWORD"]  # a password, no key
 all = ([(name, data)], inventory_data(json.loads(os.environ["LBSTACK_TEST_SETTINGS"])))
 lb = app = db = cache = [name]
 """

@@ -277,6 +277,20 @@ HAND_CHANGES = [
     # reported before, but no converge repaired it: every run failed verification until fixed by hand
     ("nftables rule added at runtime", "nft add rule inet lbstack input tcp dport 8080 accept",
      ["Load /etc/nftables.conf", "firewall table as lbstack loaded it", "+tcp dport 8080 accept"]),
+    # files lbstack did not put in directories it owns: moved into the quarantine, services re-read
+    ("nginx server block added", "printf 'server { listen 8080; return 200 x; }\\n' > /etc/nginx/conf.d/extra.conf "
+     "&& nginx -s reload",
+     ["Nothing unmanaged in", "unmanaged files in /etc/nginx/conf.d", "extra.conf"]),
+    ("drop-in added to an FPM instance",
+     "mkdir -p /etc/systemd/system/lbstack-fpm@3.service.d && "
+     "printf '[Service]\\nEnvironment=X=1\\n' > /etc/systemd/system/lbstack-fpm@3.service.d/override.conf && "
+     "systemctl daemon-reload",
+     ["unmanaged files in /etc/systemd/system/lbstack-fpm@3.service.d", "override.conf"]),
+    ("MariaDB account added",
+     "mariadb -e \"CREATE USER 'evil'@'%' IDENTIFIED BY 'evil-password-1'; GRANT ALL ON *.* TO 'evil'@'%'\"",
+     ["no account but MariaDB's own", "accounts beyond MariaDB's own and the app's", "evil@%"]),
+    ("php.ini edited", "sed -i 's/^memory_limit = .*/memory_limit = 2048M/' /etc/php/8.2/fpm/php.ini",
+     ["PHP's php.ini (FPM and CLI) as Debian ships it", "php.ini as Debian ships it", "/etc/php/8.2/fpm/php.ini"]),
     ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
      ["Install base packages", "missing logrotate"]),
     (".env mode changed", "chmod 644 /srv/lbstack/app/shared/.env",

@@ -163,7 +163,7 @@ PLAN_DEFAULTS = make_plan(8, 16384, load({"capacity_cpus": 8, "capacity_memory_m
 
 
 def test_recorded_mariadb_matches_the_plan_and_redis_answers():
-    assert _v.failures(_v.check_mariadb(PLAN, _fact("mariadb.Security"))) == []
+    assert _v.failures(_v.check_mariadb(PLAN_DEFAULTS, _fact("mariadb.Security"), load({}))) == []
     rows = _v.check_app_backends(_fact("mariadb.AppLogin"), _fact("redis.AppConnection"), PLAN_DEFAULTS, "lbstack")
     assert _v.failures(rows) == []
     assert [r.actual for r in rows if "CONFIG refused" in r.check] == ["NOPERM"]

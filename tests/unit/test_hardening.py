@@ -71,3 +71,47 @@ def test_templates_say_keys_only_journal_backend_and_daily_security_updates():
     apt = render_template(hardening.APT_CONF, enabled=True)
     assert 'APT::Periodic::Unattended-Upgrade "1";' in apt and 'Automatic-Reboot "false"' in apt
     assert 'APT::Periodic::Unattended-Upgrade "0";' in render_template(hardening.APT_CONF, enabled=False)
+
+
+def test_unmanaged_files_are_those_neither_lbstack_nor_debian_put_in_its_directories():
+    from lbstack import owned
+    from lbstack.plan import make_plan
+
+    plan = make_plan(8, 16384, SETTINGS)
+    dirs = {d.path: d for d in owned.owned_dirs(SETTINGS, plan)}
+    assert {"/etc/nginx/conf.d", "/etc/nginx/sites-enabled", "/etc/lbstack", "/etc/lbstack/fpm",
+            "/etc/php/8.2/fpm/conf.d", "/etc/systemd/system/nginx.service.d",
+            "/etc/systemd/system/lbstack-fpm@3.service.d", "/etc/systemd/system/mariadb.service.d"} <= set(dirs)
+    entries = {
+        "/etc/nginx/conf.d": [["extra.conf", "f", ""], ["lbstack.conf", "f", ""]],
+        "/etc/php/8.2/fpm/conf.d": [["10-opcache.ini", "l", "/etc/php/8.2/mods-available/opcache.ini"],
+                                    ["90-lbstack.ini", "f", ""], ["99-evil.ini", "f", ""],
+                                    ["98-link.ini", "l", "/tmp/evil.ini"]],
+        "/etc/lbstack/fpm": [["app1.conf", "f", ""], ["app5.conf", "f", ""], ["app6.conf", "f", ""],
+                             ["preload.php", "f", ""]],
+        "/etc/systemd/system/lbstack-fpm@3.service.d": [["lbstack-cpu.conf", "f", ""], ["override.conf", "f", ""]],
+    }
+    assert owned.unmanaged(list(dirs.values()), entries) == {
+        "/etc/nginx/conf.d": ["/etc/nginx/conf.d/extra.conf"],
+        "/etc/php/8.2/fpm/conf.d": ["/etc/php/8.2/fpm/conf.d/99-evil.ini", "/etc/php/8.2/fpm/conf.d/98-link.ini"],
+        "/etc/lbstack/fpm": ["/etc/lbstack/fpm/app6.conf"],  # 5 instances planned
+        "/etc/systemd/system/lbstack-fpm@3.service.d": ["/etc/systemd/system/lbstack-fpm@3.service.d/override.conf"],
+    }
+    rows = checks.check_owned_dirs(owned.unmanaged(list(dirs.values()), entries))
+    assert [r.check for r in checks.failures(rows)][0] == "unmanaged files in /etc/nginx/conf.d"
+    assert checks.failures(checks.check_owned_dirs({})) == []
+    assert "nginx -t -q" in dirs["/etc/nginx/conf.d"].then[0]  # tested before nginx re-reads
+
+
+def test_extra_mariadb_accounts_are_named_and_kept_ones_are_not():
+    from lbstack import layout
+
+    security = _fact("mariadb.Security/nspawn") if (FACTS / "mariadb.Security/nspawn.json").exists() else None
+    accounts = ["evil@%", "lbstack@localhost", "lbstack@10.0.0.2", "mariadb.sys@localhost", "mysql@localhost",
+                "report@10.0.0.5", "root@localhost"]
+    assert layout.mariadb_extra_accounts(accounts, "lbstack", []) == ["evil@%", "report@10.0.0.5"]
+    assert layout.mariadb_extra_accounts(accounts, "lbstack", ["report@10.0.0.5"]) == ["evil@%"]
+    if security:
+        from lbstack.plan import make_plan
+        rows = checks.check_mariadb(make_plan(8, 16384, SETTINGS), dict(security, accounts=accounts), SETTINGS)
+        assert rows[0].actual == "evil@% report@10.0.0.5" and rows[0].ok is False

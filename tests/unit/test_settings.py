@@ -14,6 +14,9 @@ from lbstack.settings import FIELDS, SettingsError, load, load_file, markdown_ta
 BAD = [
     ({"instancess": 5}, "instancess", "Did you mean 'instances'"),
     ({"fail2ban_ignore": ["office"]}, "fail2ban_ignore", "not an IP address or network"),
+    ({"db_keep_accounts": ["report"]}, "db_keep_accounts", "not an account as user@host"),
+    ({"db_keep_accounts": ["x'@%"]}, "db_keep_accounts", "not an account as user@host"),
+    ({"db_keep_accounts": ["root@%"]}, "db_keep_accounts", "always kept"),
     ({"fail2ban_ignore": [7]}, "fail2ban_ignore", "not an IP address or network"),
     ({"fail2ban_maxretry": 0}, "fail2ban_maxretry", "at least 1"),
     ({"ssh_hardening": "sometimes"}, "ssh_hardening", "true or false"),
