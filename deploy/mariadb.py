@@ -148,12 +148,12 @@ def expected_privileges() -> list[str]:
     return sorted(p.strip() for p in APP_PRIVILEGES.split(","))
 
 
-@operation()
 def _quoted(text: str) -> str:
     """``text`` as an SQL string literal (an account name read from the server may hold anything)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+@operation()
 def _secured_with_app_database(database: str, user: str, client_hosts: list[str], keep: tuple[str, ...] = ()):
     """A secured server (no anonymous users, no test database, root only as root@localhost over
     the socket), the app's database, its user on each client host with the stored password, and

@@ -8,7 +8,8 @@ import sys
 from pyinfra.api.host import Host
 from pyinfra.facts.hardware import Cpus, Memory
 
-from lbstack import settings as settings_mod, topology, transport
+from facts.base import Account
+from lbstack import layout, settings as settings_mod, topology, transport
 from lbstack.plan import Plan, PlanError, make_plan
 from lbstack.settings import Settings, SettingsError
 
@@ -31,6 +32,7 @@ def host_context(host: Host) -> tuple[Settings, Plan]:
     transport.no_delay(host)
     try:
         settings = settings_mod.load(host.data.get("lbstack"))
+        settings_mod.check_app_account(settings, host.get_fact(Account, user=settings.app_user), layout.APP_HOME)
         return settings, plan_for(host, settings)
     except (SettingsError, PlanError) as exc:
         print(f"lbstack: {host.name}: {exc}", file=sys.stderr)

@@ -668,3 +668,17 @@ def markdown_table() -> str:
         shown = "unset" if default is None else f"`{default!r}`"
         rows.append(f"| `{f.name}` | {_type_name(f)} | {f.metadata['unit']} | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows)
+
+
+def check_app_account(settings: Settings, account: dict | None, app_home: str) -> None:
+    """``app_user`` on a host (read there before anything changes, ``account`` from
+    :class:`facts.base.Account`): an account lbstack made (home ``app_home``) or none yet. Any other
+    existing account, a system one (``backup``, ``list``, ...) or a person's, is refused: the
+    app would run as it, with its files and groups, and lbstack would change its home and shell."""
+    if account is None or account.get("home") == app_home:
+        return
+    kind = "a system account" if account.get("uid", 0) < 1000 else "a person's account"
+    raise SettingsError(
+        f"app_user: {settings.app_user!r} is {kind} this host already has (uid {account.get('uid')}, home "
+        f"{account.get('home')}), not one lbstack made. Choose a name the host does not have "
+        "(lbstack creates it, e.g. the default 'lbstack').")

@@ -153,3 +153,18 @@ def test_fail2ban_bans_an_address_that_keeps_failing_and_only_on_ssh(host):
         subprocess.run(["ip", "addr", "del", f"{attacker}/32", "dev", host.veth], check=False)
     rc, out, _ = remote(host, "fail2ban-client status sshd")
     assert attacker not in out
+
+
+def test_an_existing_account_of_the_host_is_refused_as_app_user_before_anything_changes(host):
+    rc, out, err = remote(host, "useradd --system --home-dir /var/lib/deployer --shell /bin/sh deployer")
+    assert rc == 0, out + err
+    try:
+        run = pyinfra(host.name, settings={**REHEARSAL_SETTINGS, "app_user": "deployer"}, timeout=300)
+        assert run["rc"] == 1, run["stderr"][-3000:]
+        assert (f"lbstack: {host.name}: app_user: 'deployer' is a system account this host already has"
+                in run["stderr"]), run["stderr"][-3000:]
+        assert "Starting operation" not in run["stderr"]  # refused while preparing: nothing ran
+        rc, out, _ = remote(host, "getent passwd deployer")
+        assert out.strip().endswith(":/var/lib/deployer:/bin/sh")  # untouched
+    finally:
+        remote(host, "userdel deployer")

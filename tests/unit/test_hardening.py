@@ -115,3 +115,10 @@ def test_extra_mariadb_accounts_are_named_and_kept_ones_are_not():
         from lbstack.plan import make_plan
         rows = checks.check_mariadb(make_plan(8, 16384, SETTINGS), dict(security, accounts=accounts), SETTINGS)
         assert rows[0].actual == "evil@% report@10.0.0.5" and rows[0].ok is False
+
+
+def test_an_account_name_read_from_the_server_is_quoted_as_sql():
+    from deploy import mariadb
+
+    assert mariadb._quoted("evil") == "'evil'"
+    assert mariadb._quoted("a'b\\\\c") == "'a''b\\\\\\\\c'"

@@ -240,3 +240,17 @@ def test_the_documented_app_sources_are_still_accepted(tmp_path):
     for source in ("sample", "git+https://example.org/you/app.git@v1.3.0", "git+ssh://git@example.org/app.git@main",
                    "git+file:///srv/git/app.git@v1", str(tmp_path / "app")):
         assert load({"app_source": source}).app_source == source
+
+
+def test_an_existing_account_of_the_host_is_refused_as_app_user_but_lbstacks_own_is_not():
+    from lbstack.settings import check_app_account
+
+    settings = load({"app_user": "deployer"})
+    check_app_account(settings, None, "/srv/lbstack")  # not there yet: lbstack creates it
+    check_app_account(settings, {"uid": 999, "home": "/srv/lbstack"}, "/srv/lbstack")  # made by lbstack
+    with pytest.raises(SettingsError, match=r"app_user: 'deployer' is a system account this host already has "
+                                            r"\(uid 998, home /var/lib/deployer\)") as err:
+        check_app_account(settings, {"uid": 998, "home": "/var/lib/deployer"}, "/srv/lbstack")
+    assert "Choose a name the host does not have" in str(err.value)
+    with pytest.raises(SettingsError, match="a person's account"):
+        check_app_account(load({"app_user": "admin"}), {"uid": 1000, "home": "/home/admin"}, "/srv/lbstack")
