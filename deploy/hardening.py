@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.operations import apt, server
+from pyinfra.operations import apt, files, server
 
 from facts.firewall import SshdPorts
+from facts.base import Virtualization
 from lbstack import hardening as policy, layout, packages
 from lbstack.operations import promote, template_file, unit_active
 from lbstack.render import jinja, template
@@ -25,6 +26,32 @@ def hardening(settings: Settings) -> None:
     if settings.fail2ban:
         _fail2ban(settings)
     _upgrades(settings)
+    if settings.os_hardening:
+        _os()
+
+
+def _os() -> None:
+    apt.packages(name=f"Install {' '.join(packages.OS_HARDENING)} (process accounting, sysstat, debsums, ...)",
+                 packages=packages.OS_HARDENING, no_recommends=True)
+    template_file(name=f"Render {policy.MODPROBE_CONF} (unused kernel modules never load)",
+                  src=template(policy.MODPROBE_CONF), dest=policy.MODPROBE_CONF, mode="644", jinja_env_kwargs=jinja(),
+                  modules=list(policy.BLOCKED_MODULES))
+    template_file(name=f"Render {policy.CORE_LIMITS} (no core dumps)", src=template(policy.CORE_LIMITS),
+                  dest=policy.CORE_LIMITS, mode="644", jinja_env_kwargs=jinja())
+    for banner in policy.BANNERS:
+        template_file(name=f"Render {banner} (login banner)", src=template(banner), dest=banner, mode="644",
+                      jinja_env_kwargs=jinja())
+    for key, value in policy.LOGIN_DEFS.items():
+        files.line(name=f"/etc/login.defs: {key} {value}", path="/etc/login.defs", line=rf"^#*[[:space:]]*{key}[[:space:]]+[0-9]", extended_regex=True,
+                   replace=f"{key} {value}")
+    files.line(name="sysstat collects (ENABLED=\"true\" in /etc/default/sysstat)", path="/etc/default/sysstat",
+               line=r"^ENABLED=", replace='ENABLED="true"')
+    unit_active(name="Start and enable sysstat.service", unit="sysstat.service")
+    container = host.get_fact(Virtualization)["container"]
+    if container:  # accton needs CAP_SYS_PACCT, which a container does not get
+        logger.info(f"lbstack: {host.name}: process accounting left off: a {container} container may not turn it on")
+    else:
+        unit_active(name="Start and enable acct.service (process accounting)", unit="acct.service")
 
 
 def _sshd() -> None:

@@ -22,9 +22,18 @@ SSHD_WANTED = {
     "permitrootlogin": "without-password",
     "maxauthtries": str(MAX_AUTH_TRIES),
     "x11forwarding": "no",
+    "allowtcpforwarding": "no",
+    "allowagentforwarding": "no",
 }
 # read to decide, besides the above: a login that needs a password too must keep it
 SSHD_ASKED = (*SSHD_WANTED, "authenticationmethods")
+
+MODPROBE_CONF = "/etc/modprobe.d/lbstack.conf"
+CORE_LIMITS = "/etc/security/limits.d/lbstack.conf"
+BANNERS = ("/etc/issue", "/etc/issue.net")
+BLOCKED_MODULES = ("dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core", "firewire-ohci")
+# /etc/login.defs: key -> value (new accounts' password hashing rounds and aging, default umask)
+LOGIN_DEFS = {"UMASK": "027", "SHA_CRYPT_MIN_ROUNDS": "10000", "PASS_MAX_DAYS": "365", "PASS_MIN_DAYS": "1"}
 
 UPGRADE_KEYS = ("APT::Periodic::Update-Package-Lists", "APT::Periodic::Unattended-Upgrade")
 

@@ -15,6 +15,7 @@ CACHE = ["redis-server", "redis-tools"]
 PHP_EXTENSIONS = ("fpm", "cli", "mysql", "opcache", "mbstring", "xml", "curl", "zip", "bcmath", "intl")
 FAIL2BAN = ["fail2ban", "python3-systemd"]  # python3-systemd: its journal backend
 UNATTENDED_UPGRADES = ["unattended-upgrades"]
+OS_HARDENING = ["acct", "sysstat", "debsums", "apt-show-versions", "libpam-tmpdir"]
 COMPOSER = ["composer", "unzip"]  # only for a release with composer.json and no vendor/
 
 
@@ -30,7 +31,8 @@ def by_component(settings: Settings, components: tuple[str, ...]) -> dict[str, l
     found = {c: list(wanted[c]) for c in COMPONENTS if c in components}
     if settings.firewall:
         found["firewall"] = list(FIREWALL)
-    hardening = (FAIL2BAN if settings.fail2ban else []) + (UNATTENDED_UPGRADES if settings.unattended_upgrades else [])
+    hardening = ((FAIL2BAN if settings.fail2ban else []) + (UNATTENDED_UPGRADES if settings.unattended_upgrades else [])
+                 + (OS_HARDENING if settings.os_hardening else []))
     if hardening:
         found["hardening"] = hardening
     return found

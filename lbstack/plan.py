@@ -108,6 +108,27 @@ class PlanError(ValueError):
     """The stack cannot fit the host; the message carries the numbers."""
 
 
+# os_hardening: the kernel settings Lynis (KRNL-6000) and the CIS benchmark ask of a server
+HARDENING_SYSCTL = {
+    "kernel.kptr_restrict": "2",
+    "kernel.dmesg_restrict": "1",
+    "kernel.sysrq": "0",
+    "fs.suid_dumpable": "0",
+    "fs.protected_fifos": "2",
+    "fs.protected_regular": "2",
+    "dev.tty.ldisc_autoload": "0",
+    "net.core.bpf_jit_harden": "2",
+    "net.ipv4.conf.all.accept_redirects": "0",
+    "net.ipv4.conf.default.accept_redirects": "0",
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.default.send_redirects": "0",
+    "net.ipv4.conf.all.accept_source_route": "0",
+    "net.ipv4.conf.all.log_martians": "1",
+    "net.ipv4.conf.default.log_martians": "1",
+    "net.ipv6.conf.all.accept_redirects": "0",
+    "net.ipv6.conf.default.accept_redirects": "0",
+}
+
 @dataclass(frozen=True)
 class Limits:
     """systemd resource limits for one unit or slice."""
@@ -468,6 +489,8 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         "vm.overcommit_memory": "1",
         "vm.swappiness": "10",
     }
+    if s.os_hardening:
+        sysctl.update(HARDENING_SYSCTL)
     nginx = php_fpm = mariadb = redis = None
     if "lb" in components:
         nginx = NginxPlan(max_clients=s.lb_max_clients, worker_processes=workers, worker_connections=conns,

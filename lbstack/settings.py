@@ -463,6 +463,10 @@ class Settings:
         "How long fail2ban bans an address.", "seconds", _positive_int(31536000)))
     fail2ban_ignore: list[str] = field(default_factory=list, metadata=_doc(
         "Addresses or networks fail2ban never bans (say, your office), besides localhost.", "", _addresses))
+    os_hardening: bool = field(default=True, metadata=_doc(
+        "Kernel and OS hardening: sysctls (no redirects, restricted kernel pointers and dmesg, ...), "
+        "unused kernel modules blocked, no core dumps, stricter login.defs, a login banner, process "
+        "accounting, sysstat and debsums.", "", None))
     unattended_upgrades: bool = field(default=True, metadata=_doc(
         "Install Debian's security updates every day (unattended-upgrades, no automatic reboot). "
         "false turns the daily upgrade off.", "", None))

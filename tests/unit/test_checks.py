@@ -15,7 +15,8 @@ FACTS = Path(__file__).parent.parent / "facts"
 RECORDED = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "lb_cpus": 0.845, "app_cpus": 0.845,
             "db_cpus": 2.529, "cache_cpus": 0.425, "php_workers_per_cpu": 64,
             # ... and had no queue workers or scheduler (and the default worker size was 64 MiB)
-            "queue_workers": 0, "queue_connection": "sync", "scheduler": False, "php_worker_memory_mib": 64}
+            "queue_workers": 0, "queue_connection": "sync", "scheduler": False, "php_worker_memory_mib": 64,
+            "os_hardening": False}  # ... and no hardening sysctls
 PLAN = make_plan(8, 16384, load(RECORDED))
 UNITS_V1 = json.loads((FACTS / "limits.UnitLimits/nspawn-cgroup-v1.json").read_text())["fact"]
 SYSCTL = json.loads((FACTS / "base.SysctlValues/nspawn.json").read_text())["fact"]

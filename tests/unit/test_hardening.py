@@ -50,13 +50,14 @@ def test_verification_of_a_hardened_host_from_recorded_facts():
 
 
 def test_unattended_upgrades_off_is_checked_as_off_and_installs_nothing():
-    off = load({"unattended_upgrades": False, "fail2ban": False})
+    off = load({"unattended_upgrades": False, "fail2ban": False, "os_hardening": False})
     assert hardening.upgrade_values(off) == {k: "0" for k in hardening.UPGRADE_KEYS}
     on_host = {"values": {k: "1" for k in hardening.UPGRADE_KEYS}, "upgrade_timer": "enabled"}
     bad = checks.failures(checks.check_hardening(off, None, _fact("base.SshdEffective/nspawn-hardened"), {}, on_host))
     assert [b.check for b in bad] == list(hardening.UPGRADE_KEYS)
     assert "hardening" not in packages.by_component(off, ("lb",))
-    assert packages.by_component(SETTINGS, ("lb",))["hardening"] == ["fail2ban", "python3-systemd", "unattended-upgrades"]
+    assert packages.by_component(SETTINGS, ("lb",))["hardening"] == ["fail2ban", "python3-systemd", "unattended-upgrades",
+                                                                   *packages.OS_HARDENING]
 
 
 def test_templates_say_keys_only_journal_backend_and_daily_security_updates():
@@ -122,3 +123,29 @@ def test_an_account_name_read_from_the_server_is_quoted_as_sql():
 
     assert mariadb._quoted("evil") == "'evil'"
     assert mariadb._quoted("a'b\\\\c") == "'a''b\\\\\\\\c'"
+
+
+def test_os_hardening_adds_kernel_settings_to_the_plan_and_off_leaves_them_out():
+    from lbstack.plan import HARDENING_SYSCTL, make_plan
+
+    on = make_plan(8, 16384, SETTINGS).sysctl
+    assert on["kernel.kptr_restrict"] == "2" and on["net.ipv4.conf.all.accept_redirects"] == "0"
+    assert set(HARDENING_SYSCTL) <= set(on)
+    off = make_plan(8, 16384, load({"os_hardening": False})).sysctl
+    assert not set(HARDENING_SYSCTL) & set(off) and off["net.core.somaxconn"] == on["net.core.somaxconn"]
+    modprobe = render_template(hardening.MODPROBE_CONF, modules=list(hardening.BLOCKED_MODULES))
+    assert "install usb-storage /bin/true\nblacklist usb-storage\n" in modprobe
+    assert "Authorized access only" in render_template("/etc/issue")
+    assert "*    hard    core    0" in render_template(hardening.CORE_LIMITS)
+    sshd = render_template(hardening.SSHD_DROPIN, **hardening.sshd_template_data())
+    assert "\nAllowTcpForwarding no\n" in sshd and "\nAllowAgentForwarding no\n" in sshd
+
+
+def test_lynis_report_parsing():
+    from bench.lynis import parse_report
+
+    report = ("lynis_tests_done=257\nhardening_index=74\nwarning[]=SSH-7408|weak|-|-|\n"
+              "suggestion[]=DBS-1884|Configure Redis|-|-|\nsuggestion[]=LYNIS|Update|-|-|\n")
+    assert parse_report(report) == {"index": 74, "tests": 257, "warnings": ["SSH-7408"],
+                                    "suggestions": ["DBS-1884", "LYNIS"]}
+    assert parse_report("")["index"] is None

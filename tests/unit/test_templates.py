@@ -302,6 +302,10 @@ EXAMPLES = {
     hardening.SSHD_DROPIN: hardening.sshd_template_data,
     hardening.FAIL2BAN_JAIL: lambda: hardening.fail2ban_template_data(SETTINGS, [22]),
     hardening.APT_CONF: lambda: hardening.apt_template_data(SETTINGS),
+    hardening.MODPROBE_CONF: lambda: {"modules": list(hardening.BLOCKED_MODULES)},
+    hardening.CORE_LIMITS: lambda: {},
+    "/etc/issue": lambda: {},
+    "/etc/issue.net": lambda: {},
 }
 
 
