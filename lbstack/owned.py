@@ -64,8 +64,9 @@ def owned_dirs(settings: Settings, plan: Plan) -> list[OwnedDir]:
         reload_fpm = " && ".join(f"systemctl try-reload-or-restart {layout.fpm_unit(i)}"
                                  for i in range(1, plan.instances + 1))
         dirs += [
-            OwnedDir(layout.FPM_CONFIG_DIR, tuple(f"app{i}.conf" for i in range(1, plan.instances + 1))
-                     + (layout.PRELOAD_SCRIPT.rsplit("/", 1)[1],)),
+            # app<N>.conf of any N: an instance scaled away keeps its config until the rolling
+            # update retires it (it is how that update finds the instance)
+            OwnedDir(layout.FPM_CONFIG_DIR, ("app[0-9]*.conf", layout.PRELOAD_SCRIPT.rsplit("/", 1)[1])),
             OwnedDir(f"/etc/php/{version}/fpm/conf.d", ("90-lbstack.ini",), f"/etc/php/{version}/mods-available",
                      then=(reload_fpm,)),
             OwnedDir(f"/etc/php/{version}/cli/conf.d", (), f"/etc/php/{version}/mods-available"),

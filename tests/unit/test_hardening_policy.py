@@ -89,13 +89,14 @@ def test_unmanaged_files_are_those_neither_lbstack_nor_debian_put_in_its_directo
                                     ["90-lbstack.ini", "f", ""], ["99-evil.ini", "f", ""],
                                     ["98-link.ini", "l", "/tmp/evil.ini"]],
         "/etc/lbstack/fpm": [["app1.conf", "f", ""], ["app5.conf", "f", ""], ["app6.conf", "f", ""],
-                             ["preload.php", "f", ""]],
+                             ["preload.php", "f", ""], ["app1.conf.orig", "f", ""]],
         "/etc/systemd/system/lbstack-fpm@3.service.d": [["lbstack-cpu.conf", "f", ""], ["override.conf", "f", ""]],
     }
     assert owned.unmanaged(list(dirs.values()), entries) == {
         "/etc/nginx/conf.d": ["/etc/nginx/conf.d/extra.conf"],
         "/etc/php/8.2/fpm/conf.d": ["/etc/php/8.2/fpm/conf.d/99-evil.ini", "/etc/php/8.2/fpm/conf.d/98-link.ini"],
-        "/etc/lbstack/fpm": ["/etc/lbstack/fpm/app6.conf"],  # 5 instances planned
+        # app6.conf: an instance scaled away, retired by the rolling update (which finds it so)
+        "/etc/lbstack/fpm": ["/etc/lbstack/fpm/app1.conf.orig"],
         "/etc/systemd/system/lbstack-fpm@3.service.d": ["/etc/systemd/system/lbstack-fpm@3.service.d/override.conf"],
     }
     rows = checks.check_owned_dirs(owned.unmanaged(list(dirs.values()), entries))
