@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,9 +35,9 @@ import urllib.request
 
 from bench import load
 from bench.common import converge
+from bench.rolling_update import new_build
 from lbstack import REPO_ROOT
 from lbstack.rehearsal import down, get_host, owned_hosts, ssh_run, up
-from lbstack.release import SAMPLE_APP_DIR
 
 PATHS = ["/api/questions/random", "/api/ujian/health"]
 FAULTS = ("kill -9 of an instance", "SIGSTOP of an instance for 20 s", "MariaDB restart", "Redis restart",
@@ -92,14 +91,6 @@ class Writer(threading.Thread):
             except (urllib.error.URLError, OSError, ValueError):
                 self.refused += 1  # not acknowledged: the client knows it must send it again
             self.stop_event.wait(1 / WRITES_PER_S)
-
-
-def new_build(root: str, n: int) -> str:
-    path = os.path.join(root, f"app-{n}")
-    shutil.copytree(SAMPLE_APP_DIR, path, ignore=shutil.ignore_patterns("storage"))
-    with open(os.path.join(path, "public", "build.txt"), "w") as handle:
-        handle.write(f"soak {time.time()} {n}\n")
-    return path
 
 
 def fault(kind: str, name: str, tmp: str, n: int) -> str:

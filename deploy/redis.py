@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import apt, server
 
-from facts.redis import AclUsers, LiveConfig
+from facts.redis import AclUsers, LiveConfig, admin_cli
 from lbstack import checks, layout, packages, services
 from lbstack.layout import REDIS_CONFIG as CONFIG
 from lbstack.operations import secret_file, template_file
@@ -95,9 +95,7 @@ def live_values(plan: Plan) -> dict[str, str]:
 
 def _admin_cli() -> str:
     """redis-cli as lbstack's admin user on the Redis host (password read there, from the store)."""
-    secret = shlex.quote(f"{layout.SECRETS_DIR}/redis_admin_password")
-    return (f'REDISCLI_AUTH="$(cat {secret})" redis-cli --no-auth-warning '
-            f"--user {shlex.quote(layout.REDIS_ADMIN_USER)}")
+    return admin_cli(layout.SECRETS_DIR, layout.REDIS_ADMIN_USER, "")
 
 
 @operation()

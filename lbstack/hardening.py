@@ -54,10 +54,13 @@ def lockout_reason(method: str | None, who: str, effective: dict[str, str]) -> s
     return None
 
 
-def sshd_refusal(host) -> str | None:
-    """Why the keys-only sshd drop-in is not written on pyinfra host ``host`` now (None: safe)."""
+def sshd_refusal(host, effective: dict[str, str] | None = None) -> str | None:
+    """Why the keys-only sshd drop-in is not written on pyinfra host ``host`` now (None: safe).
+    ``effective``: :class:`facts.base.SshdEffective` of :data:`SSHD_ASKED`, if already read."""
     method, who = transport.login_method(host)
-    return lockout_reason(method, who, host.get_fact(SshdEffective, keys=list(SSHD_ASKED)))
+    if effective is None:
+        effective = host.get_fact(SshdEffective, keys=list(SSHD_ASKED))
+    return lockout_reason(method, who, effective)
 
 
 def sshd_template_data() -> dict:

@@ -73,9 +73,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     services = host.get_fact(UnitLimits, units=units)  # slices and services, one read
     installed = host.get_fact(DebPackages)  # read once: pyinfra 3 caches no fact
     rows = base_checks(settings, plan, installed) + checks.check_limits(plan, services)
+    sshd = host.get_fact(SshdEffective, keys=list(hardening.SSHD_ASKED)) if settings.ssh_hardening else {}
     rows += checks.check_hardening(
-        settings, hardening.sshd_refusal(host) if settings.ssh_hardening else None,
-        host.get_fact(SshdEffective, keys=list(hardening.SSHD_WANTED)) if settings.ssh_hardening else {},
+        settings, hardening.sshd_refusal(host, sshd) if settings.ssh_hardening else None, sshd,
         host.get_fact(Fail2banJail, jail="sshd") if settings.fail2ban else {},
         host.get_fact(AptConfig, keys=list(hardening.UPGRADE_KEYS)))
     dirs = owned.owned_dirs(settings, plan)

@@ -270,7 +270,8 @@ HAND_CHANGES = [
      ["Redis commands of the app's user", "differs: flushall"]),
     ("sshd drop-in edited",
      "sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/10-lbstack.conf && "
-     "systemctl reload ssh",
+     # sshd re-executes itself on a reload: wait until it listens again (the batch's next change logs in)
+     "systemctl reload ssh && sleep 1 && for i in $(seq 20); do ss -Hltn | grep -q ':22 ' && break; sleep 0.5; done",
      ["promote /etc/ssh/sshd_config.d/10-lbstack.conf", "sshd passwordauthentication"]),
     ("fail2ban stopped", "systemctl stop fail2ban.service",
      ["Start and enable fail2ban.service", '"actual": "not running"']),
