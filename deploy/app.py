@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 
 from pyinfra import host, state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
 from deploy import php_fpm
-from facts.app import COMPLETE_MARKER, Instances, Releases
+from facts.app import COMPLETE_MARKER, Instances, ReleaseIntegrity, Releases, release_listing
 from facts.files import StagedDiffers
 from facts.limits import StartedBeforeChange, UnitLimits
-from lbstack import hostscripts, layout, packages, release, rollout
+from lbstack import hostscripts, layout, owned, packages, phpsettings, release, rollout, verification
 from lbstack.layout import ARCHIVES_DIR
 from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
 from lbstack.plan import QUEUE_STOP_MARGIN_S, Plan
@@ -102,7 +103,18 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
               f"{why.get('detail', '')}. Fix the app and deploy a new build; to retry this very build, remove "
               f"{layout.BAD_RELEASES_DIR}/{build.short} on the host.", file=sys.stderr)
         raise SystemExit(1)
-    matching = [r for r in state["complete"] if release.digest_of(r) == build.short]
+    # releases in service (and the one this build would reuse) against their manifests: a
+    # tampered one is replaced by a new release of the same build, then moved into the quarantine
+    in_service = sorted({state["current"], *instance_state["pointers"].values()} - {None})
+    same_build = [r for r in state["complete"] if release.digest_of(r) == build.short]
+    integrity = host.get_fact(ReleaseIntegrity, releases=sorted(set(in_service) | set(same_build)),
+                              root=layout.APP_ROOT, manifests=layout.MANIFESTS_DIR)
+    tampered = [r for r in sorted(integrity) if integrity[r]["state"] == "tampered"]
+    for r in tampered:
+        what = release.tampered(integrity[r])
+        print(f"lbstack: {host.name}: release {r} differs from its manifest ({what}): "
+              f"it is replaced by a new release and moved into {owned.QUARANTINE_DIR}", file=sys.stderr)
+    matching = [r for r in same_build if r not in tampered]
     release_id = matching[-1] if matching else release.new_release_id(build)
 
     def plan_steps():
@@ -120,7 +132,8 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
         server.shell(
             name=f"Re-cache the config of release {release_id} ({layout.ENV_FILE} changed)",
             commands=[artisan(settings, f"{layout.RELEASES_DIR}/{release_id}", "config:cache"),
-                      f"chmod 600 {layout.RELEASES_DIR}/{release_id}/{CONFIG_CACHE}"],
+                      f"chmod 600 {layout.RELEASES_DIR}/{release_id}/{CONFIG_CACHE}",
+                      manifest_command(release_id)],  # the config cache is part of the release
             _if=env.did_change,
         )
     rolling_update(
@@ -141,7 +154,23 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
                 f"mv -Tf {layout.CURRENT}.lbstack-new {layout.CURRENT}",
             ],
         )
-    _cleanup(settings, state, release_id, instance_state)
+    unrecorded = [r for r in sorted(integrity) if integrity[r]["state"] == "no manifest" and r not in tampered]
+    if unrecorded:
+        server.shell(name=f"Record the manifest of release(s) {', '.join(unrecorded)} (sealed before lbstack "
+                          "recorded manifests)",
+                     commands=[manifest_command(r) for r in unrecorded])
+    serving_tampered = [r for r in tampered if r != release_id]
+    if serving_tampered:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = f"{owned.QUARANTINE_DIR}/{stamp}{layout.RELEASES_DIR}"
+        server.shell(
+            name=f"Move the tampered release(s) {', '.join(serving_tampered)} into {owned.QUARANTINE_DIR}/{stamp}/ "
+                 "(no instance runs them now)",
+            commands=[f"mkdir -p -m 700 {shlex.quote(dest)}", f"chmod 700 {owned.QUARANTINE_DIR}",
+                      *(f"mv -f {shlex.quote(layout.RELEASES_DIR + '/' + r)} {shlex.quote(layout.manifest(r))} "
+                        f"{shlex.quote(dest)}/" for r in serving_tampered)],
+        )
+    _cleanup(settings, state, release_id, instance_state, gone=set(serving_tampered))
 
 
 def gates(settings: Settings) -> rollout.Gates:
@@ -180,6 +209,11 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
         layout.fpm_unit(i): [php_fpm.UNIT_FILE, f"{php_fpm.UNIT_FILE}.d", layout.fpm_cpu_dropin(i),
                              layout.fpm_cpu_dropin(i).rsplit("/", 1)[0]]  # a drop-in added or removed too
         for i in range(1, plan.instances + 1)}))
+    # the settings each master runs with (a file edited and put back after a reload, one lbstack
+    # does not manage): not lbstack's, it reloads (a fresh host's masters do not answer yet)
+    expected, effective = verification.effective_php(settings, plan)
+    astray = {name for name, got in effective.items()
+              if "error" not in got and phpsettings.differences(expected.get(name, {}), got)}
     steps = []
     for inst in instances(plan, range(1, plan.instances + 1)):
         step = rollout.Step(inst)
@@ -197,6 +231,8 @@ def instance_steps(settings: Settings, plan: Plan, release_id: str, fpm: php_fpm
                                 else "not running" if not running else "started before its unit file changed")
         if reload_all:
             step.reasons.append("PHP settings or .env changed")
+        elif inst.name in astray and not step.restart:
+            step.reasons.append("its running PHP settings are not lbstack's")
         if step.reasons:
             steps.append(step)
     surplus = instances(plan, php_fpm.surplus_instances(plan))
@@ -257,14 +293,23 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
             f"chmod 600 {path}/{CONFIG_CACHE}",
             f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",
+            manifest_command(release_id),
         ],
     )
+
+
+def manifest_command(release_id: str) -> str:
+    """Shell: record release ``release_id``'s manifest (every file's SHA-256, every link's target:
+    :func:`facts.app.release_listing`) as it is now, for verification and drift to check it against."""
+    manifest = layout.manifest(release_id)
+    return (f"mkdir -p -m 700 {layout.MANIFESTS_DIR} && {release_listing(f'{layout.RELEASES_DIR}/{release_id}')} "
+            f"> {manifest}.partial && chmod 600 {manifest}.partial && mv -f {manifest}.partial {manifest}")
 
 
 CONFIG_CACHE = "bootstrap/cache/config.php"  # holds the secrets in clear (config:cache)
 
 
-def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict) -> None:
+def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict, gone: set[str]) -> None:
     """Keep the newest ``releases_keep`` good releases (complete, not rolled back as bad), the one
     being deployed, the one in service and every one an instance points to: the last good release
     is never removed. Incomplete ones (failed builds) and older ones go."""
@@ -273,10 +318,11 @@ def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict
     keep = set(good[-settings.releases_keep:]) | {keep_id} | set(instance_state["pointers"].values())
     if state["current"]:
         keep.add(state["current"])
-    doomed = [r for r in state["releases"] if r not in keep]
+    doomed = [r for r in state["releases"] if r not in keep and r not in gone]  # gone: quarantined
     if not doomed:
         return
     paths = " ".join(shlex.quote(f"{layout.RELEASES_DIR}/{r}") for r in doomed)
+    manifests = " ".join(shlex.quote(layout.manifest(r)) for r in doomed)
     archives = " ".join(shlex.quote(f"{ARCHIVES_DIR}/{release.digest_of(r)}.tar.gz") for r in doomed
                         if release.digest_of(r) != release.digest_of(keep_id))
-    server.shell(name=f"Remove old releases: {', '.join(doomed)}", commands=[f"rm -rf {paths} {archives}"])
+    server.shell(name=f"Remove old releases: {', '.join(doomed)}", commands=[f"rm -rf {paths} {manifests} {archives}"])

@@ -28,8 +28,9 @@ from pyinfra.operations import apt, files, server, systemd
 
 from facts.app import Instances
 from lbstack import hostscripts, layout, packages, sandbox, services
+from lbstack.phpsettings import ini_template_data, instance_template_data
 from lbstack.operations import daemon_reload, directories, promote, template_file, unit_active, validated
-from lbstack.plan import Plan
+from lbstack.plan import FPM_WATCHDOG_S, Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
 from lbstack.topology import listen_address
@@ -41,26 +42,8 @@ def ini_path(settings: Settings) -> str:
     return f"/etc/php/{settings.php_version}/fpm/conf.d/90-lbstack.ini"
 
 
-def instance_template_data(settings: Settings, plan: Plan, index: int, listen: str) -> dict:
-    return {
-        "instance": layout.instance_name(index),
-        "index": index,
-        "php_version": settings.php_version,
-        "app_user": settings.app_user,
-        "listen": listen,
-        "max_children": plan.php_fpm.max_children,
-        "worker_memory_mib": plan.php_fpm.memory_limit_mib,
-    }
-
-
 def preload_template_data(settings: Settings) -> dict:
     return {"dirs": settings.php_preload, "instances_dir": layout.INSTANCES_DIR}
-
-
-def ini_template_data(settings: Settings, plan: Plan) -> dict:
-    return {"opcache_mib": plan.php_fpm.opcache_mib, "preload": bool(settings.php_preload),
-            "preload_dirs": ", ".join(settings.php_preload), "preload_script": layout.PRELOAD_SCRIPT,
-            "app_user": settings.app_user}
 
 
 def unit_template_data(settings: Settings, plan: Plan) -> dict:
@@ -73,6 +56,7 @@ def unit_template_data(settings: Settings, plan: Plan) -> dict:
         "sched_policy": services.SCHED_POLICY,
         "app_user": settings.app_user,
         "sandbox": sandbox.app(fpm=True),
+        "watchdog_s": FPM_WATCHDOG_S,
     }
 
 
@@ -108,7 +92,8 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         running=False,
         enabled=False,
     )
-    paths = (layout.LOG_DIR, layout.FPM_CONFIG_DIR, layout.FRONT_CONTROLLER.rsplit("/", 1)[0])
+    paths = (layout.LOG_DIR, layout.FPM_CONFIG_DIR, layout.FRONT_CONTROLLER.rsplit("/", 1)[0],
+             layout.PHP_SETTINGS_PROBE.rsplit("/", 1)[0])
     directories(name=f"Directories {', '.join(paths)} (root, mode 755)",
                 paths=[(path, "root", "root", "755") for path in paths])
     template_file(
@@ -119,6 +104,14 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
         jinja_env_kwargs=jinja(),
         instances_dir=layout.INSTANCES_DIR,
         retry_after_s=layout.MAINTENANCE_RETRY_AFTER_S,
+    )
+
+    template_file(
+        name=f"Render {layout.PHP_SETTINGS_PROBE} (each master's effective PHP settings, asked on its socket)",
+        src=template(layout.PHP_SETTINGS_PROBE),
+        dest=layout.PHP_SETTINGS_PROBE,
+        mode="644",
+        jinja_env_kwargs=jinja(),
     )
 
     # each master's slow log (the master is the app user; `php-fpm --test` as root opens the file,

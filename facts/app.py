@@ -100,3 +100,76 @@ class Instances(FactBase):
                 except ValueError:
                     result["bad"][name] = {"detail": value}
         return result
+
+
+# at most this many differing lines of a release are read back (a replaced vendor/ is thousands)
+INTEGRITY_LINES = 400
+
+
+def release_listing(path: str) -> str:
+    """Shell: every regular file under ``path`` with its SHA-256 (``sha256sum``'s ``HASH  ./name``)
+    and every symbolic link with its target (``link:TARGET  ./name``), sorted by name. A release's
+    manifest is this listing taken when it is sealed; its integrity is the listing now, compared."""
+    return (f"(cd {shlex.quote(path)} && {{ find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum --; "
+            "find . -type l -printf 'link:%l  %p\\n' | LC_ALL=C sort; })")
+
+
+class ReleaseIntegrity(FactBase):
+    """
+    Each release in ``releases`` (ids under ``root/releases``) compared with its manifest
+    (``manifests/<id>.sha256``, :func:`release_listing` taken when it was sealed).
+
+    Returns per release ``{"state": "ok" | "tampered" | "no manifest" | "missing", "changed": [...],
+    "added": [...], "removed": [...], "truncated": bool}``, paths relative to the release
+    (``public/index.php``); a file whose content or a link whose target differs is changed.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, releases, root, manifests) -> str:
+        parts = []
+        for release in releases:
+            path = shlex.quote(f"{root}/releases/{release}")
+            manifest = shlex.quote(f"{manifests}/{release}.sha256")
+            parts.append(
+                f"echo @release={shlex.quote(release)}; "
+                f"if [ ! -d {path} ]; then echo @state=missing; "
+                f"elif [ ! -f {manifest} ]; then echo @state=no-manifest; "
+                f"else t=$(mktemp) && {release_listing(f'{root}/releases/{release}')} > \"$t\"; "
+                f"diff {manifest} \"$t\" | grep '^[<>] ' | head -n {INTEGRITY_LINES + 1}; rm -f \"$t\"; "
+                "echo @state=read; fi")
+        return "; ".join(parts + ["true"])
+
+    def process(self, output) -> dict[str, dict]:
+        result: dict[str, dict] = {}
+        current = None
+        sides: dict[str, dict[str, str]] = {}
+        lines = 0
+        for line in output:
+            if line.startswith("@release="):
+                current = line.split("=", 1)[1].strip()
+                sides = {"<": {}, ">": {}}
+                lines = 0
+                result[current] = {"state": "missing", "changed": [], "added": [], "removed": [], "truncated": False}
+            elif current is None:
+                continue
+            elif line.startswith("@state="):
+                state = line.split("=", 1)[1].strip()
+                entry = result[current]
+                if state == "read":
+                    was, now = sides["<"], sides[">"]
+                    entry["changed"] = sorted(p for p in was if p in now)
+                    entry["removed"] = sorted(p for p in was if p not in now)
+                    entry["added"] = sorted(p for p in now if p not in was)
+                    entry["truncated"] = lines > INTEGRITY_LINES
+                    entry["state"] = "tampered" if was or now else "ok"
+                else:
+                    entry["state"] = state.replace("-", " ")
+            elif line[:2] in ("< ", "> ") and "  " in line[2:]:
+                lines += 1
+                if lines <= INTEGRITY_LINES:
+                    value, name = line[2:].split("  ", 1)
+                    sides[line[0]][name.removeprefix("./")] = value
+        return result

@@ -85,3 +85,57 @@ def _parse_status(lines: list[str]) -> dict:
     detail = " ".join(l.strip().removeprefix("detail=") for l in lines
                       if l.strip() and not l.startswith("@error="))[:200]
     return {"error": "; ".join(filter(None, [detail] + errors)) or "no answer"}
+
+
+class EffectiveSettings(FactBase):
+    """
+    The PHP settings each instance's master runs with, asked on its socket or port by
+    ``lbstack-instance settings`` (the probe script run by one of its workers): what is in force,
+    whichever file it came from and whenever that file was read.
+
+    ``instances`` maps instance name to FPM address; ``keys`` are the settings wanted. Returns per
+    instance ``{"memory_limit": "256M", "opcache.enable": "1", ...}`` (PHP's own strings; a setting
+    PHP does not know is ``None``), or ``{"error": "..."}`` when the instance does not answer.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def requires_command(self, instances, keys) -> str:
+        return INSTANCE_HELPER
+
+    def command(self, instances, keys) -> str:
+        self.wanted = list(keys)  # pyinfra calls process() on the same object, without the arguments
+        parts = [f"echo @instance={shlex.quote(name)}; "
+                 f"{INSTANCE_HELPER} settings {shlex.quote(address)} 2>/dev/null || echo \"@error=exit $?\""
+                 for name, address in instances.items()]
+        return "; ".join(parts + ["true"])
+
+    def process(self, output) -> dict[str, dict]:
+        keys = getattr(self, "wanted", None)
+        result: dict[str, dict] = {}
+        name = None
+        for line in output:
+            line = line.strip()
+            if line.startswith("@instance="):
+                name = line.split("=", 1)[1]
+                result[name] = {"error": "no answer"}
+            elif name is None:
+                continue
+            elif line.startswith("settings="):
+                try:
+                    values = json.loads(line.removeprefix("settings="))
+                except ValueError:
+                    result[name] = {"error": "unreadable settings"}
+                    continue
+                if not isinstance(values, dict):
+                    result[name] = {"error": "unreadable settings"}
+                    continue
+                result[name] = {k: (None if values.get(k) is None else str(values[k]))
+                                for k in (keys if keys is not None else values)}
+            elif line.startswith("detail="):
+                result[name] = {"error": line.removeprefix("detail=")[:200]}
+            elif line.startswith("@error=") and result[name] == {"error": "no answer"}:
+                result[name] = {"error": line.removeprefix("@error=")}
+        return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from lbstack import hardening, layout
+from lbstack import release as release_mod
 from lbstack.plan import Limits, Plan
 from lbstack.settings import Settings
 
@@ -452,3 +453,36 @@ def check_redis_file(plan: Plan, directives: dict | None) -> list[Check]:
         _row("cache", "redis.conf maxmemory", f"{plan.redis.maxmemory_mib}mb", directives.get("maxmemory", "absent")),
         _row("cache", "redis.conf maxmemory-policy", "noeviction", directives.get("maxmemory-policy", "absent")),
     ]
+
+
+def check_release_integrity(integrity: dict[str, dict]) -> list[Check]:
+    """Every release in service is as it was sealed (``integrity``: the ReleaseIntegrity fact of
+    those releases): no file changed, added or removed, no link pointed elsewhere."""
+    rows = []
+    for release_id, entry in sorted(integrity.items()):
+        state = entry.get("state")
+        actual = {"ok": "as sealed", "no manifest": "no manifest", "missing": "missing"}.get(
+            state, f"differs: {release_mod.tampered(entry)}"[:160])
+        fix = {"ok": "", "no manifest": "the next converge records it",
+               "missing": ""}.get(state, "the next converge replaces it with a new release of the same build")
+        rows.append(Check("app", f"release {release_id} integrity (manifest)", "as sealed", actual, state == "ok", fix))
+    return rows
+
+
+def check_effective_php(expected: dict[str, dict[str, str]], actual: dict[str, dict]) -> list[Check]:
+    """Each instance's master runs with lbstack's PHP settings (``expected``: instance name ->
+    :func:`lbstack.phpsettings.expected`; ``actual``: the EffectiveSettings fact), wherever a
+    different value came from."""
+    from lbstack import phpsettings  # noqa: PLC0415 (renders templates: only here)
+
+    rows = []
+    for name, values in expected.items():
+        got = actual.get(name, {"error": "not asked"})
+        want = f"lbstack's ({len(values)} settings)"
+        if "error" in got:
+            rows.append(Check("app", f"{name} PHP settings in force", want, "no answer", False, got["error"][:120]))
+            continue
+        wrong = phpsettings.differences(values, got)
+        rows.append(Check("app", f"{name} PHP settings in force", want, "lbstack's" if not wrong else
+                          "; ".join(wrong)[:160], not wrong, "" if not wrong else "the next converge reloads it"))
+    return rows

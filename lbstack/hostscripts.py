@@ -47,6 +47,7 @@ def instance_paths() -> dict[str, str]:
         "releases_link": os.path.relpath(layout.RELEASES_DIR, layout.INSTANCES_DIR),
         "front_controller": layout.FRONT_CONTROLLER,
         "preload_script": layout.PRELOAD_SCRIPT,
+        "php_settings_probe": layout.PHP_SETTINGS_PROBE,
         "fpm_config_dir": layout.FPM_CONFIG_DIR,
         "nginx_dir": layout.NGINX_DIR,
         "site_conf": layout.SITE_CONF,

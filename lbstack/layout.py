@@ -40,6 +40,8 @@ ARCHIVES_DIR = f"{STATE_DIR}/archives"  # uploaded release archives, root only
 COMPOSER_HOME = f"{STATE_DIR}/composer"  # Composer's home and cache for `composer install` (the app user's)
 DEPLOY_LOCK = f"{STATE_DIR}/deploy.lock"  # JSON: who deploys (machine, pid, user, since)
 BAD_RELEASES_DIR = f"{STATE_DIR}/bad-releases"  # <digest>: why that build was rolled back
+# <release id>.sha256: every file and link of a release as sealed (release integrity; root only)
+MANIFESTS_DIR = f"{STATE_DIR}/manifests"
 MAINTENANCE_FLAG = f"{STATE_DIR}/maintenance"  # present: nginx answers 503 + Retry-After
 MAINTENANCE_RETRY_AFTER_S = 30
 
@@ -50,6 +52,8 @@ SCHEDULE_TIMER = "lbstack-schedule.timer"  # ... every minute
 FPM_CONFIG_DIR = f"{ETC}/fpm"
 FPM_UNIT = "lbstack-fpm@.service"
 PRELOAD_SCRIPT = f"{FPM_CONFIG_DIR}/preload.php"  # opcache.preload of every instance master
+# run by an instance's worker on lbstack-instance's request: the master's effective PHP settings
+PHP_SETTINGS_PROBE = "/usr/local/lib/lbstack/php-settings.php"
 FPM_PORT_BASE = 9000  # split topology: instance N listens on 9000 + N
 UPSTREAM = "lbstack_app"
 
@@ -107,6 +111,11 @@ SECRETS = {"db_password": "password", "redis_password": "password", "redis_admin
 
 def instance_name(index: int) -> str:
     return f"app{index}"
+
+
+def manifest(release_id: str) -> str:
+    """The manifest of release ``release_id``, written when it is sealed."""
+    return f"{MANIFESTS_DIR}/{release_id}.sha256"
 
 
 def pristine_php_ini(php_version: str) -> list[tuple[str, str, str]]:

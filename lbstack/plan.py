@@ -59,6 +59,10 @@ REDIS_FRACTION = 0.75  # maxmemory share of Redis' MemoryMax (fork copy-on-write
 NGINX_CONNECTIONS_PER_CLIENT = 2  # a proxied request holds a client and an upstream connection
 NGINX_CONNECTION_SLACK = 1.25
 NGINX_MAX_FAILS = 3  # passive health: failures within the fail timeout before a member is skipped
+# an FPM master that stops answering systemd's watchdog this long (frozen by SIGSTOP, a hung event
+# loop; it pings at half of it) is killed with its workers and restarted: nginx sends the requests it
+# held to another instance, so no request waits on a frozen instance for much longer than this
+FPM_WATCHDOG_S = 5
 NGINX_FAIL_TIMEOUT_S = 5  # ... and for how long: a crashed instance (restarted after 1 s) is back within ~6 s
 MIN_SOMAXCONN = 4096
 PHP_MEMORY_LIMIT_FACTOR = 2  # memory_limit: twice the expected worker size

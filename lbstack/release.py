@@ -163,3 +163,17 @@ def _checkout(spec: str, dest: Path) -> Path:
         if result.returncode != 0:
             raise ReleaseError(f"app_source: `{' '.join(cmd[1:3])}` failed for {url}@{ref}: {result.stderr.strip()}")
     return dest
+
+
+def tampered(integrity: dict, most: int = 3) -> str:
+    """What differs in a release from its manifest (one entry of ``facts.app.ReleaseIntegrity``):
+    ``changed public/index.php; added public/x.php``, a few names of each kind."""
+    parts = []
+    for kind in ("changed", "added", "removed"):
+        names = integrity.get(kind, [])
+        if names:
+            more = f" and {len(names) - most} more" if len(names) > most else ""
+            parts.append(f"{kind} {', '.join(names[:most])}{more}")
+    if integrity.get("truncated"):
+        parts.append("(more not read)")
+    return "; ".join(parts) or integrity.get("state", "?")

@@ -19,7 +19,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from facts.app import Instances, Releases
+from facts.app import Instances, ReleaseIntegrity, Releases
 from facts.base import Account, AptConfig, Fail2banJail, SshdEffective, SysctlValues, Virtualization
 from facts.files import DirEntries, Directives, StagedDiffers
 from facts.firewall import LbstackTable, SshdPorts, TableAsLoaded
@@ -27,10 +27,10 @@ from facts.http import Distribution, HttpStatus
 from facts.limits import UnitExposure, UnitLimits
 from facts.mariadb import AppLogin, Security
 from facts.nginx import Upstreams
-from facts.php_fpm import PoolStatus
+from facts.php_fpm import EffectiveSettings, PoolStatus
 from facts.queue import QueueWorkers, Scheduler
 from facts.redis import AclUsers, AppConnection
-from lbstack import checks, hardening, layout, owned, packages, sandbox, topology
+from lbstack import checks, hardening, layout, owned, packages, phpsettings, sandbox, topology
 from lbstack.topology import open_ssh_ports
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -64,6 +64,15 @@ def base_checks(settings: Settings, plan: Plan, installed: dict) -> list[checks.
         container=virt["container"],
         timesync=timesync,
     )
+
+
+def effective_php(settings: Settings, plan: Plan) -> tuple[dict[str, dict[str, str]], dict[str, dict]]:
+    """(what each instance's master must run with, what it reports it runs with)."""
+    addresses = topology.instance_addresses(plan.instances)
+    expected = {layout.instance_name(i): phpsettings.expected(settings, plan, i, topology.listen_address(i))
+                for i in range(1, plan.instances + 1)}
+    keys = sorted({key for values in expected.values() for key in values})
+    return expected, host.get_fact(EffectiveSettings, instances=addresses, keys=keys)
 
 
 def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
@@ -106,6 +115,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         rows += checks.check_php_ini(host.get_fact(StagedDiffers, pairs=[list(p) for p in layout.pristine_php_ini(
             settings.php_version)]))
         rows += checks.check_pools(plan, host.get_fact(PoolStatus, instances=topology.instance_addresses(plan.instances)))
+        rows += checks.check_effective_php(*effective_php(settings, plan))
         releases = host.get_fact(Releases, root=layout.APP_ROOT)
         env = host.get_fact(File, path=layout.ENV_FILE)
         env_state = {"user": env["user"], "group": env["group"], "mode": env["mode"]} if env else None
@@ -113,6 +123,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
         pointers = host.get_fact(Instances, root=layout.APP_ROOT, bad_dir=layout.BAD_RELEASES_DIR)["pointers"]
         rows += checks.check_instance_releases(pointers, releases["current"],
                                                [layout.instance_name(i) for i in range(1, plan.instances + 1)])
+        in_service = sorted({releases["current"], *pointers.values()} - {None})
+        rows += checks.check_release_integrity(host.get_fact(ReleaseIntegrity, releases=in_service, root=layout.APP_ROOT,
+                                                             manifests=layout.MANIFESTS_DIR))
         rows += checks.check_app_backends(host.get_fact(AppLogin, env_file=layout.ENV_FILE),
                                           host.get_fact(AppConnection, env_file=layout.ENV_FILE),
                                           plan, settings.db_name)

@@ -286,6 +286,7 @@ EXAMPLES = {
         "unit": layout.fpm_unit(1), "cpus": PLAN.php_fpm.instance_cpus[0], "why": PLAN.php_fpm.pinning_note},
     "/etc/php/fpm/conf.d/90-lbstack.ini": lambda: php_fpm.ini_template_data(SETTINGS, PLAN),
     layout.PRELOAD_SCRIPT: lambda: php_fpm.preload_template_data(SETTINGS),
+    layout.PHP_SETTINGS_PROBE: lambda: {},
     layout.FRONT_CONTROLLER: lambda: {"instances_dir": layout.INSTANCES_DIR,
                                       "retry_after_s": layout.MAINTENANCE_RETRY_AFTER_S},
     layout.ENV_FILE: lambda: app.env_template_data(SETTINGS, "localhost", layout.REDIS_SOCKET),
