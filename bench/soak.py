@@ -37,7 +37,7 @@ from bench import load
 from bench.common import converge
 from bench.rolling_update import new_build
 from lbstack import REPO_ROOT
-from lbstack.rehearsal import down, get_host, owned_hosts, ssh_run, up
+from lbstack.rehearsal import converge as rehearsal_converge, down, get_host, owned_hosts, ssh_run, up
 
 PATHS = ["/api/questions/random", "/api/ujian/health"]
 FAULTS = ("kill -9 of an instance", "SIGSTOP of an instance for 20 s", "MariaDB restart", "Redis restart",
@@ -165,6 +165,8 @@ def soak(name: str, minutes: float, every_s: float, connections: int) -> dict:
         stored |= {int(x) for x in sql(name, f"SELECT id FROM exam_results WHERE id IN ({part}) "
                                              "AND processed_at IS NOT NULL").split()}
     after = sql(name, CHECKSUM_SQL).split("\t")
+    # the stack as the code says after every fault: lbstack's own verification (changes nothing)
+    verify = rehearsal_converge.pyinfra(name, "deploy/verify.py", timeout_s=900)
     longest = max((r.latency for r in result.records if r.status is not None), default=0.0)
     return {
         "minutes": minutes, "fault_every_s": every_s, "connections": connections,
@@ -175,6 +177,7 @@ def soak(name: str, minutes: float, every_s: float, connections: int) -> dict:
         "writes": {"sent": writer.sent, "acknowledged": len(ids), "not_acknowledged": writer.refused,
                    "acknowledged_missing_or_unscored": len(set(ids) - stored)},
         "untouched_rows": {"before": before, "after": after, "same": before == after},
+        "verified_after": verify.ok,
     }
 
 
@@ -205,6 +208,7 @@ def main() -> None:
     print(f"writes: {w['acknowledged']} acknowledged of {w['sent']}, {w['acknowledged_missing_or_unscored']} of "
           f"them missing or unscored; rows from before the soak: {u['before'][0]} -> {u['after'][0]}, "
           f"checksum {'unchanged' if u['same'] else 'CHANGED'}")
+    print(f"verification after the soak (deploy/verify.py): {'all checks passed' if r['verified_after'] else 'FAILED'}")
     print(json.dumps({"bench": "soak", **r}))
 
 

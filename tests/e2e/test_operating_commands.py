@@ -292,6 +292,18 @@ HAND_CHANGES = [
      ["no account but MariaDB's own", "accounts beyond MariaDB's own and the app's", "evil@%"]),
     ("php.ini edited", "sed -i 's/^memory_limit = .*/memory_limit = 2048M/' /etc/php/8.2/fpm/php.ini",
      ["PHP's php.ini (FPM and CLI) as Debian ships it", "php.ini as Debian ships it", "/etc/php/8.2/fpm/php.ini"]),
+    # a file of the release in service changed and one added (release integrity: its manifest)
+    ("live release file changed",
+     "echo '// appended' >> /srv/lbstack/app/current/public/index.php && "
+     "printf '<?php echo 1;\\n' > /srv/lbstack/app/current/public/x.php",
+     ["release", "integrity (manifest)", "changed public/index.php; added public/x.php",
+      "Move the tampered release(s)"]),
+    # a master running with a setting from a file changed back since (what it runs with counts)
+    ("PHP setting in force differs",
+     "f=/etc/php/8.2/fpm/conf.d/90-lbstack.ini && cp -p $f /root/90-lbstack.ini.bak && "
+     "sed -i 's/^realpath_cache_ttl = .*/realpath_cache_ttl = 60/' $f && systemctl reload lbstack-fpm@1 && "
+     "sleep 2 && cp -p /root/90-lbstack.ini.bak $f && rm /root/90-lbstack.ini.bak",
+     ["app1 PHP settings in force", "realpath_cache_ttl=60 (lbstack: 600)"]),
     ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
      ["Install base packages", "missing logrotate"]),
     (".env mode changed", "chmod 644 /srv/lbstack/app/shared/.env",
@@ -310,8 +322,8 @@ BATCHES = {
         ".env mode changed"],
     "the app's instances": [
         "FPM config edited", "unit disabled", "limit overridden with systemctl set-property",
-        "drop-in added to an FPM instance", "php.ini edited"],
-    "MariaDB accounts": ["MariaDB account added"],
+        "drop-in added to an FPM instance", "php.ini edited", "PHP setting in force differs"],
+    "MariaDB accounts and the release in service": ["MariaDB account added", "live release file changed"],
     "MariaDB stopped": ["MariaDB stopped"],
     "Redis rights and runtime maxmemory": ["Redis app user given FLUSHALL", "Redis maxmemory changed at runtime"],
     "Redis user and redis.conf": ["Redis user added at runtime", "Redis maxmemory changed in the file"],

@@ -255,7 +255,7 @@ def test_max_requests_gives_exactly_that_many_records(server: LocalServer) -> No
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"target": "http://127.0.0.1", "duration_s": 601},
+    {"target": "http://127.0.0.1", "duration_s": 7201},
     {"target": "http://127.0.0.1", "duration_s": 0},
     {"target": "https://127.0.0.1", "duration_s": 1},
     {"target": "http://127.0.0.1", "duration_s": 1, "connections": 0},
