@@ -314,7 +314,7 @@ HAND_CHANGES = [
 # Hand changes made together, then one drift, one repair, one drift (a converge per change cost
 # 30 s each in CI): every change of a batch must be named, and the one repair must fix them all.
 # Changes that would undo or hide each other (two Redis restarts, a stopped server and a change
-# inside it) are in different batches.
+# inside it) are in different batches; one service stopped and another changed may share one.
 BATCHES = {
     "files, units and the firewall": [
         "nginx config edited", "upstream member removed", "nginx server block added", "MemoryMax drop-in changed",
@@ -323,11 +323,11 @@ BATCHES = {
     "the app's instances": [
         "FPM config edited", "unit disabled", "limit overridden with systemctl set-property",
         "drop-in added to an FPM instance", "php.ini edited", "PHP setting in force differs"],
-    "MariaDB accounts and the release in service": ["MariaDB account added", "live release file changed"],
-    "MariaDB stopped": ["MariaDB stopped"],
+    "MariaDB accounts, the release in service, Redis stopped": [
+        "MariaDB account added", "live release file changed", "unit stopped"],
     "Redis rights and runtime maxmemory": ["Redis app user given FLUSHALL", "Redis maxmemory changed at runtime"],
-    "Redis user and redis.conf": ["Redis user added at runtime", "Redis maxmemory changed in the file"],
-    "Redis stopped": ["unit stopped"],
+    "Redis user and redis.conf, MariaDB stopped": [
+        "Redis user added at runtime", "Redis maxmemory changed in the file", "MariaDB stopped"],
 }
 
 
