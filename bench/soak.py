@@ -134,6 +134,8 @@ def soak(name: str, minutes: float, every_s: float, connections: int) -> dict:
             next_at = (n + 1) * every_s
             if next_at > duration_s - 30:  # no fault the run cannot watch the minute after
                 break
+            if handle.elapsed() > duration_s - 30:  # a fault that ran long: no time left to watch another
+                break
             time.sleep(max(0.0, next_at - handle.elapsed()))
             kind = FAULTS[n % len(FAULTS)]
             started = handle.mark(f"fault {n + 1}")

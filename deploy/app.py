@@ -54,7 +54,9 @@ def artisan(settings: Settings, directory: str, command: str) -> str:
 
 
 @deploy("lbstack app")
-def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
+def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
+    """Deploy the release; returns the tampered releases to move into the quarantine once the
+    queue workers have left them (:func:`quarantined`, after ``deploy.queue``)."""
     try:
         build = release.build(settings.app_source)
     except release.ReleaseError as exc:
@@ -109,7 +111,9 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
     same_build = [r for r in state["complete"] if release.digest_of(r) == build.short]
     integrity = host.get_fact(ReleaseIntegrity, releases=sorted(set(in_service) | set(same_build)),
                               root=layout.APP_ROOT, manifests=layout.MANIFESTS_DIR)
-    tampered = [r for r in sorted(integrity) if integrity[r]["state"] == "tampered"]
+    # no manifest: recorded now if sealed before lbstack wrote manifests, else as good as tampered
+    tampered = [r for r in sorted(integrity) if integrity[r]["state"] == "tampered" or (
+        integrity[r]["state"] == "no manifest" and release.has_manifest_by_design(r))]
     for r in tampered:
         what = release.tampered(integrity[r])
         print(f"lbstack: {host.name}: release {r} differs from its manifest ({what}): "
@@ -160,17 +164,26 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> None:
                           "recorded manifests)",
                      commands=[manifest_command(r) for r in unrecorded])
     serving_tampered = [r for r in tampered if r != release_id]
-    if serving_tampered:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        dest = f"{owned.QUARANTINE_DIR}/{stamp}{layout.RELEASES_DIR}"
-        server.shell(
-            name=f"Move the tampered release(s) {', '.join(serving_tampered)} into {owned.QUARANTINE_DIR}/{stamp}/ "
-                 "(no instance runs them now)",
-            commands=[f"mkdir -p -m 700 {shlex.quote(dest)}", f"chmod 700 {owned.QUARANTINE_DIR}",
-                      *(f"mv -f {shlex.quote(layout.RELEASES_DIR + '/' + r)} {shlex.quote(layout.manifest(r))} "
-                        f"{shlex.quote(dest)}/" for r in serving_tampered)],
-        )
     _cleanup(settings, state, release_id, instance_state, gone=set(serving_tampered))
+    return serving_tampered
+
+
+@deploy("lbstack app: tampered releases")
+def quarantined(tampered: list[str]) -> None:
+    """Move ``tampered`` releases (and their manifests) into the dated quarantine: after the
+    instances (the rolling update) and the queue workers (each after its job) have left them."""
+    if not tampered:
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = f"{owned.QUARANTINE_DIR}/{stamp}{layout.RELEASES_DIR}"
+    server.shell(
+        name=f"Move the tampered release(s) {', '.join(tampered)} into {owned.QUARANTINE_DIR}/{stamp}/ "
+             "(no instance or worker runs them now)",
+        commands=[f"mkdir -p -m 700 {shlex.quote(dest)}", f"chmod 700 {owned.QUARANTINE_DIR}",
+                  *(f"mv -f {shlex.quote(layout.RELEASES_DIR + '/' + r)} {shlex.quote(dest)}/ && "
+                    f"if [ -f {shlex.quote(layout.manifest(r))} ]; then mv -f {shlex.quote(layout.manifest(r))} "
+                    f"{shlex.quote(dest)}/; fi" for r in tampered)],
+    )
 
 
 def gates(settings: Settings) -> rollout.Gates:
@@ -314,7 +327,7 @@ def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict
     being deployed, the one in service and every one an instance points to: the last good release
     is never removed. Incomplete ones (failed builds) and older ones go."""
     bad = set(instance_state["bad"])
-    good = sorted(r for r in set(state["complete"]) | {keep_id} if release.digest_of(r) not in bad)
+    good = sorted(r for r in set(state["complete"]) | {keep_id} if release.digest_of(r) not in bad and r not in gone)
     keep = set(good[-settings.releases_keep:]) | {keep_id} | set(instance_state["pointers"].values())
     if state["current"]:
         keep.add(state["current"])

@@ -24,8 +24,9 @@ if "db" in plan.components:
 if "cache" in plan.components:
     redis.redis(settings, plan)
 if "app" in plan.components:
-    app.app(settings, plan, php_fpm.php_fpm(settings, plan))
+    tampered = app.app(settings, plan, php_fpm.php_fpm(settings, plan))
     queue.queue(settings, plan)  # after the switch: workers restart into the release in service
+    app.quarantined(tampered)  # releases that failed their manifest, now that nothing runs them
 if "lb" in plan.components:
     nginx.nginx(settings, plan)
 # connection limits were only raised before the instances changed; now they may come down

@@ -18,8 +18,9 @@ from lbstack.context import host_context
 
 settings, plan = host_context(host)
 if "app" in plan.components:
-    app.app(settings, plan, php_fpm.php_fpm(settings, plan))
+    tampered = app.app(settings, plan, php_fpm.php_fpm(settings, plan))
     queue.queue(settings, plan)  # the workers follow the release in service, each after its job
+    app.quarantined(tampered)  # releases that failed their manifest, now that nothing runs them
 if "lb" in plan.components:
     nginx.nginx(settings, plan)
 verification.verification(settings, plan)

@@ -463,8 +463,10 @@ def check_release_integrity(integrity: dict[str, dict]) -> list[Check]:
         state = entry.get("state")
         actual = {"ok": "as sealed", "no manifest": "no manifest", "missing": "missing"}.get(
             state, f"differs: {release_mod.tampered(entry)}"[:160])
-        fix = {"ok": "", "no manifest": "the next converge records it",
-               "missing": ""}.get(state, "the next converge replaces it with a new release of the same build")
+        replace = "the next converge replaces it with a new release of the same build"
+        fix = {"ok": "", "missing": "",
+               "no manifest": replace if release_mod.has_manifest_by_design(release_id) else
+               "sealed before lbstack wrote manifests: the next converge records it"}.get(state, replace)
         rows.append(Check("app", f"release {release_id} integrity (manifest)", "as sealed", actual, state == "ok", fix))
     return rows
 

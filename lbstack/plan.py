@@ -61,8 +61,9 @@ NGINX_CONNECTION_SLACK = 1.25
 NGINX_MAX_FAILS = 3  # passive health: failures within the fail timeout before a member is skipped
 # an FPM master that stops answering systemd's watchdog this long (frozen by SIGSTOP, a hung event
 # loop; it pings at half of it) is killed with its workers and restarted: nginx sends the requests it
-# held to another instance, so no request waits on a frozen instance for much longer than this
-FPM_WATCHDOG_S = 5
+# held to another instance, so no request waits on a frozen instance for much longer than this.
+# Half of it (4 s) is the margin a reload has: the re-executed master pings once its pool is up.
+FPM_WATCHDOG_S = 8
 NGINX_FAIL_TIMEOUT_S = 5  # ... and for how long: a crashed instance (restarted after 1 s) is back within ~6 s
 MIN_SOMAXCONN = 4096
 PHP_MEMORY_LIMIT_FACTOR = 2  # memory_limit: twice the expected worker size

@@ -165,6 +165,17 @@ def _checkout(spec: str, dest: Path) -> Path:
     return dest
 
 
+# releases sealed from then on were given a manifest when sealed (release ids start with their
+# UTC time): one of them without its manifest is as suspect as one that differs from it. Older
+# releases get theirs recorded by the next converge.
+MANIFESTS_SINCE = "20261202T000000"
+
+
+def has_manifest_by_design(release_id: str) -> bool:
+    """Was release ``release_id`` sealed with a manifest (by a version of lbstack that writes them)?"""
+    return release_id[:len(MANIFESTS_SINCE)] >= MANIFESTS_SINCE
+
+
 def tampered(integrity: dict, most: int = 3) -> str:
     """What differs in a release from its manifest (one entry of ``facts.app.ReleaseIntegrity``):
     ``changed public/index.php; added public/x.php``, a few names of each kind."""

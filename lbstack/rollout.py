@@ -280,7 +280,12 @@ class Rollout:
         switched = any(s.release for s in done + current)
         passed_on_it = any(s.release == release for s in done) or any(
             e["event"] == "gate" and e.get("release") == release for e in self.events)
-        if release and switched and not passed_on_it and failed.gate not in ("nginx",):
+        # a new release of the build in service (its copy there failed its manifest) is not a bad build
+        rebuild = bool(release) and all(s.previous_release and s.previous_release.rsplit("-", 1)[-1]
+                                        == release.rsplit("-", 1)[-1] for s in done + current if s.release)
+        if rebuild and switched:
+            self.log(f"release {release} is a new release of the build in service: not marked bad")
+        if release and switched and not passed_on_it and not rebuild and failed.gate not in ("nginx",):
             marked = self.app(hostscripts.mark_bad(release, failed.gate, failed.instance, failed.detail[:500]), 30)
             where = marked.fields.get("recorded") or f"{layout.BAD_RELEASES_DIR}/{release.rsplit('-', 1)[-1]}"
             self.log(f"release {release} marked bad ({where})" if marked.ok

@@ -302,7 +302,10 @@ HAND_CHANGES = [
     ("PHP setting in force differs",
      "f=/etc/php/8.2/fpm/conf.d/90-lbstack.ini && cp -p $f /root/90-lbstack.ini.bak && "
      "sed -i 's/^realpath_cache_ttl = .*/realpath_cache_ttl = 60/' $f && systemctl reload lbstack-fpm@1 && "
-     "sleep 2 && cp -p /root/90-lbstack.ini.bak $f && rm /root/90-lbstack.ini.bak",
+     # until the re-executed master has read it, then the file is put back
+     "for i in $(seq 50); do lbstack-instance settings /run/lbstack/app1/fpm.sock | "
+     "grep -q '\"realpath_cache_ttl\":\"60\"' && break; sleep 0.2; done && "
+     "cp -p /root/90-lbstack.ini.bak $f && rm /root/90-lbstack.ini.bak",
      ["app1 PHP settings in force", "realpath_cache_ttl=60 (lbstack: 600)"]),
     ("package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q logrotate",
      ["Install base packages", "missing logrotate"]),
@@ -322,10 +325,12 @@ BATCHES = {
         ".env mode changed"],
     "the app's instances": [
         "FPM config edited", "unit disabled", "limit overridden with systemctl set-property",
-        "drop-in added to an FPM instance", "php.ini edited", "PHP setting in force differs"],
+        "drop-in added to an FPM instance", "php.ini edited"],
     "MariaDB accounts, the release in service, Redis stopped": [
         "MariaDB account added", "live release file changed", "unit stopped"],
-    "Redis rights and runtime maxmemory": ["Redis app user given FLUSHALL", "Redis maxmemory changed at runtime"],
+    # nothing else here reloads the instances: the reload of app1 is the new reason's alone
+    "Redis rights and runtime maxmemory, a PHP setting in force": [
+        "Redis app user given FLUSHALL", "Redis maxmemory changed at runtime", "PHP setting in force differs"],
     "Redis user and redis.conf, MariaDB stopped": [
         "Redis user added at runtime", "Redis maxmemory changed in the file", "MariaDB stopped"],
 }
