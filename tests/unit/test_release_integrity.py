@@ -53,3 +53,12 @@ def test_a_release_without_a_manifest_or_gone_is_said_so(tmp_path):
     assert result["gone"]["state"] == "missing"
     rows = checks.check_release_integrity(result)
     assert [r.ok for r in rows] == [False, False]
+
+
+def test_a_release_sealed_since_manifests_without_one_is_suspect_an_older_one_is_recorded():
+    assert release.has_manifest_by_design("20261202T050000-3f2a9c1d4e5b")
+    assert not release.has_manifest_by_design("20261124T101500-3f2a9c1d4e5b")
+    old, new = checks.check_release_integrity({
+        "20261124T101500-3f2a9c1d4e5b": {"state": "no manifest"},
+        "20261202T050000-3f2a9c1d4e5b": {"state": "no manifest"}})
+    assert "records it" in old.note and "replaces it" in new.note

@@ -166,6 +166,17 @@ def test_a_release_failing_its_first_gate_is_marked_bad_and_nothing_else_switche
     assert not any(e.startswith("switch app2") for e in host.log)
 
 
+def test_a_new_release_of_the_build_in_service_failing_is_rolled_back_but_not_marked_bad():
+    # the copy in service failed its manifest: the deploy built the same build again
+    old, new = "20261124T101500-3f2a9c1d4e5b", "20261202T050000-3f2a9c1d4e5b"
+    host = Host(failing={f"app{i}" for i in range(1, 6)}, bad_release=new)
+    host.pointers = {f"app{i}": old for i in range(1, 8)}
+    with pytest.raises(rollout.RolloutFailed):
+        roll(host).run(steps(new), batch=1, release=new)
+    assert not any(e.startswith("mark-bad") for e in host.log), host.log
+    assert host.pointers["app1"] == old and not host.down
+
+
 def test_a_later_instance_failing_rolls_back_in_reverse_order_without_blaming_the_release():
     host = Host(failing={"app3"})
     with pytest.raises(rollout.RolloutFailed) as failed:
