@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import shlex
 import sys
-import time
 
 from pyinfra import host, state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
 
-from deploy import php_fpm
+from deploy import owned as owned_ops, php_fpm
 from facts.app import COMPLETE_MARKER, Instances, ReleaseIntegrity, Releases, release_listing
 from facts.files import StagedDiffers
 from facts.limits import StartedBeforeChange, UnitLimits
@@ -55,8 +54,9 @@ def artisan(settings: Settings, directory: str, command: str) -> str:
 
 @deploy("lbstack app")
 def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
-    """Deploy the release; returns the tampered releases to move into the quarantine once the
-    queue workers have left them (:func:`quarantined`, after ``deploy.queue``)."""
+    """Deploy the release; returns the tampered releases' paths (and their manifests') to move
+    into the quarantine once the queue workers have left them (:func:`quarantined`, after
+    ``deploy.queue``)."""
     try:
         build = release.build(settings.app_source)
     except release.ReleaseError as exc:
@@ -165,25 +165,20 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
                      commands=[manifest_command(r) for r in unrecorded])
     serving_tampered = [r for r in tampered if r != release_id]
     _cleanup(settings, state, release_id, instance_state, gone=set(serving_tampered))
-    return serving_tampered
+    return [path for r in serving_tampered for path in [f"{layout.RELEASES_DIR}/{r}"]
+            + ([layout.manifest(r)] if integrity[r]["state"] == "tampered" else [])]
 
 
 @deploy("lbstack app: tampered releases")
-def quarantined(tampered: list[str]) -> None:
-    """Move ``tampered`` releases (and their manifests) into the dated quarantine: after the
+def quarantined(paths: list[str]) -> None:
+    """Move tampered releases and their manifests (``paths``) into the dated quarantine: after the
     instances (the rolling update) and the queue workers (each after its job) have left them."""
-    if not tampered:
-        return
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest = f"{owned.QUARANTINE_DIR}/{stamp}{layout.RELEASES_DIR}"
-    server.shell(
-        name=f"Move the tampered release(s) {', '.join(tampered)} into {owned.QUARANTINE_DIR}/{stamp}/ "
-             "(no instance or worker runs them now)",
-        commands=[f"mkdir -p -m 700 {shlex.quote(dest)}", f"chmod 700 {owned.QUARANTINE_DIR}",
-                  *(f"mv -f {shlex.quote(layout.RELEASES_DIR + '/' + r)} {shlex.quote(dest)}/ && "
-                    f"if [ -f {shlex.quote(layout.manifest(r))} ]; then mv -f {shlex.quote(layout.manifest(r))} "
-                    f"{shlex.quote(dest)}/; fi" for r in tampered)],
-    )
+    if paths:
+        releases = [p.rsplit("/", 1)[1] for p in paths if p.startswith(layout.RELEASES_DIR + "/")]
+        owned_ops.moved_to_quarantine(
+            name=f"Move the tampered release(s) {', '.join(releases)} into {owned.QUARANTINE_DIR}/<time>/ "
+                 "(no instance or worker runs them now)",
+            paths=paths)
 
 
 def gates(settings: Settings) -> rollout.Gates:

@@ -28,11 +28,17 @@ def quarantined(dirs: list[policy.OwnedDir]):
     if not found:
         return
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    for owned_dir in dirs:
-        for path in found.get(owned_dir.path, []):
-            dest = f"{policy.QUARANTINE_DIR}/{stamp}{path}"
-            yield StringCommand("mkdir", "-p", "-m", "700", dest.rsplit("/", 1)[0])
-            yield StringCommand("mv", "-f", path, dest)
+    paths = [path for owned_dir in dirs for path in found.get(owned_dir.path, [])]
+    for argv in policy.quarantine_moves(paths, stamp):
+        yield StringCommand(*argv)
+    for owned_dir in dirs:  # then each directory's reader reads it again
         if owned_dir.path in found:
             yield from owned_dir.then
-    yield StringCommand("chmod", "700", policy.QUARANTINE_DIR)
+
+
+@operation()
+def moved_to_quarantine(paths: list[str]):
+    """Move ``paths`` into the dated quarantine (:func:`lbstack.owned.quarantine_moves`)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for argv in policy.quarantine_moves(paths, stamp):
+        yield StringCommand(*argv)

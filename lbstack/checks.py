@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lbstack import hardening, layout
+from lbstack import hardening, layout, phpsettings
 from lbstack import release as release_mod
 from lbstack.plan import Limits, Plan
 from lbstack.settings import Settings
@@ -475,8 +475,6 @@ def check_effective_php(expected: dict[str, dict[str, str]], actual: dict[str, d
     """Each instance's master runs with lbstack's PHP settings (``expected``: instance name ->
     :func:`lbstack.phpsettings.expected`; ``actual``: the EffectiveSettings fact), wherever a
     different value came from."""
-    from lbstack import phpsettings  # noqa: PLC0415 (renders templates: only here)
-
     rows = []
     for name, values in expected.items():
         got = actual.get(name, {"error": "not asked"})

@@ -44,6 +44,16 @@ class OwnedDir:
         return found
 
 
+def quarantine_moves(paths: list[str], stamp: str) -> list[list[str]]:
+    """Argument lists that move each of ``paths`` to ``QUARANTINE_DIR/<stamp>/<its full path>``,
+    then leave the quarantine root's alone (``stamp``: the UTC time, ``20261202T050140Z``)."""
+    moves = []
+    for path in paths:
+        dest = f"{QUARANTINE_DIR}/{stamp}{path}"
+        moves += [["mkdir", "-p", "-m", "700", dest.rsplit("/", 1)[0]], ["mv", "-f", path, dest]]
+    return moves + [["chmod", "700", QUARANTINE_DIR]] if moves else []
+
+
 def _restart(unit: str) -> str:
     return f"systemctl daemon-reload && systemctl try-restart {unit}"
 
