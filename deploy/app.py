@@ -136,7 +136,7 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
         server.shell(
             name=f"Re-cache the config of release {release_id} ({layout.ENV_FILE} changed)",
             commands=[artisan(settings, f"{layout.RELEASES_DIR}/{release_id}", "config:cache"),
-                      f"chmod 600 {layout.RELEASES_DIR}/{release_id}/{CONFIG_CACHE}",
+                      f"chmod 600 {layout.RELEASES_DIR}/{release_id}/{layout.CONFIG_CACHE}",
                       manifest_command(release_id)],  # the config cache is part of the release
             _if=env.did_change,
         )
@@ -299,7 +299,7 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
             *(artisan(settings, path, f"{what}:cache") for what in release.ARTISAN_CACHES),
             *(artisan(settings, path, shlex.join(command.split())) for command in settings.artisan_commands),
             f"chown -R root:root {path} && chown -R {user}:{user} {path}/bootstrap/cache",
-            f"chmod 600 {path}/{CONFIG_CACHE}",
+            f"chmod 600 {path}/{layout.CONFIG_CACHE}",
             f"printf 'digest=%s\\nsource=%s\\n' {build.digest} {shlex.quote(release.shown(build.source))} > {path}/{COMPLETE_MARKER}",
             manifest_command(release_id),
         ],
@@ -314,7 +314,6 @@ def manifest_command(release_id: str) -> str:
             f"> {manifest}.partial && chmod 600 {manifest}.partial && mv -f {manifest}.partial {manifest}")
 
 
-CONFIG_CACHE = "bootstrap/cache/config.php"  # holds the secrets in clear (config:cache)
 
 
 def _cleanup(settings: Settings, state: dict, keep_id: str, instance_state: dict, gone: set[str]) -> None:

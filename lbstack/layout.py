@@ -22,6 +22,8 @@ MAINTENANCE_HELPER = "/usr/local/sbin/lbstack-maintenance"  # maintenance flag, 
 APP_HOME = "/srv/lbstack"
 APP_ROOT = f"{APP_HOME}/app"
 RELEASES_DIR = f"{APP_ROOT}/releases"
+# in a release: Laravel's config:cache writes the secrets (APP_KEY, the passwords) into it in clear
+CONFIG_CACHE = "bootstrap/cache/config.php"
 SHARED_DIR = f"{APP_ROOT}/shared"
 CURRENT = f"{APP_ROOT}/current"
 ENV_FILE = f"{SHARED_DIR}/.env"

@@ -46,11 +46,18 @@ class OwnedDir:
 
 def quarantine_moves(paths: list[str], stamp: str) -> list[list[str]]:
     """Argument lists that move each of ``paths`` to ``QUARANTINE_DIR/<stamp>/<its full path>``,
-    then leave the quarantine root's alone (``stamp``: the UTC time, ``20261202T050140Z``)."""
+    then leave the quarantine root's alone (``stamp``: the UTC time, ``20261202T050140Z``).
+
+    A quarantined release loses its config cache (:data:`layout.CONFIG_CACHE`): it holds the
+    secrets in clear, and the quarantine is kept for people to read, copy off and keep. What the
+    file was sealed as stays in the release's manifest, quarantined beside it.
+    """
     moves = []
     for path in paths:
         dest = f"{QUARANTINE_DIR}/{stamp}{path}"
         moves += [["mkdir", "-p", "-m", "700", dest.rsplit("/", 1)[0]], ["mv", "-f", path, dest]]
+        if path.startswith(layout.RELEASES_DIR + "/") and "/" not in path[len(layout.RELEASES_DIR) + 1:]:
+            moves.append(["rm", "-f", f"{dest}/{layout.CONFIG_CACHE}"])
     return moves + [["chmod", "700", QUARANTINE_DIR]] if moves else []
 
 

@@ -210,44 +210,77 @@ def pid_matches(pid: int | None, marker: str) -> bool:
     return state != "Z" and marker in cmdline
 
 
-def reap(pid: int) -> None:
-    """Collect ``pid`` if it is an exited child of this process (no zombie left behind)."""
+def wait_exec(pid: int, program: str, timeout_s: float = 30.0) -> None:
+    """Wait until ``pid`` runs ``program`` (its argv[0]) or has exited.
+
+    Right after ``Popen`` returns, the child may still be inside execve: its command line
+    reads empty until the new program's arguments are set up, so :func:`pid_matches` would
+    call a starting host dead (CI's VM boot failed at once on that, with an empty log, and the
+    qemu left running held the overlay's lock against the second boot).
+    """
+    def running() -> bool:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0] == program.encode()
+        return False
+
+    if not wait_until(lambda: running() or exited(pid), timeout_s, 0.02):
+        raise RehearsalError(f"process {pid} did not start {program} in {timeout_s:.0f} s")
+
+
+def reap(pid: int) -> int | None:
+    """Collect ``pid`` if it is an exited child of this process (no zombie left behind); its
+    wait status (``os.waitstatus_to_exitcode`` reads it), or None."""
     with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return status
+    return None
 
 
 def exited(pid: int) -> bool:
-    """True once ``pid`` is gone or a zombie: its files (and qemu's image locks) are closed.
+    """True once ``pid`` is gone, or a zombie with none of its threads left: its files (and
+    qemu's image locks) are closed.
 
     A process in the middle of exiting has an empty command line (its memory is released
-    first) while it still holds its files, so "not pid_matches" is not yet "exited".
+    first) while it still holds its files, so "not pid_matches" is not yet "exited". Nor is a
+    zombie main thread: the process's other threads (qemu's vCPUs) hold the files until the last
+    of them is gone, which for a guest with gigabytes of memory can take seconds.
     """
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return True
+    return state == "Z" and threads <= 1
 
 
-def stop_process(pid: int | None, marker: str, timeout_s: float) -> None:
+def exit_description(status: int | None) -> str:
+    """``exit code N`` / ``killed by SIGKILL`` for a wait status from :func:`reap`."""
+    if status is None:
+        return "exit status unknown (not this process's child)"
+    code = os.waitstatus_to_exitcode(status)
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def stop_process(pid: int | None, marker: str, timeout_s: float) -> int | None:
     """SIGTERM ``pid`` if it still is our process (``marker``), SIGKILL after ``timeout_s``.
 
-    Returns once the process has fully exited (and is reaped, if it is our child).
+    Returns once the process has fully exited (and is reaped, if it is our child), with its
+    wait status when it was our child (:func:`exit_description`), else None.
     """
     if not pid:
-        return
+        return None
     if not pid_matches(pid, marker):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             if not Path(f"/proc/{pid}/cmdline").read_bytes():  # ours, in the middle of exiting
                 # a qemu whose KVM start failed can take many seconds to release its image lock
                 wait_until(lambda: exited(pid), 60.0)
-        reap(pid)
-        return
+        return reap(pid)
     for signum, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
         if wait_until(lambda: exited(pid), wait_s):
-            reap(pid)
-            return
+            return reap(pid)
     raise RehearsalError(f"process {pid} ({marker}) did not exit after SIGKILL")
 
 

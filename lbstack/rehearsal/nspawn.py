@@ -20,8 +20,8 @@ from pathlib import Path
 from . import aptconfig, cgroups
 from .common import (
     HostInfo, RehearsalError, check_name, copy_tree, get_host, host_dir, list_hosts, load_host,
-    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, wait_for_ssh,
-    wait_until,
+    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, wait_exec,
+    wait_for_ssh, wait_until,
 )
 from .rootfs import INIT_WRAPPER, build_rootfs, ssh_key, write_file
 from .signals import holding_signals
@@ -206,6 +206,7 @@ def _start_container(info: HostInfo) -> None:
         )
         info.pid = process.pid
         info.save()
+    wait_exec(info.pid, nspawn[0])  # after sh and setsid have exec'd it
 
 
 def _configure_veth(info: HostInfo) -> None:

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .common import (
-    HostInfo, RehearsalError, check_name, host_dir, load_host, locked, reclaim_name, pid_matches, remove_tree,
-    require_root, run, state_dir, stop_process, stop_processes, wait_for_ssh, wait_until,
+    HostInfo, RehearsalError, check_name, exit_description, host_dir, load_host, locked, pid_matches, reclaim_name,
+    remove_tree, require_root, run, state_dir, stop_process, stop_processes, wait_exec, wait_for_ssh, wait_until,
 )
 from .rootfs import Recipe, base_recipe, build_tree, cached_build, ssh_key
 from .signals import holding_signals
@@ -105,23 +105,27 @@ def up(
     image = build_image()
     info = _register(name, image, owner)
     try:
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "disk.raw"), "-F", "raw",
-             info.overlay])
         # A boot normally answers ssh in ~20 s (TCG). A qemu that exits or a guest that hangs
-        # is booted once more from the same overlay, its logs kept, before giving up.
+        # is booted once more on a new overlay, its logs and qemu's exit status kept, before
+        # giving up.
         for attempt, wait_s in ((1, min(timeout_s, FIRST_BOOT_WAIT_S)), (2, timeout_s)):
+            Path(info.overlay).unlink(missing_ok=True)
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "disk.raw"), "-F", "raw",
+                 info.overlay])
             _boot(info, image, accels, memory_mib, cpus)
             try:
                 wait_for_ssh(info, wait_s, alive=lambda: alive(info), log=Path(info.host_dir) / "qemu.log")
                 break
             except RehearsalError as exc:
-                if attempt == 2:
-                    raise
-                _keep_logs(info)
-                stop_process(info.pid, _marker(info.name), 10.0)
+                # until every qemu thread is gone (they hold the overlay's lock), then its status
+                status = exit_description(stop_process(info.pid, _marker(info.name), 10.0))
                 with open(Path(info.host_dir) / "boot.log", "a") as log:
-                    log.write(f"attempt {attempt}: {exc}; booting again\n")
-                print(f"{name}: boot attempt {attempt} failed, booting again: {exc}", file=sys.stderr)
+                    log.write(f"attempt {attempt}: {exc}; qemu {status}\n")
+                if attempt == 2:
+                    raise RehearsalError(f"{exc} (qemu: {status})") from exc
+                _keep_logs(info)
+                print(f"{name}: boot attempt {attempt} failed (qemu: {status}), booting again: {exc}",
+                      file=sys.stderr)
     except BaseException:
         _keep_logs(info)
         down(name)
@@ -243,6 +247,7 @@ def _start_qemu(info: HostInfo, image: Path, accel: str, memory_mib: int, cpus: 
         )
         info.pid = process.pid
         info.save()
+    wait_exec(info.pid, command[0])
 
 
 def _probe_kernel(info: HostInfo) -> str | None:

@@ -366,3 +366,8 @@ def test_drift_names_a_hand_change_and_full_repairs_it(host, batch):
     assert repair["rc"] == 0, (kind, repair["stderr"][-4000:])
     again = lbstack(host.name, "drift", INV, "--json")
     assert again["rc"] == 0, (kind, json.dumps(again["json"], indent=1)[:4000] if again["json"] else again["stderr"])
+    if "live release file changed" in BATCHES[batch]:
+        # the tampered release is kept for a person to read, without the secrets its config cache held
+        rc, out, _ = remote(host, "ls -d /var/lib/lbstack/quarantine/*/srv/lbstack/app/releases/*/public/x.php; "
+                                  "ls /var/lib/lbstack/quarantine/*/srv/lbstack/app/releases/*/bootstrap/cache/")
+        assert "/public/x.php" in out and "config.php" not in out, out
