@@ -1,6 +1,6 @@
-"""Firewall (nftables): from outside the host only SSH, HTTP and HTTPS answer; MariaDB, Redis and
-the PHP-FPM instances are reachable over loopback only (or, split across hosts, from the stack's
-own hosts). The ruleset replaces only lbstack's own table, is checked with ``nft --check`` before
+"""Firewall (nftables): from outside the host only SSH answers, and HTTP and HTTPS on a load
+balancer; MariaDB, Redis and the PHP-FPM instances are reachable over loopback only, or, split
+across hosts, each from the hosts that use it alone (:func:`lbstack.topology.peer_rules`). The ruleset replaces only lbstack's own table, is checked with ``nft --check`` before
 it replaces the live file, and the SSH ports sshd is listening on are always kept open.
 """
 
@@ -17,17 +17,15 @@ from lbstack.operations import promote, template_file, unit_active
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import open_ssh_ports, stack_peers
-
-PRIVATE_PORTS = (3306, 6379)  # plus the FPM ports 9001..
+from lbstack.topology import open_ssh_ports, peer_rules
 
 
-def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], peers: list[str]) -> dict:
-    fpm_ports = [layout.FPM_PORT_BASE + i for i in range(1, plan.instances + 1)]
+def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], rules: list[dict]) -> dict:
+    """``rules``: :func:`lbstack.topology.peer_rules` of this host."""
     return {
         "ssh_ports": ssh_ports,
-        "private_sources": peers,
-        "private_ports": list(PRIVATE_PORTS) + fpm_ports,
+        "web": "lb" in plan.components,
+        "peer_rules": rules,
     }
 
 
@@ -40,7 +38,8 @@ def firewall(settings: Settings, plan: Plan) -> None:
         dest=layout.staged(CONFIG),
         mode="755",
         jinja_env_kwargs=jinja(),
-        **template_data(settings, plan, open_ssh_ports(settings, host.get_fact(SshdPorts)), stack_peers()),
+        **template_data(settings, plan, open_ssh_ports(settings, host.get_fact(SshdPorts)),
+                        peer_rules(plan.components, plan.instances)),
     )
     rules = promote(
         name=f"Validate (nft --check) and promote {CONFIG}",

@@ -20,19 +20,21 @@ from lbstack.operations import template_file
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import app_client_hosts
+from lbstack.topology import app_client_hosts, own_address
 
 # what the app needs for its data and its migrations, on its own database only
 APP_PRIVILEGES = ("SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, REFERENCES, "
                   "CREATE TEMPORARY TABLES, LOCK TABLES, CREATE VIEW, SHOW VIEW, TRIGGER")
 
 
-def config_template_data(plan: Plan, client_hosts: list[str]) -> dict:
+def config_template_data(plan: Plan, client_hosts: list[str], own: str = "0.0.0.0") -> dict:
+    """``own``: this host's private address (:func:`lbstack.topology.own_address`), where remote
+    app hosts connect; loopback stays for the host's own tools."""
     remote = any(h != "localhost" for h in client_hosts)
     db = plan.mariadb
     return {
         "memory_max_mib": plan.limits["db"].memory_max_mib,
-        "bind_address": "0.0.0.0" if remote else "127.0.0.1",
+        "bind_address": ("0.0.0.0" if own == "0.0.0.0" else f"127.0.0.1,{own}") if remote else "127.0.0.1",
         "workers": db.php_workers,
         "headroom": db.connection_headroom,
         "max_connections": db.max_connections,
@@ -69,7 +71,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         **hostscripts.maintenance_template_data(),
     )
     dropin = services.dropin("mariadb.service", plan.slices["db"], sandbox=sandbox.mariadb())
-    data = config_template_data(plan, app_client_hosts())
+    data = config_template_data(plan, app_client_hosts(), own_address())
     static_change = services.restart_needed(CONFIG, CONFIG, data, set(DYNAMIC))
     config = template_file(
         name=f"Render {CONFIG}",
@@ -103,7 +105,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
 def final_sizing(settings: Settings, plan: Plan) -> None:
     """After the app instances changed (scaling down): lower what was only raised before them."""
     live_variables(name="MariaDB's max_connections down to the plan's (after the app instances changed)",
-                   wanted=live_values(config_template_data(plan, app_client_hosts())))
+                   wanted=live_values(config_template_data(plan, app_client_hosts(), own_address())))
 
 
 # sized by the plan and changed by scaling; MariaDB 10.11 applies them to the running server

@@ -25,13 +25,15 @@ from lbstack.operations import secret_file, template_file
 from lbstack.plan import Plan
 from lbstack.settings import Settings
 from lbstack.render import jinja, template
-from lbstack.topology import remote_app_clients
+from lbstack.topology import own_address, remote_app_clients
 
 
-def config_template_data(plan: Plan, remote_clients: bool) -> dict:
+def config_template_data(plan: Plan, remote_clients: bool, own: str = "0.0.0.0") -> dict:
+    """``own``: this host's private address (:func:`lbstack.topology.own_address`), where remote
+    app hosts connect; loopback stays for the host's own tools."""
     return {
         "source": layout.source(CONFIG),
-        "bind": "0.0.0.0" if remote_clients else "127.0.0.1 -::1",
+        "bind": ("0.0.0.0" if own == "0.0.0.0" else f"127.0.0.1 -::1 {own}") if remote_clients else "127.0.0.1 -::1",
         "tcp_backlog": plan.redis.tcp_backlog,
         "maxmemory_mib": plan.redis.maxmemory_mib,
         "maxclients": plan.redis.maxclients,
@@ -46,7 +48,7 @@ def redis(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install Redis", packages=packages.CACHE, no_recommends=True)
     dropin = services.dropin("redis-server.service", plan.slices["cache"], restart="always",
                              CPUSchedulingPolicy=services.SCHED_POLICY)
-    data = config_template_data(plan, remote_app_clients())
+    data = config_template_data(plan, remote_app_clients(), own_address())
     # compared with the secret-free source of the last run: the live file carries the password hash
     static_change = services.restart_needed(layout.source(CONFIG), CONFIG, data, set(DYNAMIC))
     template_file(

@@ -1,12 +1,20 @@
-"""Secrets (MariaDB and Redis passwords, the app key): kept on the host, in a root-only store.
+"""Secrets (MariaDB and Redis passwords, the app key): kept on the hosts, in a root-only store.
 
-By default each secret is generated on the host on the first run and never leaves it: files that
-need one (the app's ``.env``, Redis' ACL line) are rendered there by ``lbstack-secrets`` from a
-secret-free source, and SQL that sets a password is filled in there too. To supply a secret
-instead (say, an existing database password), set ``LBSTACK_SECRET_DB_PASSWORD``,
-``LBSTACK_SECRET_REDIS_PASSWORD`` or ``LBSTACK_SECRET_APP_KEY``, or name a git-ignored YAML file
-of ``name: value`` in ``LBSTACK_SECRETS_FILE``; it is uploaded into the store under an explicit
-operation name (pyinfra shows no value).
+By default each secret is generated on the host on the first run and never leaves it in clear:
+files that need one (the app's ``.env``, Redis' ACL line) are rendered there by
+``lbstack-secrets`` from a secret-free source, and SQL that sets a password is filled in there
+too. In a split stack a secret lives only on the hosts whose components use it
+(:mod:`lbstack.secretsharing`); its keeper generates it, and every other holder whose digest
+differs is sent it sealed: the holder's public key goes to the keeper, the keeper encrypts to
+it, and the sealed value is carried to the holder, which alone can open it. The machine running
+lbstack never has a value in clear, on disk or in memory. A host that holds a secret it no
+longer needs (its component moved away) has it deleted.
+
+To supply a secret instead (say, an existing database password), set
+``LBSTACK_SECRET_DB_PASSWORD``, ``LBSTACK_SECRET_REDIS_PASSWORD`` or ``LBSTACK_SECRET_APP_KEY``,
+or name a git-ignored YAML file of ``name: value`` in ``LBSTACK_SECRETS_FILE``; it is uploaded
+into the store of every host that holds it under an explicit operation name (pyinfra shows no
+value).
 """
 
 from __future__ import annotations
@@ -14,18 +22,26 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import yaml
+from pyinfra import host, inventory
 from pyinfra.api import deploy
-from pyinfra.operations import files
+from pyinfra.api.host import Host
+from pyinfra.operations import files, python
 
+from facts.secrets import HELPER, SecretDigests, SecretNames
+from lbstack import secretsharing
 from lbstack.layout import ETC, SECRETS, SECRETS_DIR, SOURCES_DIR, STAGE_DIR
 from lbstack.operations import directories, secret_present, template_file
-from facts.secrets import HELPER
+from lbstack.plan import COMPONENTS
 from lbstack.render import jinja, template
-from lbstack.topology import all_stack_hosts
+from lbstack.topology import all_stack_hosts, group_hosts
+from lbstack.transport import run_command
+
+SEND_TIMEOUT_S = 120  # a new host's first relay key (RSA 3072) is made within it
 
 _ALPHABET = re.compile(r"[A-Za-z0-9+/=:._-]{16,256}")
 
@@ -77,13 +93,15 @@ def secrets() -> None:
         store=SECRETS_DIR,
     )
     given = supplied()
-    hosts = all_stack_hosts()
-    missing = [name for name in SECRETS if name not in given]
-    if len(hosts) > 1 and missing:
-        _refuse(f"the stack spans {len(hosts)} hosts, which must share their secrets: supply "
-                + ", ".join(f"LBSTACK_SECRET_{m.upper()}" for m in missing) + " (or LBSTACK_SECRETS_FILE).")
+    groups = {group: [h.name for h in group_hosts(group)] for group in COMPONENTS}
+    stack = all_stack_hosts()
     for name, kind in SECRETS.items():
-        if name in given:
+        holding = secretsharing.holders(name, groups) if host.name in stack else [host.name]
+        if host.name not in holding:
+            if name in host.get_fact(SecretNames):
+                files.file(name=f"Secret {name}: delete (no component of this host uses it)",
+                           path=f"{SECRETS_DIR}/{name}", present=False)
+        elif name in given:
             files.put(
                 name=f"Store the supplied secret {name} in {SECRETS_DIR}/{name} (value hidden)",
                 src=io.StringIO(given[name]),
@@ -92,5 +110,39 @@ def secrets() -> None:
                 group="root",
                 mode="600",
             )
-        else:
+        elif holding[0] == host.name:
             secret_present(name=f"Secret {name}: generate on the host if missing", secret=name, kind=kind)
+        else:
+            _received(name, inventory.get_host(holding[0]))
+
+
+def _received(secret: str, keeper: Host) -> None:
+    """Send ``secret`` from its keeper to this host, sealed, when the two digests differ."""
+    mine = host.get_fact(SecretDigests).get(secret)
+    theirs = keeper.get_fact(SecretDigests).get(secret)
+    if secretsharing.needs_sending(mine, theirs):
+        python.call(
+            name=f"Secret {secret}: sent sealed from {keeper.name} (value hidden)",
+            function=_send,
+            secret=secret,
+            sender=keeper,
+            receiver=inventory.get_host(host.name),
+        )
+
+
+class SendError(Exception):
+    """A sealed secret could not be sent (the message names the step, never a value)."""
+
+
+def _send(secret: str, sender: Host, receiver: Host) -> None:
+    """At run time, after the keeper made the secret: the receiver's public key to the keeper,
+    the keeper's sealed value to the receiver. Only public keys and sealed values pass here."""
+    def step(on: Host, args: list[str], what: str) -> str:
+        ok, output = run_command(on, " ".join(shlex.quote(a) for a in args), SEND_TIMEOUT_S)
+        if not ok:
+            raise SendError(f"{secret}: {what} on {on.name} failed: {output.stderr[-500:]}")
+        return output.stdout.strip()
+
+    public_key = step(receiver, [HELPER, "pubkey"], "making the relay key")
+    sealed = step(sender, [HELPER, "seal", secret, public_key], "sealing the secret")
+    step(receiver, [HELPER, "unseal", secret, sealed], "opening the sealed secret")

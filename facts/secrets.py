@@ -1,5 +1,6 @@
 """Facts about lbstack's secret store on the host. They never read a secret's value: only which
-secrets exist, and whether a file rendered from them is current (decided on the host)."""
+secrets exist, their SHA-256 digests (to tell whether two hosts hold the same value), and
+whether a file rendered from them is current (decided on the host)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,28 @@ class SecretFileCurrent(FactBase):
 
     def process(self, output) -> bool:
         return [line.strip() for line in output] == ["current"]
+
+
+class SecretDigests(FactBase):
+    """
+    The SHA-256 digest of each secret present in the store, computed on the host by
+    ``lbstack-secrets digests`` (the values never leave it).
+
+    Returns ``{"db_password": "3227bf...", ...}``; empty when the store or the helper is not
+    there yet. Two hosts hold the same secret when the digests are equal.
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self) -> str:
+        return f"if [ -x {HELPER} ]; then {HELPER} digests; fi; true"
+
+    def process(self, output) -> dict[str, str]:
+        found = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 2 and len(parts[1]) == 64:
+                found[parts[0]] = parts[1]
+        return found

@@ -9,7 +9,8 @@ same code deploys each component to its group. Settings (see the README's table,
 ``lbstack settings-doc``) are validated here, while pyinfra loads this file: a bad value stops the
 run before any connection. Secrets are not settings: lbstack generates them on the host
 (``/etc/lbstack/secrets/``, root only) unless supplied through ``LBSTACK_SECRET_*`` or
-``LBSTACK_SECRETS_FILE`` (required when the stack spans several hosts). A split topology also
+``LBSTACK_SECRETS_FILE``; in a split topology each secret is made on one host and sent sealed to
+the others that use it (README, Secrets). A split topology also
 gives each host its ``private_address`` (how the other hosts reach it), e.g.
 ``("db1.example.com", {"private_address": "10.0.0.3"})``.
 

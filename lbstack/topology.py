@@ -34,9 +34,26 @@ def private_address(other: Host) -> str:
     return other.data.get("private_address") or other.name
 
 
-def stack_peers() -> list[str]:
-    """The other hosts of the stack (split topology), by private address."""
-    return sorted({private_address(h) for g in COMPONENTS for h in group_hosts(g) if not same_host(h)})
+MARIADB_PORT = 3306
+REDIS_PORT = 6379
+
+
+def peer_rules(components: tuple[str, ...], instances: int) -> list[dict]:
+    """What the firewall admits from the stack's other hosts, per port: MariaDB and Redis from the
+    app hosts (on the db and cache hosts), the FPM instances from the load balancers (on the
+    app hosts). ``[{"what", "ports", "sources"}]``; empty on one VPS."""
+    def others(group: str) -> list[str]:
+        return sorted({private_address(h) for h in group_hosts(group) if not same_host(h)})
+
+    wanted = []
+    if "db" in components:
+        wanted.append(("MariaDB from the app hosts", [MARIADB_PORT], others("app")))
+    if "cache" in components:
+        wanted.append(("Redis from the app hosts", [REDIS_PORT], others("app")))
+    if "app" in components:
+        wanted.append(("PHP-FPM from the load balancers",
+                       [layout.FPM_PORT_BASE + i for i in range(1, instances + 1)], others("lb")))
+    return [{"what": what, "ports": ports, "sources": sources} for what, ports, sources in wanted if sources]
 
 
 def open_ssh_ports(settings, sshd_ports: list[int]) -> list[int]:
@@ -45,12 +62,19 @@ def open_ssh_ports(settings, sshd_ports: list[int]) -> list[int]:
     return sorted({settings.ssh_port, *sshd_ports})
 
 
+def own_address() -> str:
+    """Where this host listens for the stack's other hosts (FPM, MariaDB, Redis in a split
+    topology): its ``private_address`` host data, or every address (``0.0.0.0``) when the
+    inventory gives none. Either way the firewall admits only the hosts that use each port."""
+    return current_host.data.get("private_address") or "0.0.0.0"
+
+
 def listen_address(index: int) -> str:
     """Where instance ``index`` listens on this host: its unix socket when nginx is on this host;
-    a port on every address otherwise (split topology: the firewall admits only the lb hosts)."""
+    a port on the private address otherwise (:func:`own_address`)."""
     if "lb" in current_host.groups:
         return layout.fpm_socket(index)
-    return f"0.0.0.0:{layout.FPM_PORT_BASE + index}"
+    return f"{own_address()}:{layout.FPM_PORT_BASE + index}"
 
 
 def instance_addresses(instances: int) -> dict[str, str]:

@@ -41,10 +41,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import nspawn, vagrant, vm
+from . import network, nspawn, vagrant, vm
 from .common import (
-    HostInfo, RehearsalError, check_name, get_host, host_dir, list_hosts, load_host, pid_matches,
-    pyinfra_host, ssh_run,
+    HostInfo, RehearsalError, check_name, get_host, host_dir, list_hosts, load_host, locked, pid_matches,
+    pyinfra_host, ssh_run, state_dir,
 )
 from .nspawn import snapshot
 from .owner import NoSuchProcess, is_mine, owner_record
@@ -64,12 +64,14 @@ _owned_blocks: list[list[str]] = []  # names booted by this process in each acti
 
 def up(
     name: str, vm_host: bool = False, rootfs: str | Path | None = None, memory_mib: int = 4096, cpus: int = 2,
-    owner: int | str | None = "self",
+    owner: int | str | None = "self", net: str | None = None,
 ) -> HostInfo:
     """Boot rehearsal host ``name`` and return its record once ssh answers.
 
     A container by default (``rootfs``: boot a copy of that tree); with ``vm_host`` a qemu VM
-    with ``memory_mib`` and ``cpus`` (containers see this machine's CPUs and memory).
+    with ``memory_mib`` and ``cpus`` (containers see this machine's CPUs and memory). ``net``:
+    a container also joins that rehearsal network (:mod:`.network`), where the hosts on it
+    reach each other at their ``private_address``.
 
     ``owner``: the process whose end makes the host stale for :func:`reap_stale`: ``"self"``
     (default) this process, a pid, or None for nobody (a host kept by a person). It is
@@ -85,8 +87,10 @@ def up(
     if vm_host:
         if rootfs:
             raise RehearsalError("--rootfs applies to container hosts only")
+        if net:
+            raise RehearsalError("--net applies to container hosts only (VMs reach only this machine)")
         return vm.up(name, memory_mib=memory_mib, cpus=cpus, owner=(owner_pid, owner_start))
-    return nspawn.up(name, rootfs=rootfs, owner=(owner_pid, owner_start))
+    return nspawn.up(name, rootfs=rootfs, owner=(owner_pid, owner_start), net=net)
 
 
 def down(name: str, keep_rootfs: bool = False, when=None) -> bool:
@@ -145,6 +149,9 @@ def reap_stale() -> list[Reaped]:
     else:
         if removed and setup:
             reaped.append(Reaped("vagrant", "vagrant", setup.owner_pid, removed))
+    with locked(state_dir() / ".lock"):
+        for name in network.reap_unused():  # a run killed between making a network and its host
+            reaped.append(Reaped(f"network {name}", "network", None, [f"namespace {network.NETNS_PREFIX}{name}"]))
     if errors:
         raise RehearsalError("cannot reap stale hosts: " + "; ".join(errors))
     return reaped
@@ -168,6 +175,8 @@ def _leftovers(info: HostInfo) -> list[str]:
         found.append(f"{len(cgroup_dirs)} cgroup dirs")
     if info.rootfs and Path(info.rootfs).exists():
         found.append("rootfs")
+    if info.net and not [h for h in list_hosts() if h.net == info.net and h.name != info.name]:
+        found.append(f"network {info.net}")
     return found
 
 

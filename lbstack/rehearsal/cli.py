@@ -52,17 +52,21 @@ def build(vm_image: bool, force: bool) -> None:
 @click.option("--cpus", type=click.IntRange(1), default=2, show_default=True, help="VM vCPUs.")
 @click.option("--owner", "owner_pid", type=click.IntRange(1), metavar="PID",
               help="Owner process: once it is gone, `reap` tears the host down (e.g. --owner $$ in a script).")
+@click.option("--net", metavar="NET",
+              help="Containers: also join the private rehearsal network NET (made by its first host, "
+                   "gone with its last), where the hosts on it reach each other.")
 def up_command(name: str, vm_host: bool, rootfs: str | None, memory_mib: int, cpus: int,
-               owner_pid: int | None) -> None:
+               owner_pid: int | None, net: str | None) -> None:
     """Boot host NAME (a container unless --vm) and wait until ssh answers.
 
     Without --owner the host is nobody's: it stays up until `down NAME`, and `reap` never
     touches it.
     """
     started = time.monotonic()
-    info = up(name, vm_host=vm_host, rootfs=rootfs, memory_mib=memory_mib, cpus=cpus, owner=owner_pid)
+    info = up(name, vm_host=vm_host, rootfs=rootfs, memory_mib=memory_mib, cpus=cpus, owner=owner_pid, net=net)
     click.echo(f"{info.name} up in {time.monotonic() - started:.0f} s: "
-               f"ssh -i {info.ssh_key} -p {info.ssh_port} {info.ssh_user}@{info.address}")
+               f"ssh -i {info.ssh_key} -p {info.ssh_port} {info.ssh_user}@{info.address}"
+               + (f"; on {info.net} at {info.private_address}" if info.net else ""))
 
 
 @rehearsal.command("down")
@@ -126,6 +130,8 @@ def list_command(as_json: bool) -> None:
         if info.owner_gone():
             state += ", stale (run reap)"
         detail = info.accel if info.kind == "vm" else f"veth {info.veth}"
+        if info.net:
+            detail += f", {info.net} {info.private_address}"
         uptime = f"{(time.time() - info.started_at) / 60:.0f} min"
         table.add_row(info.name, info.kind, state, f"{info.address}:{info.ssh_port}",
                       str(info.pid), _owner(info), detail or "", uptime)

@@ -59,6 +59,8 @@ class HostInfo:
     serial_log: str | None = None  # vm: serial console log
     owner_pid: int | None = None  # process that owns the host (None: a person's, never reaped)
     owner_start: int | None = None  # its start time, /proc/<pid>/stat field 22 (pid reuse check)
+    net: str | None = None  # nspawn: the rehearsal network it is on (:mod:`.network`), if any
+    private_address: str | None = None  # its address on that network (10.214.<net>.<index>)
 
     def owner_gone(self) -> bool:
         """True if the host has an owner process and it is gone: ``reap_stale`` tears it down."""
@@ -137,6 +139,8 @@ def pyinfra_host(info: HostInfo) -> tuple[str, dict]:
         "ssh_strict_host_key_checking": "no",
         "ssh_allow_agent": False,
         "ssh_look_for_keys": False,
+        # how the other hosts of a split stack reach it (lbstack.topology.private_address)
+        **({"private_address": info.private_address} if info.private_address else {}),
     }
 
 

@@ -41,15 +41,16 @@ class PyinfraRun:
 
 def pyinfra(hosts: str | list[str], deploy: str = "deploy/full.py", settings_file: str | Path | None = None,
             as_json: bool = False, timeout_s: float = 1800, env: dict | None = None,
-            cwd: str | Path | None = None) -> PyinfraRun:
+            cwd: str | Path | None = None, inventory: str = INVENTORY) -> PyinfraRun:
     """Run ``deploy`` on the rehearsal hosts ``hosts`` (names); ``settings_file`` replaces the
-    inventory's settings (``LBSTACK_SETTINGS``); ``cwd``: another checkout (default this one).
-    Never raises for a failed run: see ``rc``."""
+    inventory's settings (``LBSTACK_SETTINGS``); ``cwd``: another checkout (default this one);
+    ``inventory``: e.g. ``inventories/rehearsal_split.py`` (with ``LBSTACK_REHEARSAL_GROUPS`` in
+    ``env``). Never raises for a failed run: see ``rc``."""
     names = [hosts] if isinstance(hosts, str) else list(hosts)
     extra = {"LBSTACK_REHEARSAL_HOSTS": ",".join(names), **(env or {})}
     if settings_file is not None:
         extra["LBSTACK_SETTINGS"] = str(settings_file)
-    cmd = [sys.executable, "-m", "pyinfra", "-y", *(["--json"] if as_json else []), INVENTORY, deploy]
+    cmd = [sys.executable, "-m", "pyinfra", "-y", *(["--json"] if as_json else []), inventory, deploy]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd or REPO_ROOT, capture_output=True, text=True, timeout=timeout_s,
                           env={**os.environ, **extra})

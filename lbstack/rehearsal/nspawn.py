@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import aptconfig, cgroups
+from . import aptconfig, cgroups, network
 from .common import (
     HostInfo, RehearsalError, check_name, copy_tree, get_host, host_dir, list_hosts, load_host,
     locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, wait_exec,
@@ -30,27 +30,32 @@ NET_PREFIX = "10.213"
 PROXY_PORT = 3142
 PROXY_CONF = "/etc/apt/apt.conf.d/00lbstack-rehearsal-proxy"
 NETWORK_FILE = "/etc/systemd/network/10-lbstack-rehearsal.network"
+PRIVATE_NETWORK_FILE = "/etc/systemd/network/11-lbstack-rehearsal-private.network"
 BOOT_TIMEOUT_S = 90.0
 POWEROFF_TIMEOUT_S = 20.0
 
 
 def up(
     name: str, rootfs: str | Path | None = None, timeout_s: float = BOOT_TIMEOUT_S,
-    owner: tuple[int | None, int | None] = (None, None),
+    owner: tuple[int | None, int | None] = (None, None), net: str | None = None,
 ) -> HostInfo:
     """Boot container host ``name`` and wait until ssh answers; returns its record.
 
     ``rootfs`` is a tree to boot a copy of (e.g. a :func:`snapshot`); default: the golden
     rootfs, or this host's own rootfs if an earlier ``down(keep_rootfs=True)`` kept it.
     ``owner`` is the ``(owner_pid, owner_start)`` recorded from the start (see :mod:`.owner`).
-    On failure everything started so far is torn down again.
+    ``net``: also put it on that rehearsal network (:mod:`.network`, made if new), as
+    ``priv0`` with ``info.private_address``. On failure everything started so far is torn
+    down again.
     """
     require_root()
     check_name(name)
+    if net is not None:
+        network.check_net_name(net)
     source = Path(rootfs) if rootfs else None
     if source is None and not (host_dir(name) / "rootfs").is_dir():
         source = build_rootfs()
-    info = _register(name, source, owner)
+    info = _register(name, source, owner, net)
     try:
         if source is not None:
             copy_tree(source, Path(info.rootfs))
@@ -135,7 +140,7 @@ def _get_running(name: str) -> HostInfo:
     return info
 
 
-def _register(name: str, source: Path | None, owner: tuple[int | None, int | None]) -> HostInfo:
+def _register(name: str, source: Path | None, owner: tuple[int | None, int | None], net: str | None) -> HostInfo:
     """Claim ``name`` and a free network index; write the initial host.json.
 
     A stale record (its nspawn died, e.g. after a reboot) is torn down first; its rootfs
@@ -147,13 +152,14 @@ def _register(name: str, source: Path | None, owner: tuple[int | None, int | Non
         if source is not None and (path / "rootfs").exists():
             raise RehearsalError(f"{path} holds a kept rootfs: `lbstack rehearsal down {name}` deletes it")
         index = _free_index()
+        private = network.ensure(net).address(index) if net else None
         path.mkdir(parents=True, exist_ok=True)
         info = HostInfo(
             name=name, kind="nspawn", address=f"{NET_PREFIX}.{index}.2", ssh_port=22,
             ssh_user="root", ssh_key=str(ssh_key()), pid=0, host_dir=str(path),
             started_at=time.time(), index=index, veth=f"vlbs{index}",
             rootfs=str(path / "rootfs"), proxy_address=f"{NET_PREFIX}.{index}.1:{PROXY_PORT}",
-            owner_pid=owner[0], owner_start=owner[1],
+            owner_pid=owner[0], owner_start=owner[1], net=net, private_address=private,
         )
         info.save()
     return info
@@ -165,7 +171,8 @@ def _free_index() -> int:
     addresses = run(["ip", "-o", "addr", "show"]).stdout
     for index in range(1, 255):
         taken = index in used or f" {NET_PREFIX}.{index}." in addresses
-        if not taken and not Path(f"/sys/class/net/vlbs{index}").exists():
+        links = (f"vlbs{index}", network.host_veth(index))
+        if not taken and not any(Path(f"/sys/class/net/{link}").exists() for link in links):
             return index
     raise RehearsalError("no free 10.213.<index>.0/24 network for another container host")
 
@@ -173,11 +180,17 @@ def _free_index() -> int:
 def _personalize(info: HostInfo) -> None:
     """Write the per-host files into the rootfs copy: network, apt proxy, ssh key, host name."""
     root = Path(info.rootfs)
-    network = (
+    management = (
         "[Match]\nName=host0\n\n[Network]\n"
         f"Address={info.address}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
     )
-    write_file(root, NETWORK_FILE, network)
+    write_file(root, NETWORK_FILE, management)
+    if info.private_address:
+        write_file(root, PRIVATE_NETWORK_FILE,
+                   f"[Match]\nName={network.GUEST_IF}\n\n[Network]\n"
+                   f"Address={info.private_address}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+    else:  # a rootfs kept or snapshotted from a host that was on a network
+        (root / PRIVATE_NETWORK_FILE.lstrip("/")).unlink(missing_ok=True)
     write_file(root, PROXY_CONF, f'Acquire::http::Proxy "http://{info.proxy_address}";\n')
     write_file(root, "/root/.ssh/authorized_keys", Path(info.ssh_key + ".pub").read_text(), 0o600)
     write_file(root, "/etc/hostname", f"{info.name}\n")
@@ -196,7 +209,9 @@ def _start_container(info: HostInfo) -> None:
     nspawn = [
         "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--kill-signal=SIGRTMIN+3",
         "--console=read-only", "-D", info.rootfs, "-M", info.name,
-        f"--network-veth-extra={info.veth}:host0", INIT_WRAPPER,
+        f"--network-veth-extra={info.veth}:host0",
+        *([f"--network-veth-extra={network.host_veth(info.index)}:{network.GUEST_IF}"] if info.net else []),
+        INIT_WRAPPER,
     ]
     procs_files = " ".join(shlex.quote(f"{path}/cgroup.procs") for path in info.cgroups)
     script = f'for f in {procs_files}; do echo $$ > "$f" || exit 1; done; exec setsid "$@"'
@@ -217,6 +232,11 @@ def _configure_veth(info: HostInfo) -> None:
         raise RehearsalError(f"{info.name}: systemd-nspawn did not create {info.veth}:\n{log}")
     run(["ip", "addr", "add", f"{NET_PREFIX}.{info.index}.1/24", "dev", info.veth])
     run(["ip", "link", "set", info.veth, "up"])
+    if info.net:
+        private = Path(f"/sys/class/net/{network.host_veth(info.index)}")
+        if not wait_until(private.exists, 15.0):
+            raise RehearsalError(f"{info.name}: systemd-nspawn did not create {private.name}")
+        network.plug(info)
 
 
 def _start_proxy(info: HostInfo) -> None:
@@ -261,6 +281,7 @@ def _release(info: HostInfo) -> None:
     if info.index:
         stop_processes(info.proxy_pid, _proxy_marker(info), 5.0)
     cgroups.remove(info.cgroups)
+    network.release(info)  # the network goes with the last host on it
     link = Path(f"/sys/class/net/{info.veth}")
     # the kernel also drops the veth on its own once the container's network namespace is gone
     deleted = not info.veth or not link.exists() or subprocess.run(

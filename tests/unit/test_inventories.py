@@ -25,6 +25,35 @@ def test_prod_inventory_places_one_vps_in_every_group():
     assert host["data"]["ssh_user"] == "root"
 
 
+def test_split_inventory_places_each_group_on_its_own_hosts_with_private_addresses():
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventories/split.py", "debug-inventory", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    hosts = {h["name"]: h for h in json.loads(result.stdout)}
+    groups = {name: sorted(set(h["groups"]) & {"lb", "app", "db", "cache"}) for name, h in hosts.items()}
+    assert groups == {"lb1.example.com": ["lb"], "lb2.example.com": ["lb"], "app1.example.com": ["app"],
+                      "app2.example.com": ["app"], "db1.example.com": ["db"], "cache1.example.com": ["cache"]}
+    addresses = [h["data"]["private_address"] for h in hosts.values()]
+    assert len(set(addresses)) == 6 and all(a.startswith("10.0.0.") for a in addresses)
+    assert all(h["data"]["lbstack"]["instances"] == 5 for h in hosts.values())
+
+
+@pytest.mark.parametrize("groups, message", [
+    ("", "names no host for lb, app, db, cache"),
+    ("lb=a app=a db=a", "names no host for cache"),
+    ("web=a lb=a app=a db=a cache=a", "'web=a' is not GROUP=HOST"),
+])
+def test_the_split_rehearsal_inventory_names_what_is_wrong_with_its_groups(groups, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventories/rehearsal_split.py", "debug-inventory", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LBSTACK_REHEARSAL_GROUPS": groups},
+    )
+    assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module")
 def vagrant():
     """Vagrant itself, installed from Debian's packages when missing (CI runs as root)."""

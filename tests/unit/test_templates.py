@@ -1,5 +1,6 @@
 """Templates render from the real settings and plan, with the data the deploy modules pass."""
 
+import dataclasses
 import configparser
 
 import pytest
@@ -188,7 +189,15 @@ def test_mariadb_config_from_the_plan():
     assert f"innodb_buffer_pool_size = {PLAN.mariadb.buffer_pool_mib}M" in text
     assert "slow_query_log = ON" in text
     remote = render(mariadb.CONFIG, **mariadb.config_template_data(PLAN, ["10.0.0.5"]))
-    assert "bind-address = 0.0.0.0" in remote
+    assert "bind-address = 0.0.0.0" in remote  # the inventory gives no private address
+    private = render(mariadb.CONFIG, **mariadb.config_template_data(PLAN, ["10.0.0.5"], "10.0.0.3"))
+    assert "bind-address = 127.0.0.1,10.0.0.3" in private
+
+
+def test_redis_listens_on_the_private_address_for_remote_app_hosts():
+    assert redis.config_template_data(PLAN, remote_clients=False, own="10.0.0.4")["bind"] == "127.0.0.1 -::1"
+    text = render(redis.CONFIG, **redis.config_template_data(PLAN, remote_clients=True, own="10.0.0.4"))
+    assert "\nbind 127.0.0.1 -::1 10.0.0.4\n" in text
 
 
 def test_redis_config_holds_no_secret_and_never_evicts():
@@ -212,8 +221,15 @@ def test_firewall_opens_only_ssh_and_web_on_a_single_host():
     text = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [22, 2222], []))
     assert "policy drop;" in text and "tcp dport { 22, 2222 } accept" in text and "tcp dport { 80, 443 } accept" in text
     assert "saddr" not in text and "flush ruleset" not in text
-    split = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [], ["10.0.0.2", "10.0.0.3"]))
-    assert "ip saddr { 10.0.0.2, 10.0.0.3 } tcp dport { 3306, 6379, 9001, 9002, 9003, 9004, 9005 } accept" in split
+    rules = [{"what": "MariaDB from the app hosts", "ports": [3306], "sources": ["10.0.0.2", "10.0.0.3"]},
+             {"what": "PHP-FPM from the load balancers", "ports": [9001, 9002], "sources": ["10.0.0.9"]}]
+    split = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [22], rules))
+    assert 'ip saddr { 10.0.0.2, 10.0.0.3 } tcp dport { 3306 } accept comment "MariaDB from the app hosts"' in split
+    assert 'ip saddr { 10.0.0.9 } tcp dport { 9001, 9002 } accept comment "PHP-FPM from the load balancers"' in split
+    assert "6379" not in split
+    data_host = render(firewall.CONFIG, **firewall.template_data(SETTINGS, dataclasses.replace(PLAN, components=("db",)),
+                                                                 [22], rules[:1]))
+    assert "80, 443" not in data_host and "tcp dport { 22 } accept" in data_host  # no web port off the balancers
 
 
 def test_fpm_pool_sends_php_errors_to_the_journal_not_through_the_master():

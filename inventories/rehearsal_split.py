@@ -1,0 +1,60 @@
+"""Local rehearsal hosts as a split stack: each group on the hosts ``LBSTACK_REHEARSAL_GROUPS``
+names, the hosts reaching each other on a rehearsal network (``lbstack rehearsal up NAME --net
+NET``: each host's ``private_address`` comes from it).
+
+    lbstack rehearsal up web1 --net split
+    lbstack rehearsal up data1 --net split
+    LBSTACK_REHEARSAL_GROUPS="lb=web1 app=web1 db=data1 cache=data1" \\
+        pyinfra -y inventories/rehearsal_split.py deploy/full.py
+
+Settings as in ``inventories/rehearsal.py`` (``LBSTACK_SETTINGS=FILE.yaml`` replaces them); every
+host is planned from its own facts, for the components of its groups, at the production size
+through the capacity override.
+"""
+
+import os
+
+from lbstack.rehearsal import list_hosts, pyinfra_host
+from lbstack.settings import inventory_data
+
+SETTINGS = {
+    "capacity_cpus": 8,
+    "capacity_memory_mib": 16384,
+    "ntp_servers": ["127.0.0.1"],  # a rehearsal host sends no NTP traffic out
+}
+GROUPS = ("lb", "app", "db", "cache")
+
+
+def _groups(text: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for part in text.split():
+        group, _, names = part.partition("=")
+        if group not in GROUPS or not names:
+            raise SystemExit(f"lbstack: LBSTACK_REHEARSAL_GROUPS: {part!r} is not GROUP=HOST[,HOST...] "
+                             f"with GROUP one of {', '.join(GROUPS)}")
+        found[group] = [n for n in names.split(",") if n]
+    missing = [g for g in GROUPS if g not in found]
+    if missing:
+        raise SystemExit(f"lbstack: LBSTACK_REHEARSAL_GROUPS names no host for {', '.join(missing)} "
+                         '(e.g. "lb=web1 app=web1 db=data1 cache=data1")')
+    return found
+
+
+_placed = _groups(os.environ.get("LBSTACK_REHEARSAL_GROUPS", ""))
+_names = list(dict.fromkeys(n for g in GROUPS for n in _placed[g]))
+_up = {h.name: h for h in list_hosts()}
+_missing = [n for n in _names if n not in _up]
+if _missing:
+    raise SystemExit(f"lbstack: no rehearsal host {', '.join(_missing)}: start it with "
+                     "`lbstack rehearsal up NAME --net NET` (see `lbstack rehearsal list`).")
+_off_net = [n for n in _names if not _up[n].private_address]
+if len(_names) > 1 and _off_net:
+    raise SystemExit(f"lbstack: {', '.join(_off_net)} on no rehearsal network: the hosts of a split stack "
+                     "must reach each other (`lbstack rehearsal up NAME --net NET`).")
+
+all = ([pyinfra_host(_up[n]) for n in _names], inventory_data(os.environ.get("LBSTACK_SETTINGS") or SETTINGS))  # noqa: A001
+
+lb = list(_placed["lb"])
+app = list(_placed["app"])
+db = list(_placed["db"])
+cache = list(_placed["cache"])
