@@ -78,6 +78,8 @@ class Changes:
 def php_fpm(settings: Settings, plan: Plan) -> Changes:
     version = settings.php_version
     apt.packages(name=f"Install PHP {version} (FPM, CLI, extensions)", packages=packages.php(settings), no_recommends=True)
+    apt.packages(name=f"Install {' and '.join(packages.APP_CLIENTS)} (verification logs in as the app does)",
+                 packages=packages.APP_CLIENTS, no_recommends=True)
     if settings.app_packages:
         apt.packages(name=f"Install the app's Debian packages: {' '.join(settings.app_packages)}",
                      packages=list(settings.app_packages), no_recommends=True)

@@ -113,10 +113,10 @@ def secrets() -> None:
         elif holding[0] == host.name:
             secret_present(name=f"Secret {name}: generate on the host if missing", secret=name, kind=kind)
         else:
-            _received(name, inventory.get_host(holding[0]))
+            _received(name, kind, inventory.get_host(holding[0]))
 
 
-def _received(secret: str, keeper: Host) -> None:
+def _received(secret: str, kind: str, keeper: Host) -> None:
     """Send ``secret`` from its keeper to this host, sealed, when the two digests differ."""
     mine = host.get_fact(SecretDigests).get(secret)
     theirs = keeper.get_fact(SecretDigests).get(secret)
@@ -125,6 +125,7 @@ def _received(secret: str, keeper: Host) -> None:
             name=f"Secret {secret}: sent sealed from {keeper.name} (value hidden)",
             function=_send,
             secret=secret,
+            kind=kind,
             sender=keeper,
             receiver=inventory.get_host(host.name),
         )
@@ -134,15 +135,18 @@ class SendError(Exception):
     """A sealed secret could not be sent (the message names the step, never a value)."""
 
 
-def _send(secret: str, sender: Host, receiver: Host) -> None:
-    """At run time, after the keeper made the secret: the receiver's public key to the keeper,
-    the keeper's sealed value to the receiver. Only public keys and sealed values pass here."""
+def _send(secret: str, kind: str, sender: Host, receiver: Host) -> None:
+    """At run time: the keeper makes the secret if it has none yet (``ensure``, locked on the
+    host: the keeper's own operation may not have run yet, pyinfra orders operations per host),
+    the receiver's public key goes to the keeper, the keeper's sealed value to the receiver.
+    Only public keys and sealed values pass here."""
     def step(on: Host, args: list[str], what: str) -> str:
         ok, output = run_command(on, " ".join(shlex.quote(a) for a in args), SEND_TIMEOUT_S)
         if not ok:
             raise SendError(f"{secret}: {what} on {on.name} failed: {output.stderr[-500:]}")
         return output.stdout.strip()
 
+    step(sender, [HELPER, "ensure", secret, kind], "making the secret")
     public_key = step(receiver, [HELPER, "pubkey"], "making the relay key")
     sealed = step(sender, [HELPER, "seal", secret, public_key], "sealing the secret")
     step(receiver, [HELPER, "unseal", secret, sealed], "opening the sealed secret")

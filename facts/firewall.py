@@ -8,6 +8,11 @@ import shlex
 from pyinfra.api import FactBase
 
 _DPORT = re.compile(r"^tcp dport (?:\{ ([^}]*) \}|(\S+)) accept$")
+_PEER = re.compile(r"^ip saddr (?:\{ ([^}]*) \}|(\S+)) tcp dport (?:\{ ([^}]*) \}|(\S+)) accept\b")
+
+
+def _items(braced: str | None, single: str | None) -> list[str]:
+    return [x.strip() for x in (braced or single or "").split(",") if x.strip()]
 
 
 class LbstackTable(FactBase):
@@ -15,8 +20,10 @@ class LbstackTable(FactBase):
     lbstack's ``inet lbstack`` table, from ``nft list table``.
 
     Returns ``{"present": True, "input_policy": "drop", "open_tcp_ports": [22, 80, 443],
-    "restricted_rules": 0}`` (``restricted_rules``: accept rules limited to source addresses,
-    for a split topology); ``{"present": False}`` when the table is not loaded.
+    "restricted_rules": 0, "peer_rules": []}`` (``restricted_rules``: accept rules limited to
+    source addresses, for a split topology; ``peer_rules``: each such rule's
+    ``{"sources": [...], "ports": [...]}``, sorted); ``{"present": False}`` when the table is not
+    loaded.
     """
 
     @staticmethod
@@ -33,7 +40,7 @@ class LbstackTable(FactBase):
         lines = [line.strip() for line in output]
         if not any(line.startswith("table inet lbstack") for line in lines):
             return {"present": False}
-        result = {"present": True, "input_policy": None, "open_tcp_ports": [], "restricted_rules": 0}
+        result = {"present": True, "input_policy": None, "open_tcp_ports": [], "restricted_rules": 0, "peer_rules": []}
         chain = None
         for line in lines:
             if line.startswith("chain "):
@@ -46,9 +53,15 @@ class LbstackTable(FactBase):
                 if match:
                     ports = (match.group(1) or match.group(2)).split(",")
                     result["open_tcp_ports"] += [int(p) for p in (x.strip() for x in ports) if p.isdigit()]
-                elif "saddr" in line and line.endswith("accept"):
+                elif _PEER.match(line):
+                    peer = _PEER.match(line)
+                    result["restricted_rules"] += 1
+                    result["peer_rules"].append({"sources": sorted(_items(peer.group(1), peer.group(2))),
+                                                 "ports": sorted(int(p) for p in _items(peer.group(3), peer.group(4)))})
+                elif "saddr" in line and " accept" in line:
                     result["restricted_rules"] += 1
         result["open_tcp_ports"].sort()
+        result["peer_rules"].sort(key=lambda rule: (rule["ports"], rule["sources"]))
         return result
 
 

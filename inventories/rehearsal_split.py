@@ -22,18 +22,18 @@ SETTINGS = {
     "capacity_memory_mib": 16384,
     "ntp_servers": ["127.0.0.1"],  # a rehearsal host sends no NTP traffic out
 }
-GROUPS = ("lb", "app", "db", "cache")
+_GROUPS = ("lb", "app", "db", "cache")
 
 
 def _groups(text: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for part in text.split():
         group, _, names = part.partition("=")
-        if group not in GROUPS or not names:
+        if group not in _GROUPS or not names:
             raise SystemExit(f"lbstack: LBSTACK_REHEARSAL_GROUPS: {part!r} is not GROUP=HOST[,HOST...] "
-                             f"with GROUP one of {', '.join(GROUPS)}")
+                             f"with GROUP one of {', '.join(_GROUPS)}")
         found[group] = [n for n in names.split(",") if n]
-    missing = [g for g in GROUPS if g not in found]
+    missing = [g for g in _GROUPS if g not in found]
     if missing:
         raise SystemExit(f"lbstack: LBSTACK_REHEARSAL_GROUPS names no host for {', '.join(missing)} "
                          '(e.g. "lb=web1 app=web1 db=data1 cache=data1")')
@@ -41,7 +41,7 @@ def _groups(text: str) -> dict[str, list[str]]:
 
 
 _placed = _groups(os.environ.get("LBSTACK_REHEARSAL_GROUPS", ""))
-_names = list(dict.fromkeys(n for g in GROUPS for n in _placed[g]))
+_names = list(dict.fromkeys(n for g in _GROUPS for n in _placed[g]))
 _up = {h.name: h for h in list_hosts()}
 _missing = [n for n in _names if n not in _up]
 if _missing:

@@ -24,7 +24,7 @@ SETTINGS = {
     "app_source": "sample",
 }
 
-HOSTS = [
+_HOSTS = [
     ("lb1.example.com", {"private_address": "10.0.0.11"}),
     ("lb2.example.com", {"private_address": "10.0.0.12"}),
     ("app1.example.com", {"private_address": "10.0.0.21"}),
@@ -33,7 +33,7 @@ HOSTS = [
     ("cache1.example.com", {"private_address": "10.0.0.41"}),
 ]
 
-all = (HOSTS, inventory_data(SETTINGS, ssh_user="root"))  # noqa: A001 (pyinfra's group name)
+all = (_HOSTS, inventory_data(SETTINGS, ssh_user="root"))  # noqa: A001 (pyinfra's group name)
 
 lb = ["lb1.example.com", "lb2.example.com"]
 app = ["app1.example.com", "app2.example.com"]

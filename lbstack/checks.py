@@ -402,14 +402,25 @@ def check_distribution(distribution: dict, instances: list[str], method: str, re
     return rows
 
 
-def check_firewall(expected_ports: list[int], table: dict) -> list[Check]:
+def check_firewall(expected_ports: list[int], table: dict, peer_rules: list[dict] | None = None) -> list[Check]:
+    """The live table: policy, the ports open to all, and (split topology) each port open only to
+    the hosts that use it (``peer_rules``: :func:`lbstack.topology.peer_rules`)."""
     if not table.get("present"):
         return [Check("base", "firewall table inet lbstack", "loaded", "absent", False)]
-    return [
+    rows = [
         _row("base", "firewall input policy", "drop", table.get("input_policy")),
         _row("base", "firewall open TCP ports", ", ".join(map(str, expected_ports)),
              ", ".join(map(str, table.get("open_tcp_ports", [])))),
     ]
+    def text(rules) -> str:
+        return "; ".join(f"{','.join(map(str, r['ports']))} from {','.join(r['sources'])}" for r in rules) or "none"
+
+    wanted = sorted(({"sources": sorted(r["sources"]), "ports": sorted(r["ports"])} for r in peer_rules or []),
+                    key=lambda rule: (rule["ports"], rule["sources"]))
+    live = table.get("peer_rules", [])
+    if wanted or live:
+        rows.append(_row("base", "firewall ports open to the stack's hosts only", text(wanted), text(live)))
+    return rows
 
 
 def check_php_ini(differ: list[str]) -> list[Check]:

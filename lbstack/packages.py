@@ -17,6 +17,9 @@ FAIL2BAN = ["fail2ban", "python3-systemd"]  # python3-systemd: its journal backe
 UNATTENDED_UPGRADES = ["unattended-upgrades"]
 OS_HARDENING = ["acct", "sysstat", "debsums", "apt-show-versions", "libpam-tmpdir"]
 COMPOSER = ["composer", "unzip"]  # only for a release with composer.json and no vendor/
+# on the app hosts: verification logs in to MariaDB and Redis with the app's credentials, from
+# where the app connects (in a split stack the servers, and their packages, are elsewhere)
+APP_CLIENTS = ["mariadb-client", "redis-tools"]
 
 
 def php(settings: Settings) -> list[str]:
@@ -27,7 +30,7 @@ def php(settings: Settings) -> list[str]:
 
 def by_component(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
     """The packages of each placed component (and the firewall's and the host hardening's, when on)."""
-    wanted = {"lb": LB, "app": php(settings) + list(settings.app_packages), "db": DB, "cache": CACHE}
+    wanted = {"lb": LB, "app": php(settings) + APP_CLIENTS + list(settings.app_packages), "db": DB, "cache": CACHE}
     found = {c: list(wanted[c]) for c in COMPONENTS if c in components}
     if settings.firewall:
         found["firewall"] = list(FIREWALL)

@@ -94,7 +94,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
     for component, names in packages.by_component(settings, components).items():
         rows += checks.check_packages(component, names, installed)
     if settings.firewall:
-        rows += checks.check_firewall(open_ssh_ports(settings, host.get_fact(SshdPorts)) + [80, 443], host.get_fact(LbstackTable))
+        web = [80, 443] if "lb" in components else []
+        rows += checks.check_firewall(open_ssh_ports(settings, host.get_fact(SshdPorts)) + web, host.get_fact(LbstackTable),
+                                      topology.peer_rules(components, plan.instances))
         rows += checks.check_firewall_loaded(host.get_fact(TableAsLoaded, saved=layout.FIREWALL_LOADED))
     if "db" in components:
         rows += checks.check_service("db", layout.SERVICES["db"], plan.slices["db"], services.get(layout.SERVICES["db"]))

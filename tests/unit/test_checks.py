@@ -221,3 +221,17 @@ def test_a_firewall_table_changed_at_runtime_fails_verification_naming_the_rule(
     assert bad.actual == "changed at runtime: +tcp dport 8080 accept"
     (bad,) = _v.failures(_v.check_firewall_loaded(_fact("firewall.TableAsLoaded", "unsaved")))
     assert bad.actual == "not recorded"
+
+
+def test_the_firewall_check_names_a_peer_rule_that_differs_from_the_plan():
+    table = {"present": True, "input_policy": "drop", "open_tcp_ports": [22],
+             "peer_rules": [{"sources": ["10.214.1.2"], "ports": [3306]}, {"sources": ["10.214.1.2"], "ports": [6379]}]}
+    planned = [{"what": "Redis from the app hosts", "ports": [6379], "sources": ["10.214.1.2"]},
+               {"what": "MariaDB from the app hosts", "ports": [3306], "sources": ["10.214.1.2"]}]
+    assert _v.failures(_v.check_firewall([22], table, planned)) == []
+    wider = [{"what": "MariaDB", "ports": [3306], "sources": ["10.214.1.2", "10.214.1.9"]}, planned[0]]
+    (bad,) = _v.failures(_v.check_firewall([22], table, wider))
+    assert bad.check == "firewall ports open to the stack's hosts only" and "10.214.1.9" in bad.expected
+    # one VPS: no row at all
+    assert [r.check for r in _v.check_firewall([22], {**table, "peer_rules": []})] == [
+        "firewall input policy", "firewall open TCP ports"]
