@@ -17,15 +17,18 @@ from lbstack.operations import promote, template_file, unit_active
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import open_ssh_ports, peer_rules
+from lbstack.topology import floating, open_ssh_ports, peer_rules, vrrp_peers
 
 
-def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], rules: list[dict]) -> dict:
-    """``rules``: :func:`lbstack.topology.peer_rules` of this host."""
+def template_data(settings: Settings, plan: Plan, ssh_ports: list[int], rules: list[dict],
+                  vrrp: list[str] | None = None) -> dict:
+    """``rules``: :func:`lbstack.topology.peer_rules` of this host; ``vrrp``: the other balancers,
+    whose VRRP adverts keepalived must hear (a floating address)."""
     return {
         "ssh_ports": ssh_ports,
         "web": "lb" in plan.components,
         "peer_rules": rules,
+        "vrrp_sources": vrrp or [],
     }
 
 
@@ -39,7 +42,8 @@ def firewall(settings: Settings, plan: Plan) -> None:
         mode="755",
         jinja_env_kwargs=jinja(),
         **template_data(settings, plan, open_ssh_ports(settings, host.get_fact(SshdPorts)),
-                        peer_rules(plan.components, plan.instances)),
+                        peer_rules(plan.components, plan.instances),
+                        vrrp_peers() if "lb" in plan.components and floating(settings) else []),
     )
     rules = promote(
         name=f"Validate (nft --check) and promote {CONFIG}",

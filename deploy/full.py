@@ -4,11 +4,14 @@ verification of the live state against the capacity plan.
     pyinfra -y inventories/prod.py deploy/full.py
 """
 
-from pyinfra import host
+from pyinfra import host, logger
 
-from deploy import app, base, firewall, hardening, limits, owned, mariadb, nginx, php_fpm, queue, redis, secrets, verification
+from deploy import (
+    app, base, firewall, hardening, keepalived, limits, owned, mariadb, nginx, php_fpm, queue, redis, secrets, verification,
+)
 from lbstack import report
 from lbstack.context import host_context
+from lbstack.topology import floating
 
 settings, plan = host_context(host)
 report.print_tables(*report.plan_tables(plan, host.name), stderr=True)
@@ -29,6 +32,11 @@ if "app" in plan.components:
     app.quarantined(tampered)  # releases that failed their manifest, now that nothing runs them
 if "lb" in plan.components:
     nginx.nginx(settings, plan)
+    if floating(settings):
+        keepalived.keepalived(settings, plan)
+    elif settings.lb_floating_address:
+        logger.warning(f"{host.name}: lb_floating_address is set, but there is one lb host: no keepalived "
+                       "(add a second balancer to the lb group, or unset it)")
 # connection limits were only raised before the instances changed; now they may come down
 if "db" in plan.components:
     mariadb.final_sizing(settings, plan)

@@ -81,9 +81,13 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
     """
     with connected(inventory, limit) as sess:
         hosts = [operate.host_status(ctx) for ctx in sess.hosts()]
-    data = {"inventory": inventory, "time": round(time.time()), "hosts": hosts,
-            "healthy": all(h["healthy"] for h in hosts)}
+    stack_problems = operate.floating_holders(hosts)
+    data = {"inventory": inventory, "time": round(time.time()), "hosts": hosts, "problems": stack_problems,
+            "healthy": all(h["healthy"] for h in hosts) and not stack_problems}
     emit(data, as_json, lambda: [t for h in hosts for t in report.status_tables(h)])
+    if stack_problems and not as_json:
+        for problem in stack_problems:
+            click.echo(f"stack: {problem}")
     sys.exit(0 if data["healthy"] else EXIT_UNHEALTHY)
 
 

@@ -68,6 +68,7 @@ REDIS_CONFIG = "/etc/redis/redis.conf"
 REDIS_SOCKET = "/run/redis/redis-server.sock"  # templates/etc/redis/redis.conf.j2: unixsocket, perm 770
 SYSCTL_FILE = "/etc/sysctl.d/60-lbstack.conf"
 FIREWALL_CONFIG = "/etc/nftables.conf"
+KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 FIREWALL_LOADED = "/var/lib/lbstack/nftables.loaded"  # lbstack's table as listed right after it was loaded
 
 # Redis' two users (templates/etc/redis/redis.conf.j2): the app's (Redis' default user) without

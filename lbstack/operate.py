@@ -13,6 +13,7 @@ import time
 from facts.app import Releases
 from facts.files import StagedDiff
 from facts.http import HttpStatus
+from facts.keepalived import Ipv4Addresses
 from facts.mariadb import ServerStatus
 from facts.nginx import AccessLog, StubStatus, Upstreams
 from facts.php_fpm import PoolStatus
@@ -63,6 +64,10 @@ def host_status(ctx: HostContext) -> dict:
                              "available": releases["complete"]}
     if "lb" in plan.components:
         result["upstream"] = upstream_state(ctx)
+        with use_host(ctx.host):
+            floats = topology.floating(ctx.settings)
+        if floats:
+            result["floating"] = floating_state(ctx)
     if plan.queue:
         result["queue"] = queue_state(ctx)
     problems = [f"{u['unit']} {u['active_state']}" for u in units if u["active_state"] != "active"]
@@ -73,11 +78,33 @@ def host_status(ctx: HostContext) -> dict:
                  for w in result.get("queue", {}).get("workers", []) if w["release"] != result["queue"]["current"]]
     if result.get("queue", {}).get("scheduler", {}).get("last_result") not in (None, "success"):
         problems.append(f"scheduler's last run: {result['queue']['scheduler']['last_result']}")
+    if "floating" in result and result["floating"]["keepalived"] != "active":
+        problems.append(f"keepalived {result['floating']['keepalived']}: the floating address has no backup here")
     if "app" in plan.components and not result["release"]["current"]:
         problems.append("no release in service")
     result["problems"] = problems
     result["healthy"] = not problems
     return result
+
+
+def floating_state(ctx: HostContext) -> dict:
+    """The balancers' floating address on this host: keepalived's state, whether it holds it."""
+    address = ctx.settings.lb_floating_address
+    held = any(a["address"] == address for a in ctx.fact(Ipv4Addresses))
+    unit = ctx.fact(UnitUsage, units=["keepalived.service"]).get("keepalived.service", {})
+    return {"address": address, "held": held, "keepalived": unit.get("active_state", "unknown")}
+
+
+def floating_holders(hosts: list[dict]) -> list[str]:
+    """Problems of the floating address across the balancers' ``host_status``: held by exactly one."""
+    balancers = [h for h in hosts if "floating" in h]
+    if not balancers:
+        return []
+    holders = [h["host"] for h in balancers if h["floating"]["held"]]
+    if len(holders) == 1:
+        return []
+    return [f"floating address {balancers[0]['floating']['address']} held by "
+            + (", ".join(holders) if holders else "no balancer")]
 
 
 def queue_state(ctx: HostContext) -> dict:

@@ -16,6 +16,7 @@ PHP_EXTENSIONS = ("fpm", "cli", "mysql", "opcache", "mbstring", "xml", "curl", "
 FAIL2BAN = ["fail2ban", "python3-systemd"]  # python3-systemd: its journal backend
 UNATTENDED_UPGRADES = ["unattended-upgrades"]
 OS_HARDENING = ["acct", "sysstat", "debsums", "apt-show-versions", "libpam-tmpdir"]
+KEEPALIVED = ["keepalived"]  # lb hosts sharing a floating address (lb_floating_address)
 COMPOSER = ["composer", "unzip"]  # only for a release with composer.json and no vendor/
 # on the app hosts: verification logs in to MariaDB and Redis with the app's credentials, from
 # where the app connects (in a split stack the servers, and their packages, are elsewhere)

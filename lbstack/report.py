@@ -156,6 +156,13 @@ def status_tables(host: dict) -> list[Table]:
                           str(p.get("max_children_reached")), str(p.get("accepted_conn")),
                           str(p.get("slow_requests")), _duration(p.get("start_since_s")))
         tables.append(pools)
+    if "floating" in host:
+        f = host["floating"]
+        floating = Table(title=f"{host['host']}: floating address (keepalived)")
+        for column in ("address", "held here", "keepalived"):
+            floating.add_column(column)
+        floating.add_row(f["address"], "[green]yes[/]" if f["held"] else "no", _state(f["keepalived"]))
+        tables.append(floating)
     if "upstream" in host:
         up = host["upstream"]
         members = Table(title=f"{host['host']}: upstream lbstack_app ({up['method']})")

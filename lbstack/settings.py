@@ -206,6 +206,18 @@ def _ntp_servers(key: str, value: list[str]) -> None:
             raise SettingsError(f"{key}: {server!r} is not a host name or address. Fix or remove it.")
 
 
+def _floating_address(key: str, value: str) -> None:
+    if value == "":
+        return
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise SettingsError(f"{key}: {value!r} is not an IPv4 address. Give the free address on the balancers' "
+                            "private network that clients will use, e.g. 10.0.0.10, or '' for no keepalived.") from None
+    if address.is_loopback or address.is_multicast or address.is_unspecified:
+        raise SettingsError(f"{key}: {value} cannot float between hosts. Pick a free unicast address on their network.")
+
+
 def _preload_dirs(key: str, value: list[str]) -> None:
     for directory in value:
         if (not isinstance(directory, str) or not re.fullmatch(r"[A-Za-z0-9._/-]+", directory)
@@ -325,6 +337,13 @@ class Settings:
     lb_max_clients: int = field(default=2000, metadata=_doc(
         "Concurrent client connections the load balancer must hold; sizes nginx worker_connections.",
         "connections", _positive_int(1_000_000)))
+    lb_floating_address: str = field(default="", metadata=_doc(
+        "With two or more lb hosts: the address they share by VRRP (keepalived, unicast between their "
+        "private addresses), held by one balancer whose nginx is healthy; clients and DNS use it. "
+        "'' (default): no keepalived.", "IPv4", _floating_address))
+    lb_vrrp_router_id: int = field(default=51, metadata=_doc(
+        "VRRP virtual router id of the floating address; unique among the VRRP routers of that network.",
+        "1-255", _positive_int(255)))
     server_names: list[str] = field(default_factory=lambda: ["_"], metadata=_doc(
         "nginx server_name values; '_' answers any name.", "", _server_names))
     tls: str = field(default="off", metadata=_doc(

@@ -56,6 +56,24 @@ def peer_rules(components: tuple[str, ...], instances: int) -> list[dict]:
     return [{"what": what, "ports": ports, "sources": sources} for what, ports, sources in wanted if sources]
 
 
+def floating(settings) -> bool:
+    """Whether the balancers share a floating address (keepalived): one is set and there are two
+    or more lb hosts."""
+    return bool(settings.lb_floating_address) and len(group_hosts("lb")) >= 2
+
+
+def vrrp_peers() -> list[str]:
+    """The other balancers' private addresses (keepalived's unicast peers)."""
+    return sorted({private_address(h) for h in group_hosts("lb") if not same_host(h)})
+
+
+def vrrp_priority() -> int:
+    """This balancer's VRRP priority: 150 for the first lb host of the inventory, 10 less for each
+    next one (with no preemption it only decides who takes the address first)."""
+    names = [h.name for h in group_hosts("lb")]
+    return 150 - 10 * names.index(current_host.name) if current_host.name in names else 100
+
+
 def open_ssh_ports(settings, sshd_ports: list[int]) -> list[int]:
     """The ports the firewall keeps open for ssh: ``ssh_port`` plus every port sshd listens on
     now (``facts.firewall.SshdPorts``), so a firewall change never locks the operator out."""

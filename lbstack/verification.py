@@ -24,6 +24,7 @@ from facts.base import Account, AptConfig, Fail2banJail, SshdEffective, SysctlVa
 from facts.files import DirEntries, Directives, StagedDiffers
 from facts.firewall import LbstackTable, SshdPorts, TableAsLoaded
 from facts.http import Distribution, HttpStatus
+from facts.keepalived import Ipv4Addresses
 from facts.limits import UnitExposure, UnitLimits
 from facts.mariadb import AppLogin, Security
 from facts.nginx import Upstreams
@@ -135,6 +136,12 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
             scheduler = (host.get_fact(Scheduler, timer=layout.SCHEDULE_TIMER, service=layout.SCHEDULE_SERVICE)
                          if plan.queue.scheduler else None)
             rows += checks.check_queue(plan, services, host.get_fact(QueueWorkers, current=layout.CURRENT), scheduler)
+    if "lb" in components and topology.floating(settings):
+        running = host.get_fact(SystemdStatus, services=["keepalived.service"]).get("keepalived.service", False)
+        held = any(a["address"] == settings.lb_floating_address for a in host.get_fact(Ipv4Addresses))
+        rows.append(checks.Check("lb", f"keepalived (floating address {settings.lb_floating_address})", "running",
+                          "running" if running else "stopped", bool(running),
+                          "held here" if held else "held by another balancer, or moving"))
     if "lb" in components:
         rows += checks.check_service("lb", layout.SERVICES["lb"], plan.slices["lb"], services.get(layout.SERVICES["lb"]))
         members = topology.members(plan.instances)

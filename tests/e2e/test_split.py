@@ -1,19 +1,21 @@
-"""The split topology on real hosts of one rehearsal network: a web host (lb + app) and a data
-host (db + cache) converged from bare in one run, with a client host on the same network that is
-not part of the stack.
+"""The split topology on real hosts of one rehearsal network: a load balancer, two app hosts
+(each with its own FPM instances, on TCP), a data host (db + cache), converged from bare in one
+run, and a client host on the same network that is not part of the stack.
 
-Proves what one VPS cannot: the app reaching MariaDB and Redis on another host's private
-address, with secrets nobody supplied (made on the data host, sent sealed to the web host), each
-server listening on the private address only, and the firewall admitting each port only from the
-host that uses it.
+Proves what one VPS cannot: the balancer's upstream spanning every instance of both app hosts over
+their private addresses, the app reaching MariaDB and Redis on another host, with secrets nobody
+supplied (each made on one host, sent sealed to the others that use it), every server listening
+on the private address only, and the firewall admitting each port only from the hosts that use it.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import shlex
 
 import pytest
+import yaml
 
 import lbstack.rehearsal as rehearsal
 from lbstack.rehearsal import converge, network
@@ -22,8 +24,10 @@ from conftest import RUN_ID, run, unique_name
 from e2e_helpers import TIMINGS
 
 NET = f"s{RUN_ID}"[:15]
-HEALTH = "/api/ujian/health"  # the sample app's (settings.health_path)
 INVENTORY = "inventories/rehearsal_split.py"
+INSTANCES = 2  # per app host: 4 upstream members
+HEALTH = "/api/ujian/health"  # the sample app's (settings.health_path)
+SETTINGS = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "ntp_servers": ["127.0.0.1"], "instances": INSTANCES}
 PROBE = (
     "import socket,sys\n"
     "s=socket.socket(); s.settimeout(3)\n"
@@ -31,12 +35,11 @@ PROBE = (
     "except ConnectionRefusedError: print('refused')\n"
     "except OSError: print('filtered')\n"
 )
-
-
-def _converge(web, data) -> converge.PyinfraRun:
-    groups = f"lb={web.name} app={web.name} db={data.name} cache={data.name}"
-    return converge.pyinfra([web.name, data.name], inventory=INVENTORY, as_json=True,
-                            env={"LBSTACK_REHEARSAL_GROUPS": groups}, timeout_s=2400)
+FETCH = (
+    "import sys,urllib.request\n"
+    "for _ in range(int(sys.argv[2])):\n"
+    " print(urllib.request.urlopen(sys.argv[1], timeout=10).status)\n"
+)
 
 
 def _probe(info, address: str, port: int) -> str:
@@ -52,69 +55,103 @@ def _digests(info) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def split():
-    """web (lb, app), data (db, cache) and client on one network; the stack converged from bare."""
+def split(tmp_path_factory):
+    """lb, app1, app2, data and client on one network; the stack converged from bare."""
+    settings = tmp_path_factory.mktemp("split") / "settings.yaml"
+    settings.write_text(yaml.safe_dump(SETTINGS))
     with rehearsal.owned_hosts():
-        web = rehearsal.up(unique_name("web"), net=NET)
-        data = rehearsal.up(unique_name("data"), net=NET)
-        client = rehearsal.up(unique_name("client"), net=NET)
-        first = _converge(web, data)
-        TIMINGS["split converge from bare (2 hosts)"] = first.seconds
+        hosts = {tag: rehearsal.up(unique_name(tag), net=NET) for tag in ("lb", "app1", "app2", "data", "client")}
+        groups = (f"lb={hosts['lb'].name} app={hosts['app1'].name},{hosts['app2'].name} "
+                  f"db={hosts['data'].name} cache={hosts['data'].name}")
+        stack = [hosts[t].name for t in ("lb", "app1", "app2", "data")]
+
+        def converged() -> converge.PyinfraRun:
+            return converge.pyinfra(stack, inventory=INVENTORY, as_json=True, settings_file=settings,
+                                    env={"LBSTACK_REHEARSAL_GROUPS": groups}, timeout_s=2400)
+
+        first = converged()
+        TIMINGS["split converge from bare (4 hosts)"] = first.seconds
         assert first.rc == 0, first.stderr[-6000:]
-        yield web, data, client, first
+        yield hosts, first, converged
 
 
-def test_the_split_stack_converges_verifies_and_a_second_run_changes_nothing(split):
-    web, data, client, first = split
-    assert "verification" in first.stderr.lower()
-    again = _converge(web, data)
-    TIMINGS["split no-op converge (2 hosts)"] = again.seconds
+def test_the_split_stack_converges_verifies_on_every_host_and_a_second_run_changes_nothing(split):
+    hosts, first, converged = split
+    for tag in ("lb", "app1", "app2", "data"):  # each host verified (a failed row fails the run)
+        assert f"Verification of {hosts[tag].name}" in first.stderr, tag
+    again = converged()
+    TIMINGS["split no-op converge (4 hosts)"] = again.seconds
     assert again.rc == 0, again.stderr[-4000:]
     changed = [op["name"] for op in again.results["operations"] if op["success"]]
     assert again.results["operations"] and not changed, changed
 
 
-def test_the_app_on_the_web_host_uses_mariadb_and_redis_on_the_data_host(split):
-    web, data, client, _ = split
-    rc, env, _ = run(web, "grep -E '^(DB_HOST|REDIS_HOST)=' /srv/lbstack/app/shared/.env")
-    assert sorted(env.split()) == sorted([f"DB_HOST={data.private_address}", f"REDIS_HOST={data.private_address}"])
-    # through the web host's balancer, from the client: the health endpoint reads MariaDB and Redis
-    fetch = ("import urllib.request,sys\n"
-             "r=urllib.request.urlopen(sys.argv[1], timeout=10); print(r.status); print(r.read().decode())")
-    rc, out, err = run(client, f"python3 -c {shlex.quote(fetch)} http://{web.private_address}{HEALTH}")
-    assert rc == 0 and out.splitlines()[0] == "200", (out, err)
+def test_the_upstream_spans_every_instance_of_both_app_hosts(split):
+    hosts, _, _ = split
+    lb, client = hosts["lb"], hosts["client"]
+    rc, conf, _ = run(lb, "grep -h 'server ' /etc/nginx/conf.d/*.conf | grep -o '10\\.214\\.[0-9.]*:[0-9]*' | sort -u")
+    wanted = sorted(f"{hosts[t].private_address}:{9000 + i}" for t in ("app1", "app2") for i in range(1, INSTANCES + 1))
+    assert conf.split() == wanted, conf
+    # through the balancer, from the client: the health endpoint (MariaDB and Redis on the data host)
+    rc, out, err = run(client, f"python3 -c {shlex.quote(FETCH)} http://{lb.private_address}{HEALTH} 40", timeout=120)
+    assert rc == 0, err
+    assert collections.Counter(out.split()) == {"200": 40}, out
+    # which member served each (nginx's JSON access log, flushed every second): all four
+    rc, log, _ = run(lb, f"sleep 1.5; grep -F '{HEALTH}' /var/log/nginx/access.log | tail -n 40")
+    served = collections.Counter(json.loads(line)["upstream"] for line in log.splitlines())
+    assert sorted(served) == wanted and sum(served.values()) == 40, served
+    # each app host's FPM listens on its private address only, on INSTANCES ports
+    for tag in ("app1", "app2"):
+        rc, out, _ = run(hosts[tag], "ss -Hltn '( sport >= :9001 and sport <= :9099 )'")
+        listening = sorted(line.split()[3] for line in out.splitlines())
+        assert listening == [f"{hosts[tag].private_address}:{9000 + i}" for i in range(1, INSTANCES + 1)], listening
+
+
+def test_the_app_uses_mariadb_and_redis_on_the_data_host_which_listen_privately(split):
+    hosts, _, _ = split
+    data = hosts["data"]
+    for tag in ("app1", "app2"):
+        rc, env, _ = run(hosts[tag], "grep -E '^(DB_HOST|REDIS_HOST)=' /srv/lbstack/app/shared/.env")
+        assert sorted(env.split()) == [f"DB_HOST={data.private_address}", f"REDIS_HOST={data.private_address}"]
     rc, out, _ = run(data, "ss -Hltn '( sport = :3306 or sport = :6379 )'")
     listening = sorted({line.split()[3] for line in out.splitlines()})
-    # loopback for the data host's own tools, the private address for the web host; no wildcard
+    # loopback for the data host's own tools, the private address for the app hosts; no wildcard
     assert {f"{data.private_address}:3306", f"{data.private_address}:6379", "127.0.0.1:3306",
             "127.0.0.1:6379"} <= set(listening), listening
     assert not [a for a in listening if a.startswith(("0.0.0.0:", "*:", "[::]:"))], listening
-    rc, out, _ = run(web, "ss -Hltn '( sport >= :9001 and sport <= :9099 )'")
-    assert not out.strip(), out  # FPM on unix sockets: the balancer is on the same host
 
 
 def test_secrets_nobody_supplied_are_held_only_where_they_are_used_and_agree(split):
-    web, data, client, first = split
-    held = {"web": _digests(web), "data": _digests(data)}
+    hosts, first, _ = split
+    held = {tag: _digests(hosts[tag]) for tag in ("lb", "app1", "app2", "data")}
+    assert held["lb"] == {}  # the balancer holds none
     assert sorted(held["data"]) == ["db_password", "redis_admin_password", "redis_password"]
-    assert sorted(held["web"]) == ["app_key", "db_password", "redis_password"]  # not Redis' admin password
-    for name in ("db_password", "redis_password"):
-        assert held["web"][name] == held["data"][name], name
+    for tag in ("app1", "app2"):
+        assert sorted(held[tag]) == ["app_key", "db_password", "redis_password"]  # not Redis' admin password
+        for name in ("db_password", "redis_password"):
+            assert held[tag][name] == held["data"][name], (tag, name)
+    assert held["app1"]["app_key"] == held["app2"]["app_key"]
     values = []
-    for info in (web, data):
-        rc, out, _ = run(info, "for f in /etc/lbstack/secrets/*; do cat $f; echo; done")
+    for tag in ("app1", "data"):
+        rc, out, _ = run(hosts[tag], "for f in /etc/lbstack/secrets/*; do cat $f; echo; done")
         values += [v for v in out.splitlines() if v]
+    assert len(values) == 6
     for value in values:
         assert value not in first.stdout + first.stderr, "a secret is in pyinfra's output"
 
 
-def test_each_port_answers_only_the_host_that_uses_it(split):
-    web, data, client, _ = split
+def test_each_port_answers_only_the_hosts_that_use_it(split):
+    hosts, _, _ = split
+    data, client, lb = hosts["data"], hosts["client"], hosts["lb"]
     for port in (3306, 6379):
-        assert _probe(web, data.private_address, port) == "open", port
+        assert _probe(hosts["app1"], data.private_address, port) == "open", port
         assert _probe(client, data.private_address, port) == "filtered", port
-    assert _probe(client, data.private_address, 22) == "open"
+        assert _probe(lb, data.private_address, port) == "filtered", port  # the balancer uses neither
+    assert _probe(lb, hosts["app2"].private_address, 9001) == "open"
+    assert _probe(client, hosts["app2"].private_address, 9001) == "filtered"
+    assert _probe(hosts["app1"], hosts["app2"].private_address, 9001) == "filtered"  # app hosts do not call each other
     for port in (80, 443):
         assert _probe(client, data.private_address, port) == "filtered", port  # no web port off the balancer
-    assert _probe(client, web.private_address, 80) == "open"
+    assert _probe(client, lb.private_address, 80) == "open"
+    assert _probe(client, data.private_address, 22) == "open"
     assert network.get_net(NET) is not None

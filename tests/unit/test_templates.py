@@ -6,7 +6,7 @@ import configparser
 import pytest
 from pyinfra.api.util import get_template
 
-from deploy import app, base, firewall, limits, mariadb, nginx, php_fpm, queue, redis, secrets
+from deploy import app, base, firewall, keepalived, limits, mariadb, nginx, php_fpm, queue, redis, secrets
 from lbstack import checks, hardening, hostscripts, layout, render as rendering, sandbox, services
 from lbstack.plan import make_plan
 from lbstack.render import jinja, template
@@ -309,6 +309,8 @@ EXAMPLES = {
     layout.MARIADB_CONFIG: lambda: mariadb.config_template_data(PLAN, ["localhost"]),
     layout.REDIS_CONFIG: lambda: redis.config_template_data(PLAN, remote_clients=False),
     layout.FIREWALL_CONFIG: lambda: firewall.template_data(SETTINGS, PLAN, [22], []),
+    layout.KEEPALIVED_CONFIG: lambda: keepalived.template_data(
+        load({"lb_floating_address": "10.0.0.10"}), "lb1", "eth1", 24, "10.0.0.11", ["10.0.0.12"], 150),
     layout.BACKUP_HELPER: lambda: mariadb.backup_helper_data(SETTINGS),
     secrets.HELPER: lambda: {"store": layout.SECRETS_DIR},
     layout.INSTANCE_HELPER: lambda: hostscripts.instance_template_data(),
@@ -389,3 +391,15 @@ def test_the_units_checked_for_exposure_follow_the_plan():
                                  {"nginx.service": 9.6, "mariadb.service": 1.6})
     assert [(r.component, r.ok) for r in rows] == [("lb", False), ("db", True)]
     assert not checks.check_exposure({"lbstack-fpm@1.service": 3.0}, {})[0].ok
+
+
+def test_keepalived_shares_the_floating_address_by_unicast_vrrp_tracking_nginx():
+    text = render(layout.KEEPALIVED_CONFIG, **keepalived.template_data(
+        load({"lb_floating_address": "10.0.0.10", "lb_vrrp_router_id": 60}), "lb1", "eth1", 24, "10.0.0.11",
+        ["10.0.0.12", "10.0.0.13"], 140))
+    assert "unicast_src_ip 10.0.0.11" in text and "        10.0.0.12\n        10.0.0.13\n" in text
+    assert "10.0.0.10/24 dev eth1" in text and "virtual_router_id 60" in text and "priority 140" in text
+    assert "nopreempt" in text and "state BACKUP" in text  # no second move when a balancer returns
+    assert 'script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1/health"' in text
+    vrrp = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [22], [], ["10.0.0.12"]))
+    assert 'ip saddr { 10.0.0.12 } ip protocol vrrp accept' in vrrp
