@@ -1,6 +1,7 @@
-"""The split topology on real hosts of one rehearsal network: a load balancer, two app hosts
-(each with its own FPM instances, on TCP), a data host (db + cache), converged from bare in one
-run, and a client host on the same network that is not part of the stack.
+"""The split topology on real hosts of one rehearsal network: two load balancers sharing a
+floating address (keepalived), two app hosts (each with its own FPM instances, on TCP), a data
+host (db + cache), converged from bare in one run, and a client host on the same network that is
+not part of the stack.
 
 Proves what one VPS cannot: the balancer's upstream spanning every instance of both app hosts over
 their private addresses, the app reaching MariaDB and Redis on another host, with secrets nobody
@@ -11,13 +12,17 @@ on the private address only, and the firewall admitting each port only from the 
 from __future__ import annotations
 
 import collections
+import os
+import subprocess
 import json
 import shlex
+import time
 
 import pytest
 import yaml
 
 import lbstack.rehearsal as rehearsal
+from lbstack import REPO_ROOT
 from lbstack.rehearsal import converge, network
 
 from conftest import RUN_ID, run, unique_name
@@ -28,6 +33,7 @@ INVENTORY = "inventories/rehearsal_split.py"
 INSTANCES = 2  # per app host: 4 upstream members
 HEALTH = "/api/ujian/health"  # the sample app's (settings.health_path)
 SETTINGS = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "ntp_servers": ["127.0.0.1"], "instances": INSTANCES}
+STACK = ("lb1", "lb2", "app1", "app2", "data")
 PROBE = (
     "import socket,sys\n"
     "s=socket.socket(); s.settimeout(3)\n"
@@ -40,6 +46,16 @@ FETCH = (
     "for _ in range(int(sys.argv[2])):\n"
     " print(urllib.request.urlopen(sys.argv[1], timeout=10).status)\n"
 )
+
+
+def converge_status(hosts) -> dict:
+    groups = (f"lb={hosts['lb1'].name},{hosts['lb2'].name} app={hosts['app1'].name},{hosts['app2'].name} "
+              f"db={hosts['data'].name} cache={hosts['data'].name}")
+    proc = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "lbstack"), "status", INVENTORY, "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+                          env={**os.environ, "LBSTACK_REHEARSAL_GROUPS": groups, "LBSTACK_SETTINGS": hosts["settings"]})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout)
 
 
 def _probe(info, address: str, port: int) -> str:
@@ -58,12 +74,16 @@ def _digests(info) -> dict[str, str]:
 def split(tmp_path_factory):
     """lb, app1, app2, data and client on one network; the stack converged from bare."""
     settings = tmp_path_factory.mktemp("split") / "settings.yaml"
-    settings.write_text(yaml.safe_dump(SETTINGS))
     with rehearsal.owned_hosts():
-        hosts = {tag: rehearsal.up(unique_name(tag), net=NET) for tag in ("lb", "app1", "app2", "data", "client")}
-        groups = (f"lb={hosts['lb'].name} app={hosts['app1'].name},{hosts['app2'].name} "
+        hosts = {tag: rehearsal.up(unique_name(tag), net=NET) for tag in (*STACK, "client")}
+        # the floating address: a free one on the network (host addresses are the hosts' indexes)
+        floating = network.get_net(NET).address(250)
+        settings.write_text(yaml.safe_dump({**SETTINGS, "lb_floating_address": floating}))
+        hosts["floating"] = floating
+        hosts["settings"] = str(settings)
+        groups = (f"lb={hosts['lb1'].name},{hosts['lb2'].name} app={hosts['app1'].name},{hosts['app2'].name} "
                   f"db={hosts['data'].name} cache={hosts['data'].name}")
-        stack = [hosts[t].name for t in ("lb", "app1", "app2", "data")]
+        stack = [hosts[t].name for t in STACK]
 
         def converged() -> converge.PyinfraRun:
             return converge.pyinfra(stack, inventory=INVENTORY, as_json=True, settings_file=settings,
@@ -77,7 +97,7 @@ def split(tmp_path_factory):
 
 def test_the_split_stack_converges_verifies_on_every_host_and_a_second_run_changes_nothing(split):
     hosts, first, converged = split
-    for tag in ("lb", "app1", "app2", "data"):  # each host verified (a failed row fails the run)
+    for tag in STACK:  # each host verified (a failed row fails the run)
         assert f"Verification of {hosts[tag].name}" in first.stderr, tag
     again = converged()
     TIMINGS["split no-op converge (4 hosts)"] = again.seconds
@@ -88,7 +108,7 @@ def test_the_split_stack_converges_verifies_on_every_host_and_a_second_run_chang
 
 def test_the_upstream_spans_every_instance_of_both_app_hosts(split):
     hosts, _, _ = split
-    lb, client = hosts["lb"], hosts["client"]
+    lb, client = hosts["lb1"], hosts["client"]
     rc, conf, _ = run(lb, "grep -h 'server ' /etc/nginx/conf.d/*.conf | grep -o '10\\.214\\.[0-9.]*:[0-9]*' | sort -u")
     wanted = sorted(f"{hosts[t].private_address}:{9000 + i}" for t in ("app1", "app2") for i in range(1, INSTANCES + 1))
     assert conf.split() == wanted, conf
@@ -123,8 +143,8 @@ def test_the_app_uses_mariadb_and_redis_on_the_data_host_which_listen_privately(
 
 def test_secrets_nobody_supplied_are_held_only_where_they_are_used_and_agree(split):
     hosts, first, _ = split
-    held = {tag: _digests(hosts[tag]) for tag in ("lb", "app1", "app2", "data")}
-    assert held["lb"] == {}  # the balancer holds none
+    held = {tag: _digests(hosts[tag]) for tag in STACK}
+    assert held["lb1"] == held["lb2"] == {}  # the balancers hold none
     assert sorted(held["data"]) == ["db_password", "redis_admin_password", "redis_password"]
     for tag in ("app1", "app2"):
         assert sorted(held[tag]) == ["app_key", "db_password", "redis_password"]  # not Redis' admin password
@@ -142,7 +162,7 @@ def test_secrets_nobody_supplied_are_held_only_where_they_are_used_and_agree(spl
 
 def test_each_port_answers_only_the_hosts_that_use_it(split):
     hosts, _, _ = split
-    data, client, lb = hosts["data"], hosts["client"], hosts["lb"]
+    data, client, lb = hosts["data"], hosts["client"], hosts["lb2"]
     for port in (3306, 6379):
         assert _probe(hosts["app1"], data.private_address, port) == "open", port
         assert _probe(client, data.private_address, port) == "filtered", port
@@ -155,3 +175,45 @@ def test_each_port_answers_only_the_hosts_that_use_it(split):
     assert _probe(client, lb.private_address, 80) == "open"
     assert _probe(client, data.private_address, 22) == "open"
     assert network.get_net(NET) is not None
+
+
+def _holder(hosts) -> list[str]:
+    found = []
+    for tag in ("lb1", "lb2"):
+        rc, out, _ = run(hosts[tag], "ip -o -4 addr show")
+        if f" {hosts['floating']}/" in out:
+            found.append(tag)
+    return found
+
+
+def _wait_holder(hosts, wanted: str, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if _holder(hosts) == [wanted]:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"the floating address is on {_holder(hosts)}, not {wanted}, after {timeout_s:.0f} s")
+
+
+def test_the_floating_address_moves_to_the_other_balancer_when_nginx_stops_and_stays(split):
+    hosts, _, _ = split
+    client, floating = hosts["client"], hosts["floating"]
+    (first,) = _holder(hosts)  # exactly one balancer holds it
+    other = "lb2" if first == "lb1" else "lb1"
+    assert first == "lb1"  # the first balancer of the inventory has the higher priority
+    rc, out, err = run(client, f"python3 -c {shlex.quote(FETCH)} http://{floating}{HEALTH} 5", timeout=60)
+    assert rc == 0 and out.split() == ["200"] * 5, (out, err)
+    # status names it, from every balancer
+    status = converge_status(hosts)
+    floats = {h["host"]: h["floating"] for h in status["hosts"] if "floating" in h}
+    assert {n: f["held"] for n, f in floats.items()} == {hosts["lb1"].name: True, hosts["lb2"].name: False}
+    run(hosts[first], "systemctl stop nginx.service")
+    try:
+        moved_s = _wait_holder(hosts, other, 30)
+        TIMINGS["floating address moved after nginx stopped"] = moved_s
+        rc, out, err = run(client, f"python3 -c {shlex.quote(FETCH)} http://{floating}{HEALTH} 5", timeout=60)
+        assert rc == 0 and out.split() == ["200"] * 5, (out, err)
+    finally:
+        run(hosts[first], "systemctl start nginx.service")
+    time.sleep(5)  # keepalived on the first balancer sees nginx healthy again ...
+    assert _holder(hosts) == [other]  # ... and does not take the address back (no preemption)

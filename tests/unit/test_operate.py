@@ -156,3 +156,15 @@ def test_drift_tables_name_every_kind():
                    "1 operation(s) run only if another changes", "+    worker_connections 4096;"):
         assert needle in text, needle
     json.dumps(DRIFT)  # what --json prints is plain data
+
+
+def test_the_floating_address_must_be_held_by_exactly_one_balancer():
+    def balancer(name, held):
+        return {"host": name, "floating": {"address": "10.0.0.10", "held": held, "keepalived": "active"}}
+
+    assert operate.floating_holders([balancer("lb1", True), balancer("lb2", False), {"host": "app1"}]) == []
+    assert operate.floating_holders([balancer("lb1", False), balancer("lb2", False)]) == [
+        "floating address 10.0.0.10 held by no balancer"]
+    assert operate.floating_holders([balancer("lb1", True), balancer("lb2", True)]) == [
+        "floating address 10.0.0.10 held by lb1, lb2"]
+    assert operate.floating_holders([{"host": "vps"}]) == []  # one VPS: no floating address
