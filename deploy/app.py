@@ -29,7 +29,7 @@ from lbstack.operations import deploy_lock, directories, rolling_update, secret_
 from lbstack.plan import QUEUE_STOP_MARGIN_S, Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import backend_address, group_hosts, listen_address, member, same_host
+from lbstack.topology import backend_address, first_of, group_hosts, listen_address, member, same_host
 
 
 def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
@@ -281,13 +281,16 @@ def _new_release(settings: Settings, build: release.Build, release_id: str) -> N
             commands=[f"if [ -x {layout.BACKUP_HELPER} ]; then {layout.BACKUP_HELPER} create "
                       f"--reason {shlex.quote('before the migrations of release ' + release_id)}; fi"],
         )
-    server.shell(
-        name=f"Migrate the database (release {release_id}: artisan migrate --force)",
-        commands=[artisan(settings, path, "migrate --force")],
-    )
-    if settings.app_source == "sample":
-        server.shell(name=f"Seed the sample questions (release {release_id}: artisan db:seed, only when empty)",
-                     commands=[artisan(settings, path, "db:seed --force")])
+    # one database for every app host: the first app host of the inventory migrates it (two at
+    # once would both try to create the same tables)
+    if first_of("app"):
+        server.shell(
+            name=f"Migrate the database (release {release_id}: artisan migrate --force)",
+            commands=[artisan(settings, path, "migrate --force")],
+        )
+        if settings.app_source == "sample":
+            server.shell(name=f"Seed the sample questions (release {release_id}: artisan db:seed, only when empty)",
+                         commands=[artisan(settings, path, "db:seed --force")])
     # config:cache writes the real values (APP_KEY, the passwords) into bootstrap/cache/config.php:
     # it is the app user's alone (mode 600), like the .env it was made from
     extra = f", run artisan {', '.join(settings.artisan_commands)}" if settings.artisan_commands else ""

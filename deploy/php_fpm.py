@@ -33,7 +33,7 @@ from lbstack.operations import daemon_reload, directories, promote, template_fil
 from lbstack.plan import FPM_WATCHDOG_S, Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import listen_address
+from lbstack.topology import listen_address, member
 
 UNIT_FILE = f"/etc/systemd/system/{layout.FPM_UNIT}"
 
@@ -170,7 +170,8 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
             dest=layout.staged(live),
             mode="644",
             jinja_env_kwargs=jinja(),
-            **instance_template_data(settings, plan, index, listen_address(index)),
+            **instance_template_data(settings, plan, index, listen_address(index),
+                                     member(host, index, listen_address(index).startswith("/"))["name"]),
         )
         staged[index] = (layout.staged(live), live, "644")
     fpm = f"/usr/sbin/php-fpm{version}"

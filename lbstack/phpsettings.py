@@ -26,9 +26,12 @@ _TRUE = {"1", "on", "yes", "true"}
 _FALSE = {"0", "off", "no", "false", "none", ""}
 
 
-def instance_template_data(settings: Settings, plan: Plan, index: int, listen: str) -> dict:
+def instance_template_data(settings: Settings, plan: Plan, index: int, listen: str, member: str | None = None) -> dict:
+    """``member``: the instance's name as the balancers' upstream names it (``<host>-appN`` for
+    balancers on other hosts, :func:`lbstack.topology.member`); default ``appN``."""
     return {
         "instance": layout.instance_name(index),
+        "member": member or layout.instance_name(index),
         "index": index,
         "php_version": settings.php_version,
         "app_user": settings.app_user,

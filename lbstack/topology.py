@@ -24,6 +24,13 @@ def group_hosts(group: str) -> list[Host]:
     return list(inventory.get_group(group, []))
 
 
+def first_of(group: str) -> bool:
+    """Whether this host is the first of ``group`` in the inventory (or the group is empty): who
+    does a stack-wide step once, such as the app hosts' database migrations."""
+    hosts = group_hosts(group)
+    return not hosts or hosts[0].name == current_host.name
+
+
 def same_host(other: Host) -> bool:
     """Whether ``other`` is the host being deployed now."""
     return other.name == current_host.name

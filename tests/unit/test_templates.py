@@ -402,4 +402,4 @@ def test_keepalived_shares_the_floating_address_by_unicast_vrrp_tracking_nginx()
     assert "nopreempt" in text and "state BACKUP" in text  # no second move when a balancer returns
     assert 'script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1/health"' in text
     vrrp = render(firewall.CONFIG, **firewall.template_data(SETTINGS, PLAN, [22], [], ["10.0.0.12"]))
-    assert 'ip saddr { 10.0.0.12 } ip protocol vrrp accept' in vrrp
+    assert 'ip saddr { 10.0.0.12 } ip protocol 112 accept' in vrrp  # VRRP (minbase has no /etc/protocols)
