@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from lbstack import rehearsal
-from lbstack.rehearsal import HostInfo, holding_signals, ssh_run
+from lbstack.rehearsal import HostInfo, cgroups, holding_signals, ssh_run
 
 from e2e_helpers import TIMINGS, pyinfra
 
@@ -121,18 +121,26 @@ def vm_host() -> Iterator[HostInfo]:
 
 @pytest.fixture()
 def session_vms_paused() -> Iterator[list[int]]:
-    """SIGSTOP this session's own rehearsal VMs for the test, SIGCONT them after it.
+    """SIGSTOP this session's own rehearsal VMs for the test and freeze its container hosts'
+    cgroups; SIGCONT and thaw them after it.
 
     An idle VM under TCG still takes a good part of a core (its timers are emulated); a test
-    that runs a VM of its own (Vagrant) ran 250 s slower next to it. Yields the qemu pids paused.
+    that runs a VM of its own (Vagrant) ran 250 s slower next to it. A converged container host
+    wakes up too (queue workers, the scheduler every minute, MariaDB's background threads).
+    Yields the qemu pids paused.
     """
-    paused = [info.pid for info in rehearsal.list_hosts()
-              if info.kind == "vm" and info.owner_pid == os.getpid() and rehearsal.alive(info)]
+    mine = [info for info in rehearsal.list_hosts() if info.owner_pid == os.getpid() and rehearsal.alive(info)]
+    paused = [info.pid for info in mine if info.kind == "vm"]
+    frozen = [info.cgroups for info in mine if info.kind == "nspawn" and info.cgroups]
     for pid in paused:
         os.kill(pid, signal.SIGSTOP)
+    for paths in frozen:
+        cgroups.freeze(paths, True)
     try:
         yield paused
     finally:
+        for paths in frozen:
+            cgroups.freeze(paths, False)
         for pid in paused:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

@@ -34,9 +34,9 @@ INSTANCES = 2  # per app host: 4 upstream members
 HEALTH = "/api/ujian/health"  # the sample app's (settings.health_path)
 SETTINGS = {"capacity_cpus": 8, "capacity_memory_mib": 16384, "ntp_servers": ["127.0.0.1"], "instances": INSTANCES}
 STACK = ("lb1", "lb2", "app1", "app2", "data")
-PROBE = (
+PROBE = (  # a dropped SYN waits the timeout: 1 s on this network of veths
     "import socket,sys\n"
-    "s=socket.socket(); s.settimeout(3)\n"
+    "s=socket.socket(); s.settimeout(1)\n"
     "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\n"
     "except ConnectionRefusedError: print('refused')\n"
     "except OSError: print('filtered')\n"
