@@ -52,6 +52,7 @@ def test_a_zombie_main_thread_with_a_live_thread_has_not_exited(tmp_path):
 
 def test_the_exit_status_of_a_killed_child_is_named():
     child = subprocess.Popen(["sleep", "30"])
+    common.wait_exec(child.pid, "sleep")  # else its command line may still read empty (see below)
     status = common.stop_process(child.pid, "sleep 30", 5.0)
     assert common.exit_description(status) == "killed by SIGTERM"
     assert common.exit_description(None).startswith("exit status unknown")
