@@ -164,14 +164,14 @@ def php_fpm(settings: Settings, plan: Plan) -> Changes:
     staged = {}
     for index in indexes:
         live = layout.fpm_config(index)
+        address = listen_address(index)
         template_file(
             name=f"Render {live} (staged)",
             src=template(f"{layout.FPM_CONFIG_DIR}/app.conf"),
             dest=layout.staged(live),
             mode="644",
             jinja_env_kwargs=jinja(),
-            **instance_template_data(settings, plan, index, listen_address(index),
-                                     member(host, index, listen_address(index).startswith("/"))["name"]),
+            **instance_template_data(settings, plan, index, address, member(host, index, address.startswith("/"))["name"]),
         )
         staged[index] = (layout.staged(live), live, "644")
     fpm = f"/usr/sbin/php-fpm{version}"

@@ -141,7 +141,7 @@ def _send(secret: str, kind: str, sender: Host, receiver: Host) -> None:
     the receiver's public key goes to the keeper, the keeper's sealed value to the receiver.
     Only public keys and sealed values pass here."""
     def step(on: Host, args: list[str], what: str) -> str:
-        ok, output = run_command(on, " ".join(shlex.quote(a) for a in args), SEND_TIMEOUT_S)
+        ok, output = run_command(on, shlex.join(args), SEND_TIMEOUT_S)
         if not ok:
             raise SendError(f"{secret}: {what} on {on.name} failed: {output.stderr[-500:]}")
         return output.stdout.strip()
