@@ -168,14 +168,15 @@ def bench(args: tuple[str, ...]) -> None:
     Benchmark tooling of a source checkout (``bench/``, not installed): runs ``python -m bench
     ARGS`` with the checkout on the module path; relative paths stay the caller's."""
     import os
-    import subprocess
 
     if not (REPO_ROOT / "bench" / "__main__.py").is_file():
         click.echo("lbstack: `lbstack bench` runs from a source checkout of lbstack (its bench/ directory): "
                    "clone the repository and run ./dev test, or `python -m bench` in it", err=True)
         sys.exit(2)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    sys.exit(subprocess.run([sys.executable, "-m", "bench", *args], env=env).returncode)
+    # exec, not a child: whoever stops this process (a test run interrupted) stops the bench, and
+    # the rehearsal hosts it owns are reaped as soon as it is gone
+    os.execve(sys.executable, [sys.executable, "-m", "bench", *args], env)
 
 
 main.add_command(rehearsal)

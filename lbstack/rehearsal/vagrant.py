@@ -2,8 +2,9 @@
 
 Everything is made by :func:`setup` and removed again by :func:`teardown`:
 
-- the box :data:`BOX` (``lbstack rehearsal vagrant box``): the VM recipe of :mod:`.vm` without
-  the stack's packages (a bare Debian 12 as a user's box is), plus the ``vagrant`` user with
+- the box :data:`BOX` (``lbstack rehearsal vagrant box``): the VM recipe of :mod:`.vm`, the
+  stack's Debian packages pre-installed as there (under TCG, dpkg was most of a converge from a
+  bare box), plus the ``vagrant`` user with
   Vagrant's insecure public key (Vagrant swaps it for a key of its own on the first ``up``)
   and passwordless sudo; host keys are made on first boot. The disk is an ext4 file system
   without a boot loader (``mkfs.ext4 -d``, no loop mounts), so the box's own Vagrantfile boots
@@ -39,7 +40,7 @@ from .common import RehearsalError, locked, pid_matches, remove_tree, require_ro
 from .rootfs import Recipe, base_recipe, cached_build
 from .signals import holding_signals
 from .tools import ensure_tools
-from .vm import GUEST_PACKAGES, IMAGE_SIZE_BYTES, VM_FILES, build_disk
+from .vm import GUEST_PACKAGES, IMAGE_SIZE_BYTES, VM_FILES, build_disk, stack_packages
 
 BOX = "lbstack/bookworm64"
 BOX_ENV = "LBSTACK_VAGRANT_BOX"
@@ -142,7 +143,7 @@ def insecure_key() -> str:
 
 
 def box_recipe() -> Recipe:
-    """The box's recipe: the VM recipe's kernel and networking, none of the stack's packages."""
+    """The box's recipe: the VM recipe's kernel, networking and stack packages, Vagrant's user."""
     proxy = f'Acquire::http::Proxy "http://{HOST_ADDRESS}:{PROXY_PORT}";\n'
     # DHCP on every NIC, as the VM's: named to sort after the 50-vagrant-<nic>.network files
     # Vagrant writes for its private networks, since networkd applies the first file that matches
@@ -163,7 +164,7 @@ def box_recipe() -> Recipe:
         ("chown", "-R", "vagrant:vagrant", "/home/vagrant"),
         ("find", "/etc/ssh", "-name", "ssh_host_*", "-delete"),
     )
-    return base_recipe("vagrant-box", GUEST_PACKAGES, files, commands, ("lbstack-ssh-hostkeys.service",))
+    return base_recipe("vagrant-box", GUEST_PACKAGES + stack_packages(), files, commands, ("lbstack-ssh-hostkeys.service",))
 
 
 def build_box(force: bool = False) -> Path:

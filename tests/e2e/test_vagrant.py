@@ -3,16 +3,23 @@
 ``lbstack status`` healthy, ``vagrant destroy -f`` leaving no domain, volume or network, and the
 set-up torn down leaving no namespace, veth, bridge or daemon.
 
+This is also the suite's converge on a real kernel with cgroup v2 (the container tier's is cgroup
+v1): the converge's verification reads every planned limit back from the cgroup v2 files
+(``memory.high`` included), and after it a second run changes nothing, a busy loop in the cache
+slice stays near the planned CPU quota and a process over the slice's MemoryMax is OOM-killed.
+
 The steps are read from the README's block marked ``vagrant-steps`` and run from a copy of the
 checkout (``.venv`` linked in), so a Vagrant machine of the checkout itself is never touched.
 The one addition: ``setup`` gets ``--owner`` this pytest process, so a run killed with SIGKILL
-is reaped by the next session. About 17 min under TCG (the converge from bare is most of it).
+is reaped by the next session. The box carries the stack's Debian packages, as the VM image does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import runpy
 import shlex
 import subprocess
 import time
@@ -21,7 +28,9 @@ from pathlib import Path
 import pytest
 
 from lbstack import REPO_ROOT
+from lbstack.plan import make_plan
 from lbstack.rehearsal import vagrant
+from lbstack.settings import load
 
 from e2e_helpers import TIMINGS
 
@@ -115,6 +124,8 @@ def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path, session_
             outputs[line] = proc.stdout + proc.stderr  # pyinfra prints to stderr
             if "vagrant up" in line:
                 _check_up(workdir)
+            if "deploy/full.py" in line:
+                _check_converged_on_cgroup_v2(workdir, line, outputs)
             if "destroy" in line:
                 # what `vagrant destroy -f` must have removed, read from libvirt before it stops
                 assert vagrant.leftovers() == {"domains": [], "volumes": [], "networks": []}
@@ -128,12 +139,73 @@ def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path, session_
     converge = next(out for line, out in outputs.items() if "deploy/full.py" in line)
     assert "Verification of @vagrant/lbstack: all checks passed" in converge
     assert "(override)" in converge and "8 vCPU, 16384 MiB" in converge  # planned as production
+    # the planned limits read back from cgroup v2's own files, memory.high included
+    assert re.search(r"cgroup v2 memory\.high", converge), converge[-3000:]
+    assert outputs["no-op re-run"] == "changed nothing"
+    probe = json.loads(outputs["cgroup v2 probe"])
+    quota = _vagrant_plan().limits["cache"].cpu_quota_pct / 100
+    assert quota * 0.7 <= probe["busy_share"] <= quota * 1.2, f"busy loop used {probe['busy_share']:.2f} CPU under {quota}"
+    assert probe["hog_result"] == "oom-kill" and not probe["hog_survived"], probe
     status = next(out for line, out in outputs.items() if " status " in line)
     for member in ("app1", "app2", "app3", "app4", "app5"):
         assert re.search(rf"{member}\s.*unix:/run/lbstack/{member}/fpm\.sock.*\s200\s.*\sup\s", status), status
     assert vagrant.lingering() == {"namespace": [], "veth": [], "processes": [], "volumes": [], "record": []}
     boxes = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True, timeout=120).stdout
     assert vagrant.BOX in boxes  # the box stays added: the next setup reuses it
+
+
+def _vagrant_plan():
+    """The plan inventories/vagrant.py asks for (its settings, production's 8 vCPU / 16 GB)."""
+    data = runpy.run_path(str(REPO_ROOT / "inventories" / "vagrant.py"))["all"][1]
+    settings = load(data["lbstack"])
+    return make_plan(settings.capacity_cpus, settings.capacity_memory_mib, settings)
+
+
+# Run as root on the converged VM: busy loops in lbstack-cache.slice (CPU share over 5 s from the
+# unit's cgroup v2 cpu.stat) and a process grabbing 512 MiB over the slice's MemoryMax.
+CGROUP_V2_PROBE = r'''
+import json, subprocess, time
+def sh(*argv):
+    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+busy = "lbstack-test-busy.service"
+# two busy processes on the VM's two vCPUs: unlimited they would use 2 CPUs, the slice allows 1
+sh("systemd-run", "--unit", busy, "--slice", "lbstack-cache.slice", "python3", "-c",
+   "import os\nos.fork()\nwhile True: pass")
+time.sleep(1)
+stat = "/sys/fs/cgroup" + sh("systemctl", "show", "-P", "ControlGroup", busy) + "/cpu.stat"
+def used():
+    return int(dict(line.split() for line in open(stat))["usage_usec"]) / 1e6
+before, t0 = used(), time.monotonic()
+time.sleep(5)
+share = (used() - before) / (time.monotonic() - t0)
+sh("systemctl", "stop", busy)
+limit = int(sh("systemctl", "show", "-P", "MemoryMax", "lbstack-cache.slice"))
+hog = "lbstack-test-hog.service"
+out = sh("systemd-run", "--wait", "--unit", hog, "--slice", "lbstack-cache.slice", "python3", "-c",
+         f"x = b'x' * ({limit} + (512 << 20)); print('survived')")
+result = sh("systemctl", "show", "-P", "Result", hog)
+sh("systemctl", "reset-failed", hog)
+print(json.dumps({"busy_share": share, "hog_result": result, "hog_survived": "survived" in out}))
+'''
+
+
+def _check_converged_on_cgroup_v2(workdir: Path, converge_line: str, outputs: dict[str, str]) -> None:
+    """After the converge: run it again (``--json``: nothing may change), then the probe above."""
+    argv = shlex.split(converge_line)
+    argv.insert(argv.index("-y") + 1, "--json")
+    started = time.monotonic()
+    again = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=_timeout(converge_line),
+                           stdin=subprocess.DEVNULL)
+    TIMINGS["vagrant: no-op re-run"] = time.monotonic() - started
+    assert again.returncode == 0, again.stderr[-4000:]
+    operations = json.loads(again.stdout)["results"]["operations"]
+    changed = [op["name"] for op in operations if op["success"] or op["error"]]
+    outputs["no-op re-run"] = "changed nothing" if not changed else f"changed: {changed}"
+    run = [".venv/bin/lbstack", "rehearsal", "vagrant", "run", "--", "vagrant", "ssh", "-c",
+           f"sudo python3 -c {shlex.quote(CGROUP_V2_PROBE)}"]
+    proc = subprocess.run(run, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    outputs["cgroup v2 probe"] = proc.stdout.strip().splitlines()[-1]
 
 
 def _check_up(workdir: Path) -> None:
