@@ -1,53 +1,52 @@
-"""Two load balancers under load: how long the floating address takes to move, and how many
-requests fail while it does, when the balancer holding it loses its nginx, and when its whole
-host stops (its cgroups frozen and its link to the network cut: no VRRP adverts, no answers, not
-even ARP from its kernel, as when a host loses power).
+"""The split stack under load: a rolling update across both app hosts, an app host stopped, and
+the active load balancer losing its nginx and then its whole host, with the requests that fail
+during each, measured from a client host on the rehearsal network.
 
-    python -m bench.failover [--seconds 40] [--clients 20]
+    python -m bench.failover [--connections 200] [--hold 20]
 
-Boots lb1, lb2, web (app, db and cache on one host: a smaller stack, same failover) and a client
-on one rehearsal network, converges the stack from bare, then runs each fault in turn with the
-client sending ``GET <floating address>/api/ujian/health`` from ``--clients`` threads (a new
-connection per request, 2 s timeout) for ``--seconds``; the fault starts 10 s in. Prints per
-fault: the seconds until the other balancer held the address (polled every 0.1 s), the failed
-requests and when they happened, and one JSON line at the end. Load goes only to the client's
-network, bounded in time; every host is torn down afterwards.
+Boots lb1, lb2, app1, app2 (2 instances each), data (MariaDB and Redis) and a client on one
+rehearsal network and converges the stack from bare. The client runs ``bench.load`` (keep-alive
+connections, 15 s timeout, GETs round-robin over the random-question and health endpoints) at
+the floating address throughout each step:
+
+1. **rolling update**: ``lbstack deploy --rolling`` of a new build (one instance at a time
+   across both app hosts, drained on both balancers);
+2. **app host stopped**: app2's cgroups frozen and its link cut (a host losing power) for
+   ``--hold`` seconds, then back, then ``deploy/full.py`` on the stack: requests must reach
+   app2's instances again;
+3. **nginx stopped** on the balancer holding the address, for ``--hold`` seconds;
+4. **whole balancer host stopped** (frozen, link cut), the one holding the address then;
+   afterwards, which balancer holds the address (no preemption: the one that took it keeps it).
+
+Prints per step the requests, the failed ones (by kind), the share failed, when they failed
+(seconds after the fault; containers share this machine's clock) and, for the balancer faults,
+the seconds until the other balancer held the address (polled every 0.1 s); one JSON line at
+the end. Load goes only to the client's network and each run is bounded; every host is torn
+down afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
+import os
 import subprocess
+import sys
 import tempfile
-import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
+from bench.clientload import ClientLoad, install
+from bench.rolling_update import new_build
+from lbstack import REPO_ROOT
 from lbstack.rehearsal import cgroups, converge, network, owned_hosts, ssh_run, up
 
-HEALTH = "/api/ujian/health"
-FAULT_AT_S = 10.0
-LOAD = r"""
-import json, sys, threading, time, urllib.request
-url, seconds, clients = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-start = time.monotonic(); results = []; lock = threading.Lock()
-def client():
-    while time.monotonic() - start < seconds:
-        t = time.monotonic() - start
-        try:
-            ok = urllib.request.urlopen(url, timeout=2).status == 200
-        except Exception:
-            ok = False
-        with lock:
-            results.append((round(t, 2), ok))
-threads = [threading.Thread(target=client) for _ in range(clients)]
-[t.start() for t in threads]; [t.join() for t in threads]
-print(json.dumps(results))
-"""
+PATHS = ("/api/questions/random", "/api/ujian/health")
+INVENTORY = "inventories/rehearsal_split.py"
+STACK = ("lb1", "lb2", "app1", "app2", "data")
 
 
 def holder(hosts: dict, floating: str, tags=("lb1", "lb2")) -> list[str]:
@@ -59,81 +58,153 @@ def holder(hosts: dict, floating: str, tags=("lb1", "lb2")) -> list[str]:
     return found
 
 
-def run_ip(net: network.Net, *args: str) -> None:
-    subprocess.run(["ip", "-n", net.netns, "link", *args], check=True, capture_output=True, timeout=30)
+def link(net: network.Net, info, state: str) -> None:
+    subprocess.run(["ip", "-n", net.netns, "link", "set", network.host_veth(info.index), state],
+                   check=True, capture_output=True, timeout=30)
 
 
-def run_fault(hosts: dict, net: network.Net, floating: str, kind: str, seconds: float, clients: int) -> dict:
-    (first,) = holder(hosts, floating)
-    other = "lb2" if first == "lb1" else "lb1"
-    output: dict = {}
-
-    def load() -> None:
-        command = f"python3 -c {shlex.quote(LOAD)} http://{floating}{HEALTH} {seconds} {clients}"
-        rc, out, err = ssh_run(hosts["client"], command, timeout_s=seconds + 60)
-        output["results"] = json.loads(out) if rc == 0 else []
-        output["error"] = err[-500:] if rc else ""
-
-    thread = threading.Thread(target=load)
-    thread.start()
-    time.sleep(FAULT_AT_S)
-    started = time.monotonic()
-    if kind == "nginx stopped":
-        ssh_run(hosts[first], "systemctl stop nginx.service", timeout_s=30)
-    else:  # the whole host stops: frozen, and cut off (a frozen kernel would still answer ARP)
-        cgroups.freeze(hosts[first].cgroups, True)
-        run_ip(net, "set", network.host_veth(hosts[first].index), "down")
-    moved_s = None
-    while time.monotonic() - started < 30:
-        if holder(hosts, floating, (other,)):  # a frozen host answers no ssh: ask the other only
-            moved_s = time.monotonic() - started
-            break
-        time.sleep(0.1)
-    thread.join()
-    if kind == "nginx stopped":
-        ssh_run(hosts[first], "systemctl start nginx.service", timeout_s=30)
+def power(net: network.Net, info, on: bool) -> None:
+    """A host losing power, and back: frozen (no process runs) and its link cut (its kernel, which
+    is this machine's, would still answer ARP for its addresses)."""
+    if on:
+        link(net, info, "up")
+        cgroups.freeze(info.cgroups, False)
     else:
-        run_ip(net, "set", network.host_veth(hosts[first].index), "up")
-        cgroups.freeze(hosts[first].cgroups, False)
-    results = output.get("results", [])
-    failed = [t for t, ok in results if not ok]
-    return {"fault": kind, "on": first, "moved_to": other, "moved_after_s": round(moved_s, 2) if moved_s else None,
-            "requests": len(results), "failed": len(failed),
-            # the load's clock starts with its ssh session: these are within ~0.5 s of the fault's
-            "failed_between_s": [round(min(failed) - FAULT_AT_S, 1), round(max(failed) - FAULT_AT_S, 1)] if failed else None,
-            "load_error": output.get("error", "")}
+        cgroups.freeze(info.cgroups, True)
+        link(net, info, "down")
+
+
+def failures(result: dict, fault_at: float | None) -> dict:
+    """Summary of a load run's records: requests, failed (by kind), share, and when (s after the fault)."""
+    records = result.get("records", [])
+    failed = [r for r in records if r["status"] is None or r["status"] >= 500]
+    out = {"requests": len(records), "failed": len(failed),
+           "failed_pct": round(100 * len(failed) / len(records), 3) if records else None,
+           "failed_by_kind": dict(Counter(str(r["status"]) if r["status"] is not None else r["error"] for r in failed))}
+    if failed and fault_at is not None:
+        offset = result["started_monotonic"] - fault_at
+        out["failed_between_s"] = [round(min(r["start"] for r in failed) + offset, 1),
+                                   round(max(r["start"] + r["latency"] for r in failed) + offset, 1)]
+    return out
+
+
+def served_after(result: dict, after: float) -> Counter:
+    """Which instances answered the requests started after ``after`` (this machine's monotonic clock)."""
+    since = after - result["started_monotonic"]
+    return Counter(r["instance"] for r in result.get("records", []) if r["start"] >= since and r["instance"])
+
+
+class Bench:
+    def __init__(self, hosts: dict, net_name: str, settings: Path, floating: str, connections: int):
+        self.hosts, self.net_name, self.settings, self.floating = hosts, net_name, settings, floating
+        self.connections = connections
+        self.names = [hosts[t].name for t in STACK]
+        self.env = {"LBSTACK_REHEARSAL_GROUPS": (
+            f"lb={hosts['lb1'].name},{hosts['lb2'].name} app={hosts['app1'].name},{hosts['app2'].name} "
+            f"db={hosts['data'].name} cache={hosts['data'].name}")}
+
+    @property
+    def net(self) -> network.Net:
+        return network.get_net(self.net_name)
+
+    def converge(self) -> converge.PyinfraRun:
+        return converge.pyinfra(self.names, inventory=INVENTORY, settings_file=self.settings, env=self.env,
+                                timeout_s=2400)
+
+    def load(self) -> ClientLoad:
+        handle = ClientLoad(self.hosts["client"], f"http://{self.floating}", self.connections, PATHS, records=True)
+        time.sleep(3)  # connections open and warm
+        return handle
+
+    def rolling(self, tmp: str) -> dict:
+        handle = self.load()
+        started = time.monotonic()
+        exe = os.path.join(os.path.dirname(sys.executable), "lbstack")
+        proc = subprocess.run([exe, "deploy", "--rolling", INVENTORY, "--set", f"app_source={new_build(tmp, 1)}"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, **self.env, "LBSTACK_SETTINGS": str(self.settings)})
+        seconds = time.monotonic() - started
+        time.sleep(2)
+        result = handle.stop()
+        if proc.returncode != 0:
+            raise SystemExit(f"the rolling update failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        return {"step": "rolling update", "seconds": round(seconds, 1), **failures(result, started),
+                "releases": dict(Counter(r["release"] for r in result["records"] if r["release"]))}
+
+    def app_host_stopped(self, hold_s: float) -> dict:
+        app2 = self.hosts["app2"]
+        handle = self.load()
+        fault = time.monotonic()
+        power(self.net, app2, False)
+        time.sleep(hold_s)
+        power(self.net, app2, True)
+        back = time.monotonic()
+        run = self.converge()
+        converged = time.monotonic()
+        time.sleep(5)
+        result = handle.stop()
+        prefix = f"{app2.name}-"
+        return {"step": "app host stopped", "hold_s": hold_s, **failures(result, fault),
+                "converge_after_rc": run.rc, "converge_after_s": round(converged - back, 1),
+                "app2_served_while_stopped": sum(n for i, n in served_after(result, fault + 1).items()
+                                                 if i.startswith(prefix)) - sum(
+                    n for i, n in served_after(result, back).items() if i.startswith(prefix)),
+                "app2_served_after_converge": sum(n for i, n in served_after(result, converged).items()
+                                                  if i.startswith(prefix))}
+
+    def balancer_fault(self, kind: str, hold_s: float) -> dict:
+        (first,) = holder(self.hosts, self.floating)
+        other = "lb2" if first == "lb1" else "lb1"
+        info = self.hosts[first]
+        handle = self.load()
+        fault = time.monotonic()
+        if kind == "nginx stopped":
+            ssh_run(info, "systemctl stop nginx.service", timeout_s=30)
+        else:
+            power(self.net, info, False)
+        moved_s = None
+        while time.monotonic() - fault < 30:
+            if holder(self.hosts, self.floating, (other,)):  # a stopped host answers no ssh: ask the other
+                moved_s = time.monotonic() - fault
+                break
+            time.sleep(0.1)
+        time.sleep(max(0.0, hold_s - (time.monotonic() - fault)))
+        if kind == "nginx stopped":
+            ssh_run(info, "systemctl start nginx.service", timeout_s=30)
+        else:
+            power(self.net, info, True)
+        time.sleep(8)  # the first balancer back: does it take the address back?
+        result = handle.stop()
+        return {"step": f"{kind} on the holder", "on": first, "moved_to": other,
+                "moved_after_s": round(moved_s, 2) if moved_s is not None else None, **failures(result, fault),
+                "holder_after_return": holder(self.hosts, self.floating)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds each fault lasts")
     args = parser.parse_args()
-    net = f"fo{int(time.time()) % 100000}"
+    net_name = f"fo{int(time.time()) % 100000}"
     with owned_hosts(), tempfile.TemporaryDirectory() as tmp:
-        hosts = {tag: up(f"{net}-{tag}", net=net) for tag in ("lb1", "lb2", "web", "client")}
-        floating = network.get_net(net).address(250)
+        hosts = {tag: up(f"{net_name}-{tag}", net=net_name) for tag in (*STACK, "client")}
+        floating = network.get_net(net_name).address(250)
         settings = Path(tmp) / "settings.yaml"
         settings.write_text(yaml.safe_dump({"capacity_cpus": 8, "capacity_memory_mib": 16384, "instances": 2,
                                             "ntp_servers": ["127.0.0.1"], "lb_floating_address": floating}))
-        names = {tag: info.name for tag, info in hosts.items()}
-        groups = f"lb={names['lb1']},{names['lb2']} app={names['web']} db={names['web']} cache={names['web']}"
+        bench = Bench(hosts, net_name, settings, floating, args.connections)
         started = time.monotonic()
-        run = converge.pyinfra([names["lb1"], names["lb2"], names["web"]], inventory="inventories/rehearsal_split.py",
-                               settings_file=settings, env={"LBSTACK_REHEARSAL_GROUPS": groups}, timeout_s=2400)
+        run = bench.converge()
         if run.rc != 0:
             raise SystemExit(f"converge failed:\n{run.stderr[-3000:]}")
-        print(f"converged lb1, lb2, web in {time.monotonic() - started:.0f} s; floating address {floating}")
-        rows = []
-        for kind in ("nginx stopped", "whole host stopped"):
-            row = run_fault(hosts, network.get_net(net), floating, kind, args.seconds, args.clients)
-            rows.append(row)
-            print(f"{kind} on {row['on']}: the address on {row['moved_to']} after {row['moved_after_s']} s; "
-                  f"{row['failed']} of {row['requests']} requests failed"
-                  + (f" (between {row['failed_between_s'][0]:.1f} and {row['failed_between_s'][1]:.1f} s after the fault)"
-                     if row["failed_between_s"] else ""))
-            time.sleep(5)
-        print(json.dumps({"clients": args.clients, "seconds": args.seconds, "faults": rows}))
+        print(f"converged the split stack from bare in {time.monotonic() - started:.0f} s; floating address {floating}")
+        install(hosts["client"])
+        rows = [bench.rolling(tmp), bench.app_host_stopped(args.hold),
+                bench.balancer_fault("nginx stopped", args.hold), bench.balancer_fault("whole host stopped", args.hold)]
+        for row in rows:
+            extra = {k: v for k, v in row.items() if k not in ("step", "requests", "failed", "failed_pct")}
+            print(f"{row['step']}: {row['failed']} of {row['requests']} requests failed ({row['failed_pct']} %); {extra}")
+        print(json.dumps({"connections": args.connections, "hold_s": args.hold, "steps": rows}))
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class LoadResult:
         self.records: list[Record] = []
         self.marks: dict[str, float] = {}
         self.duration_s = 0.0  # actual: start until the last worker finished
+        # CLOCK_MONOTONIC when it started: containers share this machine's kernel and clock, so a
+        # load run inside a rehearsal host lines up with events timed here
+        self.started_monotonic = 0.0
         self.connections_opened = 0  # TCP connections opened (keep-alive reuse keeps it low)
 
     @property
@@ -178,6 +181,7 @@ class LoadResult:
         out: dict[str, Any] = {
             "target": self.target, "connections": self.connections, "paths": self.paths,
             "duration_s": round(self.duration_s, 3), "connections_opened": self.connections_opened,
+            "started_monotonic": round(self.started_monotonic, 3),
             "marks": {k: round(v, 3) for k, v in self.marks.items()}, "summary": self.summary(),
         }
         if include_records:
@@ -439,6 +443,7 @@ class LoadGenerator:
     async def run_async(self, started: threading.Event | None = None) -> LoadResult:
         ensure_open_files(self.connections)
         self.t0 = time.monotonic()
+        self.result.started_monotonic = self.t0
         self._deadline = self.t0 + self.duration_s
         if started is not None:
             started.set()
@@ -707,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host-header")
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--records", action="store_true", help="with --json: every request's record too")
     args = parser.parse_args(argv)
     headers = {}
     for item in args.header:
@@ -723,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps(result.as_dict(include_records=args.records), indent=None if args.records else 2))
     else:
         print(_format_summary(result))
     return 0 if result.summary()["failed"] == 0 else 3

@@ -25,11 +25,11 @@ from facts.files import StagedDiffers
 from facts.limits import StartedBeforeChange, UnitLimits
 from lbstack import hostscripts, layout, owned, packages, phpsettings, release, rollout, verification
 from lbstack.layout import ARCHIVES_DIR
-from lbstack.operations import deploy_lock, directories, rolling_update, secret_file, template_file
+from lbstack.operations import deploy_lock, deploy_unlock, directories, rolling_update, secret_file, template_file
 from lbstack.plan import QUEUE_STOP_MARGIN_S, Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
-from lbstack.topology import backend_address, first_of, group_hosts, listen_address, member, same_host
+from lbstack.topology import backend_address, first_of, group_hosts, listen_address, lock_host, member, same_host
 
 
 def env_template_data(settings: Settings, db_host: str, redis_host: str) -> dict:
@@ -124,10 +124,13 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
     def plan_steps():
         return instance_steps(settings, plan, release_id, fpm, env)
 
+    lock = lock_host()
     deploy_lock(
-        name="Deploy lock (a new release or instances to switch; another deploy running fails here, naming it)",
+        name="Deploy lock (a new release or instances to switch; another deploy running fails here, naming it)"
+             + ("" if same_host(lock) else f": the stack's, on {lock.name}"),
         stale_s=settings.deploy_lock_stale_s,
         needed=lambda: not matching or any(plan_steps()),
+        lock=lock,
     )
     if not matching:
         _new_release(settings, build, release_id)
@@ -148,7 +151,10 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
         batch=settings.rolling_batch,
         release=release_id,
         lb_hosts=[h for h in group_hosts("lb") if not same_host(h)],
+        lock=lock,
+        _serial=True,  # app hosts one after another: one batch at a time across the stack
     )
+    deploy_unlock(name="Release the deploy lock (every app host of the run has rolled)", lock=lock)
     if state["current"] != release_id:
         path = f"{layout.RELEASES_DIR}/{release_id}"
         server.shell(

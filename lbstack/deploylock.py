@@ -1,6 +1,9 @@
-"""The deploy lock: one deploy at a time per host.
+"""The deploy lock: one deploy at a time per stack.
 
-``/var/lib/lbstack/deploy.lock`` holds who deploys: the machine running lbstack, its process id,
+The lock lives on the stack's lock host, the first app host of the inventory
+(:func:`lbstack.topology.lock_host`: the VPS itself on one VPS); every app host's deploy takes
+it there, and it is released once every app host of the run has rolled (or at once when one
+rolled back: the others then keep their release). ``/var/lib/lbstack/deploy.lock`` holds who deploys: the machine running lbstack, its process id,
 the user, since when (UTC) and the command. It is created atomically (``set -C``: the shell's
 no-clobber open, ``O_EXCL``), taken before a new release is unpacked or any instance is switched,
 and removed when the rolling update ends, whether it succeeded or rolled back.
@@ -27,7 +30,7 @@ from lbstack.release import shown
 
 Runner = Callable[[str, float], tuple[bool, str]]
 
-# the locks this process holds, by inventory host name: released by the rollout that ends the deploy
+# the locks this process holds, by the lock host's inventory name: released when the deploy's rolling ends
 HELD: dict[str, str] = {}
 
 

@@ -156,9 +156,24 @@ def host_runner(target, argv: bool = False) -> Callable:
     return run
 
 
-def _take_lock(state, host, stale_s: int) -> bool:  # noqa: ARG001
+def reached(target):
+    """``target`` connected: a host of the inventory outside this run (``--limit``) that a step
+    must reach all the same (the stack's lock host, a balancer to drain) is connected on demand."""
+    if not target.connected:
+        target.connect(reason="lbstack: the deploy lock or a drain", raise_exceptions=True)
+    return target
+
+
+# the stack's rolling update stopped on this host (rolled back there): the app hosts after it in
+# this run do not start theirs (one release for the stack, one instance at a time across it)
+ROLL_STOPPED: dict[str, str] = {}
+
+
+def _take_lock(state, host, stale_s: int, lock) -> bool:  # noqa: ARG001
+    where = "" if lock is host else f" (the stack's lock, on {lock.name})"
     try:
-        deploylock.acquire(host_runner(host), host.name, stale_s, lambda m: host.log_styled(m, fg="yellow"))
+        deploylock.acquire(host_runner(reached(lock)), lock.name, stale_s,
+                           lambda m: host.log_styled(m + where, fg="yellow"))
     except deploylock.LockHeld as exc:
         host.log_styled(f"lbstack: {exc}", fg="red")
         return False
@@ -166,25 +181,33 @@ def _take_lock(state, host, stale_s: int) -> bool:  # noqa: ARG001
 
 
 @operation(is_idempotent=False)
-def deploy_lock(stale_s: int, needed: Callable[[], bool]):
-    """Take the deploy lock (``lbstack.deploylock``) when this run has work that must not overlap
-    another deploy (``needed()``: a new release, an instance to switch); fails naming the holder.
-    A lock held by another live deploy fails the run even when there is nothing to do here."""
+def deploy_lock(stale_s: int, needed: Callable[[], bool], lock=None):
+    """Take the stack's deploy lock (``lbstack.deploylock``) on ``lock`` (the lock host: the first
+    app host, :func:`lbstack.topology.lock_host`; default this host) when this run has work that
+    must not overlap another deploy (``needed()``: a new release, an instance to switch); fails
+    naming the holder. A lock held by another live deploy fails the run even when there is
+    nothing to do here."""
+    lock = lock or host
     if not state.is_executing:
         if needed():
-            yield FunctionCommand(_take_lock, (stale_s,), {})
+            yield FunctionCommand(_take_lock, (stale_s, lock), {})
         return
-    ok, out = transport.run_command(host, StringCommand(deploylock.read_script()), 30)
+    ok, out = transport.run_command(reached(lock), StringCommand(deploylock.read_script()), 30)
     held = out.stdout.strip() if ok else ""
-    if needed() or (held and host.name not in deploylock.HELD):
-        yield FunctionCommand(_take_lock, (stale_s,), {})
+    if needed() or (held and lock.name not in deploylock.HELD):
+        yield FunctionCommand(_take_lock, (stale_s, lock), {})
 
 
-def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, lb_hosts) -> bool:  # noqa: ARG001
+def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, lb_hosts, lock) -> bool:  # noqa: ARG001
     log = lambda m: host.log_styled(f"rolling: {m}", fg="cyan")  # noqa: E731
-    runner, app = host_runner(host), host_runner(host, argv=True)
+    if ROLL_STOPPED:
+        stopped, why = next(iter(ROLL_STOPPED.items()))
+        host.log_styled(f"lbstack: not rolled: the rolling update stopped on {stopped} ({why}); "
+                        "this host keeps its release", fg="red")
+        return False
+    app = host_runner(host, argv=True)
     try:
-        roll = rollout.Rollout(app, [host_runner(h, argv=True) for h in lb_hosts] or [app], gates, log)
+        roll = rollout.Rollout(app, [host_runner(reached(h), argv=True) for h in lb_hosts] or [app], gates, log)
         # surplus instances go first (scaling down): their workers' database and Redis connections
         # are gone before the remaining instances grow their pools
         roll.retire(surplus)
@@ -194,20 +217,38 @@ def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, l
         return True
     except rollout.RolloutFailed as exc:
         host.log_styled(f"lbstack: {exc}", fg="red")
+        ROLL_STOPPED[host.name] = f"gate '{exc.gate}'" if exc.gate else "failed"
+        deploylock.release(host_runner(lock), lock.name)  # the stack's deploy ends here
         return False
-    finally:
-        deploylock.release(runner, host.name)
 
 
 @operation(is_idempotent=False)
-def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None, lb_hosts: list):
+def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None, lb_hosts: list, lock=None):
     """Apply ``plan_steps()`` (instances to switch, reload or restart; surplus instances to retire)
-    through ``lbstack.rollout``: drain, wait, switch, gate, undrain, a batch at a time, rolling
-    back on a failed gate. Nothing to do: no change. Releases the deploy lock at the end."""
+    through ``lbstack.rollout``: drain (on every balancer), wait, switch, gate, undrain, a batch at a
+    time, rolling back on a failed gate. Deploy code runs it with ``_serial=True``: app hosts one
+    after another, so a split stack updates one batch at a time across all of them, and a host
+    whose update rolled back stops the hosts after it. Nothing to do: no change."""
+    lock = lock or host
     steps, surplus = plan_steps()
-    if steps or surplus or (state.is_executing and host.name in deploylock.HELD):
+    if steps or surplus or (state.is_executing and lock.name in deploylock.HELD):
         # read once, right before it runs: the generator runs at execute time, just ahead of the command
-        yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts), {})
+        yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts, lock), {})
+
+
+def _unlock(state, host, lock) -> bool:  # noqa: ARG001
+    deploylock.release(host_runner(lock), lock.name)
+    return True
+
+
+@operation(is_idempotent=False)
+def deploy_unlock(lock=None):
+    """Release the stack's deploy lock once every app host of the run has rolled (this operation
+    comes after :func:`rolling_update` in the deploy, and pyinfra runs an operation on every host
+    before the next one). Nothing held: no change."""
+    lock = lock or host
+    if state.is_executing and lock.name in deploylock.HELD:
+        yield FunctionCommand(_unlock, (lock,), {})
 
 
 @operation()

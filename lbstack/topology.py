@@ -31,6 +31,14 @@ def first_of(group: str) -> bool:
     return not hosts or hosts[0].name == current_host.name
 
 
+def lock_host() -> Host:
+    """Where the stack's one deploy lock lives: the first app host of the inventory (the host
+    itself on one VPS, or when there is no app group). Every app host's deploy takes it there, so
+    two deploys of a split stack cannot overlap on any of its hosts."""
+    hosts = group_hosts("app")
+    return hosts[0] if hosts else current_host
+
+
 def same_host(other: Host) -> bool:
     """Whether ``other`` is the host being deployed now."""
     return other.name == current_host.name

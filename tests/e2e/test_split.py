@@ -12,21 +12,23 @@ on the private address only, and the firewall admitting each port only from the 
 from __future__ import annotations
 
 import collections
-import os
-import subprocess
 import json
+import os
 import shlex
+import subprocess
 import time
 
 import pytest
 import yaml
 
 import lbstack.rehearsal as rehearsal
+from bench import clientload
+from bench.clientload import ClientLoad
 from lbstack import REPO_ROOT
 from lbstack.rehearsal import converge, network
 
 from conftest import RUN_ID, run, unique_name
-from e2e_helpers import TIMINGS
+from e2e_helpers import TIMINGS, variant
 
 NET = f"s{RUN_ID}"[:15]
 INVENTORY = "inventories/rehearsal_split.py"
@@ -48,12 +50,21 @@ FETCH = (
 )
 
 
+def groups_of(hosts) -> str:
+    return (f"lb={hosts['lb1'].name},{hosts['lb2'].name} app={hosts['app1'].name},{hosts['app2'].name} "
+            f"db={hosts['data'].name} cache={hosts['data'].name}")
+
+
+def lbstack_cli(hosts, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``lbstack ARGS`` (this checkout's) against the split rehearsal inventory of ``hosts``."""
+    return subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "lbstack"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO_ROOT,
+                          env={**os.environ, "LBSTACK_REHEARSAL_GROUPS": groups_of(hosts),
+                               "LBSTACK_SETTINGS": hosts["settings"]})
+
+
 def converge_status(hosts) -> dict:
-    groups = (f"lb={hosts['lb1'].name},{hosts['lb2'].name} app={hosts['app1'].name},{hosts['app2'].name} "
-              f"db={hosts['data'].name} cache={hosts['data'].name}")
-    proc = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "lbstack"), "status", INVENTORY, "--json"],
-                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
-                          env={**os.environ, "LBSTACK_REHEARSAL_GROUPS": groups, "LBSTACK_SETTINGS": hosts["settings"]})
+    proc = lbstack_cli(hosts, "status", INVENTORY, "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -81,8 +92,7 @@ def split(tmp_path_factory):
         settings.write_text(yaml.safe_dump({**SETTINGS, "lb_floating_address": floating}))
         hosts["floating"] = floating
         hosts["settings"] = str(settings)
-        groups = (f"lb={hosts['lb1'].name},{hosts['lb2'].name} app={hosts['app1'].name},{hosts['app2'].name} "
-                  f"db={hosts['data'].name} cache={hosts['data'].name}")
+        groups = groups_of(hosts)
         stack = [hosts[t].name for t in STACK]
 
         def converged() -> converge.PyinfraRun:
@@ -217,3 +227,106 @@ def test_the_floating_address_moves_to_the_other_balancer_when_nginx_stops_and_s
         run(hosts[first], "systemctl start nginx.service")
     time.sleep(5)  # keepalived on the first balancer sees nginx healthy again ...
     assert _holder(hosts) == [other]  # ... and does not take the address back (no preemption)
+
+
+def test_status_test_metrics_drift_and_backup_cover_every_host_of_the_stack(split):
+    """The operating commands on the split inventory: every host read, each for its own components."""
+    hosts, _, _ = split
+    names = {hosts[t].name for t in STACK}
+    status = converge_status(hosts)
+    assert {h["host"] for h in status["hosts"]} == names and status["healthy"], status["problems"]
+    proc = lbstack_cli(hosts, "test", INVENTORY, "--requests", "40", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(proc.stdout)["results"]
+    assert {r["host"] for r in results} == {hosts["lb1"].name, hosts["lb2"].name}  # through each balancer
+    proc = lbstack_cli(hosts, "monitor", INVENTORY, "--count", "2", "--interval", "1", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # every instance, through each balancer
+    # per balancer: its 3 health paths and the 4 members of both app hosts
+    assert json.loads(proc.stdout)["targets"] == 2 * (3 + 2 * INSTANCES), proc.stdout[-2000:]
+    proc = lbstack_cli(hosts, "metrics", INVENTORY, "--json", "--window", "30")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {h["host"] for h in json.loads(proc.stdout)["hosts"]} == names
+    proc = lbstack_cli(hosts, "drift", INVENTORY, "--json", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]  # 0: no drift on any host
+    proc = lbstack_cli(hosts, "backup", INVENTORY, "--json", "--reason", "split test", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    made = json.loads(proc.stdout)["backups"]
+    assert [b["host"] for b in made] == [hosts["data"].name] and made[0]["sha256"], made  # the db host only
+
+
+# -- operations across hosts, under load from the client -------------------------------------------
+
+PATHS = ("/api/questions/random", HEALTH)
+
+
+def _instances_of(info) -> dict[str, str]:
+    rc, out, _ = run(info, "for p in /srv/lbstack/app/instances/*; do echo ${p##*/}=$(readlink $p); done")
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def test_a_rolling_update_through_both_balancers_goes_one_instance_at_a_time_across_the_stack(split, tmp_path):
+    """200 connections through the floating address and 50 straight to the other balancer, from the
+    client: 0 failed; the four instances of both app hosts drained and back one at a time, app1's
+    host before app2's; one lock for the stack, on the first app host."""
+    hosts, _, _ = split
+    client = hosts["client"]
+    clientload.install(client)
+    before = {tag: _instances_of(hosts[tag]) for tag in ("app1", "app2")}
+    (holder,) = _holder(hosts)
+    other = "lb2" if holder == "lb1" else "lb1"
+    loads = [ClientLoad(client, f"http://{hosts['floating']}", 200, PATHS),
+             ClientLoad(client, f"http://{hosts[other].private_address}", 50, PATHS)]
+    time.sleep(5)
+    started = time.monotonic()
+    deploy = lbstack_cli(hosts, "deploy", "--rolling", INVENTORY, "--set", f"app_source={variant(tmp_path, 'split-v2')}",
+                         timeout=900)
+    TIMINGS["split rolling update under 250 connections"] = time.monotonic() - started
+    time.sleep(3)
+    summaries = [load.stop()["summary"] for load in loads]
+    out = deploy.stdout + deploy.stderr
+    assert deploy.returncode == 0, out[-5000:]
+    for summary, via in zip(summaries, ("the floating address", f"{other} directly")):
+        assert summary["requests"] > 1000, (via, summary)
+        assert summary["failed"] == 0, (via, summary["failed_by_kind"], summary["status"])
+    # every member of both app hosts answered, on both releases
+    members = {f"{hosts[t].name}-app{i}" for t in ("app1", "app2") for i in range(1, INSTANCES + 1)}
+    assert set(summaries[0]["instances"]) == members, summaries[0]["instances"]
+    after = {tag: _instances_of(hosts[tag]) for tag in ("app1", "app2")}
+    new = set(after["app1"].values())
+    assert len(new) == 1 and new == set(after["app2"].values()) and new.isdisjoint(before["app1"].values())
+    assert len(set(summaries[0]["releases"])) == 2, summaries[0]["releases"]
+    # one instance out at a time across the stack: drained, back, next; the first app host first
+    names = (hosts["app1"].name, hosts["app2"].name)
+    events = [(next(n for n in names if n in line.split("rolling: ", 1)[0]), line.split("rolling: ", 1)[1].rstrip())
+              for line in out.splitlines()
+              if "rolling: " in line and line.rstrip().endswith((": drained", ": back in rotation"))]
+    order = [(h, e.split(":")[0]) for h, e in events]
+    assert [h for h, _ in order[::2]] == [hosts["app1"].name] * INSTANCES + [hosts["app2"].name] * INSTANCES, events
+    for i in range(0, len(events), 2):
+        assert events[i][1].endswith("drained") and events[i + 1][1].endswith("back in rotation"), events
+        assert order[i] == order[i + 1], events
+    for tag in ("app1", "app2"):  # released at the end
+        rc, lock, _ = run(hosts[tag], "test -e /var/lib/lbstack/deploy.lock && echo held || echo free")
+        assert lock.strip() == "free", tag
+
+
+def test_a_deploy_lock_on_the_first_app_host_stops_the_whole_stacks_deploy(split, tmp_path):
+    """Another machine's deploy holds the stack's lock (on app1): a deploy refuses on every app
+    host, naming the holder, and app2 (which holds no lock of its own) is left as it was."""
+    hosts, _, _ = split
+    held = json.dumps({"machine": "ci-runner", "pid": 4242, "user": "deployer", "command": "lbstack deploy",
+                       "since": "now", "since_epoch": int(time.time())})
+    rc, _, err = run(hosts["app1"], f"printf '%s\\n' {shlex.quote(held)} > /var/lib/lbstack/deploy.lock")
+    assert rc == 0, err
+    before = _instances_of(hosts["app2"])
+    try:
+        deploy = lbstack_cli(hosts, "deploy", "--rolling", INVENTORY, "--set",
+                             f"app_source={variant(tmp_path, 'split-v3')}", timeout=900)
+    finally:
+        run(hosts["app1"], "rm -f /var/lib/lbstack/deploy.lock")
+    out = deploy.stdout + deploy.stderr
+    assert deploy.returncode != 0, out[-4000:]
+    assert f"another deploy holds the lock on {hosts['app1'].name}: deployer@ci-runner (pid 4242)" in out, out[-4000:]
+    assert _instances_of(hosts["app2"]) == before
+    rc, lock, _ = run(hosts["app2"], "test -e /var/lib/lbstack/deploy.lock && echo held || echo free")
+    assert lock.strip() == "free"

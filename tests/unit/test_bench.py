@@ -474,3 +474,17 @@ def test_load_goes_only_to_rehearsal_addresses():
     bench._check_target("10.213.7.2")
     with pytest.raises(RuntimeError, match="not a rehearsal"):
         bench._check_target("192.168.1.10")
+
+
+def test_failover_counts_failures_and_times_them_from_the_fault():
+    from bench import failover
+
+    rec = lambda start, status, error="", instance="x-app1": {  # noqa: E731
+        "start": start, "latency": 0.5, "status": status, "error": error, "instance": instance}
+    result = {"started_monotonic": 100.0,
+              "records": [rec(1.0, 200), rec(5.0, None, "timeout"), rec(6.0, 502), rec(9.0, 200, instance="y-app2")]}
+    got = failover.failures(result, fault_at=104.0)
+    assert got == {"requests": 4, "failed": 2, "failed_pct": 50.0, "failed_by_kind": {"timeout": 1, "502": 1},
+                   "failed_between_s": [1.0, 2.5]}
+    assert failover.served_after(result, 105.5) == {"x-app1": 1, "y-app2": 1}
+    assert failover.failures({"started_monotonic": 0, "records": []}, None)["failed_pct"] is None

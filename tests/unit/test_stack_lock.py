@@ -1,0 +1,98 @@
+"""One deploy lock and one rolling update per stack (lbstack.operations): the lock is taken and
+released on the stack's lock host, whichever app host's run holds it; an app host whose update
+rolled back stops the app hosts after it (pyinfra runs the rolling operation with ``_serial``).
+The split rehearsal (tests/e2e/test_split.py) runs the same on real hosts under load."""
+
+from __future__ import annotations
+
+import pytest
+from pyinfra.context import ctx_host, ctx_state
+
+from lbstack import deploylock, operations, rollout
+
+
+class FakeHost:
+    def __init__(self, name: str):
+        self.name, self.connected, self.said = name, True, []
+
+    def log_styled(self, message, **_):
+        self.said.append(message)
+
+    def connect(self, **_):
+        self.connected = True
+
+
+class Executing:
+    is_executing = True
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Every command a runner ran, as (host name, what); the lock's scripts answer as a host would."""
+    seen: list[tuple[str, str]] = []
+
+    def host_runner(target, argv=False):
+        def run(command, timeout_s):
+            seen.append((target.name, command if isinstance(command, str) else " ".join(command)))
+            if argv:
+                return rollout.Result(0, "balancer=reloaded\n")
+            return True, "@removed\n"
+        return run
+
+    monkeypatch.setattr(operations, "host_runner", host_runner)
+    monkeypatch.setattr(operations, "ROLL_STOPPED", {})
+    monkeypatch.setattr(deploylock, "HELD", {})
+    return seen
+
+
+GATES = rollout.Gates("/health", "/smoke", 1, 5, 5)
+
+
+def test_a_failed_update_releases_the_stacks_lock_on_its_host_and_stops_the_next_app_host(calls, monkeypatch):
+    app1, app2, lb = FakeHost("app1"), FakeHost("app2"), FakeHost("lb1")
+    deploylock.HELD["app1"] = '{"pid": 1}'  # app1 is the lock host: app2's run took it there
+
+    def failing(self, steps, batch, release):
+        raise rollout.RolloutFailed("gate 'health' failed on app1", "health")
+
+    monkeypatch.setattr(rollout.Rollout, "run", failing)
+    step = rollout.Step(rollout.Instance(1, "app2-app1", "10.0.0.3:9001"), release="R2")
+    assert operations._roll(None, app2, [step], [], GATES, 1, "R2", [lb], app1) is False
+    assert calls[-1][0] == "app1" and "rm -f" in calls[-1][1]  # released where it lives
+    assert "app1" not in deploylock.HELD
+    assert operations.ROLL_STOPPED == {"app2": "gate 'health'"}
+    # the next app host (pyinfra runs them one after another) keeps its release
+    app3 = FakeHost("app3")
+    before = len(calls)
+    assert operations._roll(None, app3, [step], [], GATES, 1, "R2", [lb], app1) is False
+    assert len(calls) == before  # not one command: nothing drained, nothing switched
+    assert "not rolled: the rolling update stopped on app2 (gate 'health')" in app3.said[0]
+
+
+def test_a_passing_update_keeps_the_lock_for_the_app_hosts_after_it(calls, monkeypatch):
+    app1, app2, lb1, lb2 = FakeHost("app1"), FakeHost("app2"), FakeHost("lb1"), FakeHost("lb2")
+    deploylock.HELD["app1"] = '{"pid": 1}'
+    monkeypatch.setattr(rollout.Rollout, "_wait_idle", lambda self, inst: None)
+    monkeypatch.setattr(rollout.Rollout, "_apply", lambda self, step: "")
+    monkeypatch.setattr(rollout.Rollout, "_gate", lambda self, inst, release, before: None)
+    step = rollout.Step(rollout.Instance(1, "app1-app1", "10.0.0.2:9001"), release="R2")
+    assert operations._roll(None, app1, [step], [], GATES, 1, "R2", [lb1, lb2], app1) is True
+    drained_on = [name for name, what in calls if " drain " in f" {what} "]
+    assert drained_on == ["lb1", "lb2"]  # drained on every balancer
+    assert deploylock.HELD == {"app1": '{"pid": 1}'}  # still held: app2 rolls next
+
+
+def test_the_unlock_step_releases_only_a_lock_this_run_holds(calls):
+    lock = FakeHost("app1")
+    with ctx_state.use(Executing()), ctx_host.use(FakeHost("app2")):
+        assert list(operations.deploy_unlock._inner(lock=lock)) == []  # nothing held: no change
+        deploylock.HELD["app1"] = '{"pid": 1}'
+        (command,) = list(operations.deploy_unlock._inner(lock=lock))
+    assert command.function(None, FakeHost("app2"), *command.args) is True
+    assert calls == [("app1", calls[0][1])] and "rm -f" in calls[0][1] and deploylock.HELD == {}
+
+
+def test_a_host_outside_the_run_is_connected_before_it_is_used():
+    other = FakeHost("lb2")
+    other.connected = False
+    assert operations.reached(other) is other and other.connected
