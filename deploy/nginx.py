@@ -76,7 +76,7 @@ def nginx(settings: Settings, plan: Plan) -> None:
 
     staged = []
     for live, data in ((NGINX_CONF, main_template_data(settings, plan)), (SITE_CONF, site_template_data(
-            settings, plan, members(settings.instances), ipv6=bool(host.get_fact(File, path="/proc/net/if_inet6"))))):
+            settings, plan, members(), ipv6=bool(host.get_fact(File, path="/proc/net/if_inet6"))))):
         template_file(
             name=f"Render {live} (staged)",
             src=template(live),

@@ -7,11 +7,14 @@ NET``: each host's ``private_address`` comes from it).
     LBSTACK_REHEARSAL_GROUPS="lb=web1 app=web1 db=data1 cache=data1" \\
         pyinfra -y inventories/rehearsal_split.py deploy/full.py
 
-Settings as in ``inventories/rehearsal.py`` (``LBSTACK_SETTINGS=FILE.yaml`` replaces them); every
-host is planned from its own facts, for the components of its groups, at the production size
-through the capacity override.
+Settings as in ``inventories/rehearsal.py`` (``LBSTACK_SETTINGS=FILE.yaml`` replaces them);
+``LBSTACK_REHEARSAL_HOST_SETTINGS`` (JSON, ``{"HOST": {"instances": 3}}``) changes them for one
+host, as a host's own ``lbstack`` data does in ``inventories/split.py``. Every host is planned
+from its own facts, for the components of its groups, at the production size through the
+capacity override.
 """
 
+import json
 import os
 
 from lbstack.rehearsal import list_hosts, pyinfra_host
@@ -52,7 +55,24 @@ if len(_names) > 1 and _off_net:
     raise SystemExit(f"lbstack: {', '.join(_off_net)} on no rehearsal network: the hosts of a split stack "
                      "must reach each other (`lbstack rehearsal up NAME --net NET`).")
 
-all = ([pyinfra_host(_up[n]) for n in _names], inventory_data(os.environ.get("LBSTACK_SETTINGS") or SETTINGS))  # noqa: A001
+_settings = inventory_data(os.environ.get("LBSTACK_SETTINGS") or SETTINGS)
+try:
+    _own = json.loads(os.environ.get("LBSTACK_REHEARSAL_HOST_SETTINGS") or "{}")
+except ValueError as exc:
+    raise SystemExit(f"lbstack: LBSTACK_REHEARSAL_HOST_SETTINGS: not JSON ({exc})") from None
+if not isinstance(_own, dict) or not all(isinstance(v, dict) for v in _own.values()) or set(_own) - set(_names):
+    raise SystemExit('lbstack: LBSTACK_REHEARSAL_HOST_SETTINGS: give {"HOST": {"setting": value}} for hosts of '
+                     "LBSTACK_REHEARSAL_GROUPS")
+
+
+def _entry(name: str) -> tuple[str, dict]:
+    host, data = pyinfra_host(_up[name])
+    if name in _own:  # this host's own settings: the stack's, changed as asked, validated the same
+        data = {**data, **inventory_data({**_settings["lbstack"], **_own[name]})}
+    return host, data
+
+
+all = ([_entry(n) for n in _names], _settings)  # noqa: A001
 
 lb = list(_placed["lb"])
 app = list(_placed["app"])

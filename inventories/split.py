@@ -15,7 +15,7 @@ others that use it (README, Secrets); supplied ones (``LBSTACK_SECRET_*``,
 from lbstack.settings import inventory_data
 
 SETTINGS = {
-    "instances": 5,  # per app host: the upstream spans every instance of every app host
+    "instances": 5,  # per app host (unless a host says otherwise): the upstream spans them all
     "lb_method": "least_conn",
     "server_names": ["example.com", "www.example.com"],
     "tls": "files",
@@ -28,7 +28,9 @@ _HOSTS = [
     ("lb1.example.com", {"private_address": "10.0.0.11"}),
     ("lb2.example.com", {"private_address": "10.0.0.12"}),
     ("app1.example.com", {"private_address": "10.0.0.21"}),
-    ("app2.example.com", {"private_address": "10.0.0.22"}),
+    # a host's own settings replace the stack's for it: here a bigger app host with more instances
+    # (the balancers' upstream follows each app host's own count)
+    ("app2.example.com", {"private_address": "10.0.0.22", **inventory_data({**SETTINGS, "instances": 8})}),
     ("db1.example.com", {"private_address": "10.0.0.31"}),
     ("cache1.example.com", {"private_address": "10.0.0.41"}),
 ]

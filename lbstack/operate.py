@@ -28,7 +28,7 @@ from lbstack.verification import gather
 def members(ctx: HostContext) -> list[dict]:
     """The upstream members the code places behind this host's balancer (name, address)."""
     with use_host(ctx.host):
-        return topology.members(ctx.settings.instances)
+        return topology.members()
 
 
 def instance_addresses(ctx: HostContext) -> dict[str, str]:

@@ -126,11 +126,19 @@ def member(app_host: Host, index: int, local: bool) -> dict:
             "drained": False}
 
 
-def members(instances: int) -> list[dict]:
-    """Upstream members: every instance of every app host (:func:`member`; unix sockets when on
-    this host)."""
+def instances_of(app_host: Host) -> int:
+    """How many FPM instances ``app_host`` runs: ``instances`` of its own settings (its ``lbstack``
+    host data). One app host is scaled by giving it settings of its own (inventories/split.py)."""
+    from lbstack import settings as settings_mod  # settings imports nothing of the topology
+
+    return settings_mod.load(app_host.data.get("lbstack")).instances
+
+
+def members() -> list[dict]:
+    """Upstream members: every instance of every app host, each host's own count
+    (:func:`instances_of`; :func:`member`: unix sockets when on this host)."""
     return [member(app_host, index, same_host(app_host))
-            for app_host in group_hosts("app") or [current_host] for index in range(1, instances + 1)]
+            for app_host in group_hosts("app") or [current_host] for index in range(1, instances_of(app_host) + 1)]
 
 
 def backend_address(group: str) -> str:

@@ -144,7 +144,7 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
                           "held here" if held else "held by another balancer, or moving"))
     if "lb" in components:
         rows += checks.check_service("lb", layout.SERVICES["lb"], plan.slices["lb"], services.get(layout.SERVICES["lb"]))
-        members = topology.members(settings.instances)  # every app host runs settings.instances
+        members = topology.members()  # every instance of every app host
         rows += checks.check_upstream([m["address"] for m in members], settings.lb_method, host.get_fact(Upstreams))
         paths = ["/health", "/app-health"] + [f"/instances/{m['name']}/health" for m in members] + [settings.health_path]
         rows += checks.check_http(host.get_fact(HttpStatus, urls=[local_url(p) for p in paths]))

@@ -264,6 +264,45 @@ def _instances_of(info) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.split())
 
 
+def _upstream_members(lb) -> list[str]:
+    rc, out, _ = run(lb, "grep -ho 'lbstack-member [^ ]*' /etc/nginx/conf.d/*.conf | cut -d' ' -f2 | sort")
+    return out.split()
+
+
+def test_one_app_host_scales_through_the_rolling_path_under_load(split):
+    """app2 alone goes from 2 to 3 instances and back (its own settings), under 200 connections
+    through the floating address: 0 failed; both balancers' upstreams follow each app host's count."""
+    hosts, _, _ = split
+    clientload.install(hosts["client"])
+    stack = [hosts[t].name for t in STACK]
+    app1, app2 = hosts["app1"].name, hosts["app2"].name
+
+    def scaled(count: int) -> converge.PyinfraRun:
+        env = {"LBSTACK_REHEARSAL_GROUPS": groups_of(hosts),
+               "LBSTACK_REHEARSAL_HOST_SETTINGS": json.dumps({app2: {"instances": count}})}
+        return converge.pyinfra(stack, inventory=INVENTORY, settings_file=hosts["settings"], env=env, timeout_s=1200)
+
+    for count in (3, INSTANCES):
+        load = ClientLoad(hosts["client"], f"http://{hosts['floating']}", 200, PATHS)
+        time.sleep(3)
+        started = time.monotonic()
+        run_ = scaled(count)
+        TIMINGS[f"split: app2 scaled to {count} instances under 200 connections"] = time.monotonic() - started
+        time.sleep(2)
+        summary = load.stop()["summary"]
+        assert run_.rc == 0, run_.stderr[-5000:]
+        assert summary["requests"] > 500 and summary["failed"] == 0, (count, summary["failed_by_kind"], summary["status"])
+        wanted = sorted([f"{app1}-app{i}" for i in range(1, INSTANCES + 1)] + [f"{app2}-app{i}" for i in range(1, count + 1)])
+        for lb in ("lb1", "lb2"):
+            assert _upstream_members(hosts[lb]) == wanted, lb
+        rc, out, _ = run(hosts["app2"], "systemctl list-units --plain --no-legend --state=active 'lbstack-fpm@*'")
+        assert len(out.splitlines()) == count, out
+        if count > INSTANCES:  # the new instance was gated before the balancers sent it traffic
+            assert "app3: gate passed" in run_.stderr, run_.stderr[-3000:]
+        else:
+            assert "app3: retired (scaled down)" in run_.stderr, run_.stderr[-3000:]
+
+
 def test_a_rolling_update_through_both_balancers_goes_one_instance_at_a_time_across_the_stack(split, tmp_path):
     """200 connections through the floating address and 50 straight to the other balancer, from the
     client: 0 failed; the four instances of both app hosts drained and back one at a time, app1's

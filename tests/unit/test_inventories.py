@@ -37,7 +37,11 @@ def test_split_inventory_places_each_group_on_its_own_hosts_with_private_address
                       "app2.example.com": ["app"], "db1.example.com": ["db"], "cache1.example.com": ["cache"]}
     addresses = [h["data"]["private_address"] for h in hosts.values()]
     assert len(set(addresses)) == 6 and all(a.startswith("10.0.0.") for a in addresses)
-    assert all(h["data"]["lbstack"]["instances"] == 5 for h in hosts.values())
+    # the stack's settings everywhere, but app2's own instance count (its host data)
+    assert {n: h["data"]["lbstack"]["instances"] for n, h in hosts.items()} == {
+        **{n: 5 for n in hosts}, "app2.example.com": 8}
+    assert {k: v for k, v in hosts["app2.example.com"]["data"]["lbstack"].items() if k != "instances"} == {
+        k: v for k, v in hosts["app1.example.com"]["data"]["lbstack"].items() if k != "instances"}
 
 
 @pytest.mark.parametrize("groups, message", [
