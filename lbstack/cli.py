@@ -136,7 +136,7 @@ def deploy(inventory: str, rolling: bool, overrides: tuple[tuple[str, object], .
 
     Instances are always updated through the rolling path: drained, switched, health-gated and
     put back a batch at a time (rolling_batch), rolled back automatically when a gate fails (the
-    exit is non-zero and names the gate). A deploy lock on the host refuses a second concurrent
+    exit is non-zero and names the gate). The stack's deploy lock (on its first app host) refuses a second concurrent
     deploy, naming the holder. Exit: pyinfra's (0 done, non-zero failed), 2 for bad arguments.
     """
     import os
