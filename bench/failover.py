@@ -111,6 +111,15 @@ class Bench:
         return converge.pyinfra(self.names, inventory=INVENTORY, settings_file=self.settings, env=self.env,
                                 timeout_s=2400)
 
+    @property
+    def macs(self) -> dict[str, str]:
+        if not hasattr(self, "_macs"):
+            self._macs = {}
+            for tag in ("lb1", "lb2"):
+                _, out, _ = ssh_run(self.hosts[tag], "cat /sys/class/net/priv0/address", timeout_s=10)
+                self._macs[tag] = out.strip()
+        return self._macs
+
     def load(self) -> ClientLoad:
         handle = ClientLoad(self.hosts["client"], f"http://{self.floating}", self.connections, PATHS, records=True)
         time.sleep(3)  # connections open and warm
@@ -168,6 +177,9 @@ class Bench:
                 moved_s = time.monotonic() - fault
                 break
             time.sleep(0.1)
+        time.sleep(3)
+        # what the client's kernel sends to: the floating address's MAC, against each balancer's
+        _, neigh, _ = ssh_run(self.hosts["client"], f"ip neigh show {self.floating}", timeout_s=10)
         time.sleep(max(0.0, hold_s - (time.monotonic() - fault)))
         if kind == "nginx stopped":
             ssh_run(info, "systemctl start nginx.service", timeout_s=30)
@@ -177,7 +189,8 @@ class Bench:
         result = handle.stop()
         return {"step": f"{kind} on the holder", "on": first, "moved_to": other,
                 "moved_after_s": round(moved_s, 2) if moved_s is not None else None, **failures(result, fault),
-                "holder_after_return": holder(self.hosts, self.floating)}
+                "holder_after_return": holder(self.hosts, self.floating),
+                "client_neighbour_3s_after_move": neigh.strip(), "balancer_macs": self.macs}
 
 
 def main() -> None:
@@ -199,6 +212,7 @@ def main() -> None:
             raise SystemExit(f"converge failed:\n{run.stderr[-3000:]}")
         print(f"converged the split stack from bare in {time.monotonic() - started:.0f} s; floating address {floating}")
         install(hosts["client"])
+        bench.macs  # read while both balancers answer
         rows = [bench.rolling(tmp), bench.app_host_stopped(args.hold),
                 bench.balancer_fault("nginx stopped", args.hold), bench.balancer_fault("whole host stopped", args.hold)]
         for row in rows:
