@@ -200,6 +200,11 @@ def deploy_lock(stale_s: int, needed: Callable[[], bool], lock=None):
 
 def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, lb_hosts, lock) -> bool:  # noqa: ARG001
     log = lambda m: host.log_styled(f"rolling: {m}", fg="cyan")  # noqa: E731
+    # an app host that failed earlier in this run (its release not unpacked, say) stops the
+    # stack's update as a rolled-back one does: the stack stays on one release
+    failed_apps = sorted(h.name for h in getattr(state, "failed_hosts", ()) if "app" in getattr(h, "groups", ()))
+    if failed_apps and not ROLL_STOPPED:
+        ROLL_STOPPED[failed_apps[0]] = "it failed earlier in this run"
     if ROLL_STOPPED:
         stopped, why = next(iter(ROLL_STOPPED.items()))
         host.log_styled(f"lbstack: not rolled: the rolling update stopped on {stopped} ({why}); "

@@ -96,3 +96,16 @@ def test_a_host_outside_the_run_is_connected_before_it_is_used():
     other = FakeHost("lb2")
     other.connected = False
     assert operations.reached(other) is other and other.connected
+
+
+def test_an_app_host_that_failed_earlier_in_the_run_stops_the_stacks_update(calls):
+    app1, app2, lb = FakeHost("app1"), FakeHost("app2"), FakeHost("lb1")
+    app1.groups = ("app",)
+
+    class Run:
+        failed_hosts = {app1}
+
+    step = rollout.Step(rollout.Instance(1, "app2-app1", "10.0.0.3:9001"), release="R2")
+    assert operations._roll(Run(), app2, [step], [], GATES, 1, "R2", [lb], app1) is False
+    assert calls == []
+    assert "stopped on app1 (it failed earlier in this run)" in app2.said[0]
