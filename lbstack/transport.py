@@ -51,3 +51,20 @@ def login_method(host: Host) -> tuple[str | None, str]:
         return None, f"pyinfra does not reach {host.name} over ssh (connector {type(host.connector).__name__})"
     handler = transport.auth_handler
     return getattr(handler, "auth_method", None) or None, transport.get_username() or ""
+
+
+# Where pyinfra stages an upload before moving it into place: its TmpDir fact runs as the deploy's
+# command user, and on a host reached over sudo with libpam-tmpdir (which lbstack's OS hardening
+# installs) that is root's private /tmp/user/0, where the ssh user's SFTP cannot write: every
+# upload of the second run failed with "Permission denied" (pyinfra issue 1440). /tmp is
+# pyinfra's own default when the fact is empty; the upload is then moved with sudo as before.
+UPLOAD_TEMP_DIR = "/tmp"
+
+
+def upload_temp_dir(host: Host) -> str:
+    """Pin pyinfra's temp directory to :data:`UPLOAD_TEMP_DIR` unless the user's config set one;
+    returns the directory uploads are staged in."""
+    config = host.state.config
+    if not config.TEMP_DIR:
+        config.TEMP_DIR = UPLOAD_TEMP_DIR
+    return config.TEMP_DIR

@@ -24,10 +24,13 @@ from lbstack import layout
 from e2e_helpers import REHEARSAL_SETTINGS, TIMINGS, current, lbstack, pyinfra, remote, variant
 
 JOBS = 200
-# each job takes 1.1 s and one arrives every 0.6 s for 2 minutes: through the whole rolling update
-# (about a minute) the 2 workers are busy nearly all the time, so they are stopped with a job running
+# each job takes 1.1 s and one arrives every 0.5 s for 100 s, from two posters (a POST slowed by
+# the load does not slow the arrivals): more than the 2 workers can do (1.8 a second), so a
+# backlog builds, and through the whole rolling update the workers are stopped with a job running
+# (at one job every 0.6 s from one poster they were sometimes idle at the switch: a flaky test)
 GRADING_MS = 1100
-SPREAD_S = 120.0
+SPREAD_S = 100.0
+POSTERS = 2
 INVENTORY = "inventories/rehearsal.py"
 
 
@@ -48,10 +51,11 @@ def worker_releases(info) -> dict[str, str]:
     return {k: v.rsplit("/", 1)[-1] for k, v in (line.split("=", 1) for line in out.split())}
 
 
-def submit(base: str, count: int, spread_s: float, results: list) -> None:
-    """POST ``count`` exam results, evenly over ``spread_s`` seconds: (status, id or error) each."""
+def submit(base: str, count: int, spread_s: float, results: list, offset_s: float = 0.0) -> None:
+    """POST ``count`` exam results, evenly over ``spread_s`` seconds from ``offset_s``: (status, id
+    or error) each, appended to ``results``."""
     body = json.dumps({"answers": {"1": 0, "2": 1, "3": 2}, "grading_ms": GRADING_MS}).encode()
-    start = time.monotonic()
+    start = time.monotonic() + offset_s
     for i in range(count):
         time.sleep(max(0.0, start + i * spread_s / count - time.monotonic()))
         request = urllib.request.Request(f"{base}/api/exam-results", data=body, method="POST",
@@ -76,12 +80,15 @@ def test_jobs_submitted_during_a_rolling_update_are_each_processed_exactly_once(
         time.sleep(2)
         handle.mark("deploy")
         started = time.time()
-        poster = threading.Thread(target=submit, args=(f"http://{host.address}", JOBS, SPREAD_S, posted), daemon=True)
-        poster.start()
+        posters = [threading.Thread(target=submit, args=(f"http://{host.address}", JOBS // POSTERS, SPREAD_S, posted,
+                                                         n * SPREAD_S / JOBS), daemon=True) for n in range(POSTERS)]
+        for poster in posters:
+            poster.start()
         run = lbstack(host.name, "deploy", "--rolling", INVENTORY, "--set", f"app_source={variant(tmp_path, 'q2')}",
                       settings=REHEARSAL_SETTINGS)
         handle.mark("deployed")
-        poster.join(timeout=SPREAD_S + 60)
+        for poster in posters:
+            poster.join(timeout=SPREAD_S + 60)
         time.sleep(1)
     assert run["rc"] == 0, run["stderr"][-4000:] + run["stdout"][-4000:]
     result = handle.result()
@@ -148,15 +155,15 @@ def test_the_scheduler_runs_every_minute(host):
     log = f"{layout.SHARED_DIR}/storage/logs/scheduler.log"
     rc, out, _ = remote(host, "date +%s")
     since = int(out)
-    deadline = time.monotonic() + 200
-    while True:  # the next three runs from now (a host just out of heavy load may have skipped one)
+    deadline = time.monotonic() + 140
+    while True:  # the next two runs from now (a host just out of heavy load may have skipped one)
         rc, out, _ = remote(host, f"cat {log} 2>/dev/null; true")
         stamps = [s for s in (utc(m, "%Y-%m-%d %H:%M:%S") for m in re.findall(
             r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] production\.INFO: heartbeat", out, re.M)) if s >= since]
-        if len(stamps) >= 3 or time.monotonic() > deadline:
+        if len(stamps) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(10)
-    assert len(stamps) >= 3, out[-1000:]
+    assert len(stamps) >= 2, out[-1000:]
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert all(58 <= gap <= 62 for gap in gaps), gaps
     rc, out, _ = remote(host, f"stat -c '%U' {log}; systemctl show -p User --value {layout.SCHEDULE_SERVICE}")

@@ -280,7 +280,8 @@ def test_one_app_host_scales_through_the_rolling_path_under_load(split):
     def scaled(count: int) -> converge.PyinfraRun:
         env = {"LBSTACK_REHEARSAL_GROUPS": groups_of(hosts),
                "LBSTACK_REHEARSAL_HOST_SETTINGS": json.dumps({app2: {"instances": count}})}
-        return converge.pyinfra(stack, inventory=INVENTORY, settings_file=hosts["settings"], env=env, timeout_s=1200)
+        return converge.pyinfra(stack, inventory=INVENTORY, settings_file=hosts["settings"], env=env, timeout_s=1200,
+                                as_json=True)
 
     for count in (3, INSTANCES):
         load = ClientLoad(hosts["client"], f"http://{hosts['floating']}", 200, PATHS)
@@ -297,6 +298,10 @@ def test_one_app_host_scales_through_the_rolling_path_under_load(split):
             assert _upstream_members(hosts[lb]) == wanted, lb
         rc, out, _ = run(hosts["app2"], "systemctl list-units --plain --no-legend --state=active 'lbstack-fpm@*'")
         assert len(out.splitlines()) == count, out
+        # MariaDB and Redis (on the data host) took their new sizing without a restart
+        restarted = [op["name"] for op in run_.results["operations"]
+                     if op["success"] and ("Restart MariaDB" in op["name"] or "Restart Redis" in op["name"])]
+        assert restarted == [], restarted
         if count > INSTANCES:  # the new instance was gated before the balancers sent it traffic
             assert "app3: gate passed" in run_.stderr, run_.stderr[-3000:]
         else:

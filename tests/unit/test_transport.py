@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lbstack.transport import no_delay, run_command
+from lbstack.transport import UPLOAD_TEMP_DIR, no_delay, run_command, upload_temp_dir
 
 
 def host_with(sock):
@@ -77,3 +77,13 @@ def test_a_direct_command_without_sudo_in_the_inventory_runs_as_the_login_user()
     host, seen = _host({"ssh_user": "root"})
     run_command(host, "true", 12.7)
     assert not seen["_sudo"] and seen["_timeout"] == 12
+
+
+def test_uploads_are_staged_in_tmp_not_in_the_sudo_users_private_tmpdir():
+    """With libpam-tmpdir, TmpDir through sudo is /tmp/user/0, unwritable for the ssh user's SFTP."""
+    from pyinfra.api import Config
+
+    host = SimpleNamespace(state=SimpleNamespace(config=Config()))
+    assert upload_temp_dir(host) == UPLOAD_TEMP_DIR == "/tmp" and host.state.config.TEMP_DIR == "/tmp"
+    mine = SimpleNamespace(state=SimpleNamespace(config=Config(TEMP_DIR="/var/tmp/deploys")))
+    assert upload_temp_dir(mine) == "/var/tmp/deploys"  # the user's own choice stays
