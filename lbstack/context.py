@@ -30,7 +30,6 @@ def host_context(host: Host) -> tuple[Settings, Plan]:
     host's ssh connection is also set up for many small commands (:func:`transport.no_delay`).
     """
     transport.no_delay(host)
-    transport.upload_temp_dir(host)
     try:
         settings = settings_mod.load(host.data.get("lbstack"))
         settings_mod.check_app_account(settings, host.get_fact(Account, user=settings.app_user), layout.APP_HOME)

@@ -24,6 +24,7 @@ from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
 from lbstack import transport
+from lbstack.transport import UPLOAD_TEMP_DIR
 from lbstack.context import host_context
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -112,7 +113,7 @@ def session(inventory_path: str, limit: list[str] | None = None) -> Iterator[Ses
     """Connect to the inventory's hosts (or ``limit``); always disconnect afterwards."""
     state = State(check_for_changes=True)
     state.cwd = str(deploy_dir().parent)
-    config = Config(CONNECT_TIMEOUT=CONNECT_TIMEOUT_S)
+    config = Config(CONNECT_TIMEOUT=CONNECT_TIMEOUT_S, TEMP_DIR=UPLOAD_TEMP_DIR)  # as ./config.py for pyinfra
     errors = _ConnectErrors()
     with ctx_state.use(state), ctx_config.use(config):
         inventory = load_inventory(inventory_path, state)

@@ -58,13 +58,7 @@ def login_method(host: Host) -> tuple[str | None, str]:
 # installs) that is root's private /tmp/user/0, where the ssh user's SFTP cannot write: every
 # upload of the second run failed with "Permission denied" (pyinfra issue 1440). /tmp is
 # pyinfra's own default when the fact is empty; the upload is then moved with sudo as before.
+# Set as pyinfra's TEMP_DIR before any operation exists (the repository's config.py, which the
+# pyinfra command loads, and lbstack's own sessions): set later, it contradicts the ``_temp_dir``
+# that deploys already captured.
 UPLOAD_TEMP_DIR = "/tmp"
-
-
-def upload_temp_dir(host: Host) -> str:
-    """Pin pyinfra's temp directory to :data:`UPLOAD_TEMP_DIR` unless the user's config set one;
-    returns the directory uploads are staged in."""
-    config = host.state.config
-    if not config.TEMP_DIR:
-        config.TEMP_DIR = UPLOAD_TEMP_DIR
-    return config.TEMP_DIR

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lbstack.transport import UPLOAD_TEMP_DIR, no_delay, run_command, upload_temp_dir
+from lbstack.transport import UPLOAD_TEMP_DIR, no_delay, run_command
 
 
 def host_with(sock):
@@ -79,11 +79,18 @@ def test_a_direct_command_without_sudo_in_the_inventory_runs_as_the_login_user()
     assert not seen["_sudo"] and seen["_timeout"] == 12
 
 
-def test_uploads_are_staged_in_tmp_not_in_the_sudo_users_private_tmpdir():
-    """With libpam-tmpdir, TmpDir through sudo is /tmp/user/0, unwritable for the ssh user's SFTP."""
-    from pyinfra.api import Config
+def test_uploads_are_staged_in_tmp_not_in_the_sudo_users_private_tmpdir(tmp_path):
+    """With libpam-tmpdir, TmpDir through sudo is /tmp/user/0, unwritable for the ssh user's SFTP:
+    the pyinfra command, run from the repository, loads ./config.py, which pins TEMP_DIR before any
+    operation exists (a deploy that only prints what it sees, on @local)."""
+    import subprocess
+    import sys
 
-    host = SimpleNamespace(state=SimpleNamespace(config=Config()))
-    assert upload_temp_dir(host) == UPLOAD_TEMP_DIR == "/tmp" and host.state.config.TEMP_DIR == "/tmp"
-    mine = SimpleNamespace(state=SimpleNamespace(config=Config(TEMP_DIR="/var/tmp/deploys")))
-    assert upload_temp_dir(mine) == "/var/tmp/deploys"  # the user's own choice stays
+    from lbstack import REPO_ROOT
+
+    deploy = tmp_path / "show.py"
+    deploy.write_text("from pyinfra import config\nprint('TEMP_DIR=' + str(config.TEMP_DIR))\n")
+    run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "@local", str(deploy)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert f"TEMP_DIR={UPLOAD_TEMP_DIR}" in run.stdout + run.stderr, run.stdout + run.stderr
+    assert UPLOAD_TEMP_DIR == "/tmp"
