@@ -5,8 +5,8 @@ set-up torn down leaving no namespace, veth, bridge or daemon.
 
 This is also the suite's converge on a real kernel with cgroup v2 (the container tier's is cgroup
 v1): the converge's verification reads every planned limit back from the cgroup v2 files
-(``memory.high`` included), and after it a second run changes nothing, a busy loop in the cache
-slice stays near the planned CPU quota and a process over the slice's MemoryMax is OOM-killed.
+(``memory.high`` included), and after it busy loops in the cache slice stay near its planned CPU
+quota and a process over the slice's MemoryMax is OOM-killed.
 
 The steps are read from the README's block marked ``vagrant-steps`` and run from a copy of the
 checkout (``.venv`` linked in), so a Vagrant machine of the checkout itself is never touched.
@@ -141,7 +141,6 @@ def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path, session_
     assert "(override)" in converge and "8 vCPU, 16384 MiB" in converge  # planned as production
     # the planned limits read back from cgroup v2's own files, memory.high included
     assert re.search(r"cgroup v2 memory\.high", converge), converge[-3000:]
-    assert outputs["no-op re-run"] == "changed nothing"
     probe = json.loads(outputs["cgroup v2 probe"])
     quota = _vagrant_plan().limits["cache"].cpu_quota_pct / 100
     assert quota * 0.7 <= probe["busy_share"] <= quota * 1.2, f"busy loop used {probe['busy_share']:.2f} CPU under {quota}"
@@ -190,17 +189,8 @@ print(json.dumps({"busy_share": share, "hog_result": result, "hog_survived": "su
 
 
 def _check_converged_on_cgroup_v2(workdir: Path, converge_line: str, outputs: dict[str, str]) -> None:
-    """After the converge: run it again (``--json``: nothing may change), then the probe above."""
-    argv = shlex.split(converge_line)
-    argv.insert(argv.index("-y") + 1, "--json")
-    started = time.monotonic()
-    again = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=_timeout(converge_line),
-                           stdin=subprocess.DEVNULL)
-    TIMINGS["vagrant: no-op re-run"] = time.monotonic() - started
-    assert again.returncode == 0, again.stderr[-4000:]
-    operations = json.loads(again.stdout)["results"]["operations"]
-    changed = [op["name"] for op in operations if op["success"] or op["error"]]
-    outputs["no-op re-run"] = "changed nothing" if not changed else f"changed: {changed}"
+    """After the converge: the probe above, on the VM. (No second run here: it took 175 s of
+    TCG, and the container host and the split stack prove a no-op re-run.)"""
     run = [".venv/bin/lbstack", "rehearsal", "vagrant", "run", "--", "vagrant", "ssh", "-c",
            f"sudo python3 -c {shlex.quote(CGROUP_V2_PROBE)}"]
     proc = subprocess.run(run, cwd=workdir, capture_output=True, text=True, timeout=300)
