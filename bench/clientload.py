@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 
 from lbstack import REPO_ROOT
 from lbstack.rehearsal import HostInfo, ssh_run
@@ -34,7 +33,7 @@ class ClientLoad:
 
     def __init__(self, info: HostInfo, url: str, connections: int, paths: tuple[str, ...], seconds: int = 600,
                  timeout_s: float = 15.0, records: bool = False):
-        self.info, self.result, self.started = info, {}, time.time()
+        self.info, self.result = info, {}
         self.pidfile = f"{LOAD_DIR}/load-{id(self)}.pid"  # this run's process, for stop()
         args = " ".join(f"--path {p}" for p in paths)
         self.command = (f"cd {LOAD_DIR} && echo $$ > {self.pidfile} && exec python3 load.py {url} "

@@ -125,7 +125,7 @@ def test_readme_vagrant_steps_boot_converge_and_leave_nothing(tmp_path, session_
             if "vagrant up" in line:
                 _check_up(workdir)
             if "deploy/full.py" in line:
-                _check_converged_on_cgroup_v2(workdir, line, outputs)
+                _check_converged_on_cgroup_v2(workdir, outputs)
             if "destroy" in line:
                 # what `vagrant destroy -f` must have removed, read from libvirt before it stops
                 assert vagrant.leftovers() == {"domains": [], "volumes": [], "networks": []}
@@ -188,7 +188,7 @@ print(json.dumps({"busy_share": share, "hog_result": result, "hog_survived": "su
 '''
 
 
-def _check_converged_on_cgroup_v2(workdir: Path, converge_line: str, outputs: dict[str, str]) -> None:
+def _check_converged_on_cgroup_v2(workdir: Path, outputs: dict[str, str]) -> None:
     """After the converge: the probe above, on the VM. (No second run here: it took 175 s of
     TCG, and the container host and the split stack prove a no-op re-run.)"""
     run = [".venv/bin/lbstack", "rehearsal", "vagrant", "run", "--", "vagrant", "ssh", "-c",
