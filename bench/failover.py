@@ -11,12 +11,16 @@ the floating address throughout each step:
 
 1. **rolling update**: ``lbstack deploy --rolling`` of a new build (one instance at a time
    across both app hosts, drained on both balancers);
-2. **app host stopped**: app2's cgroups frozen and its link cut (a host losing power) for
-   ``--hold`` seconds, then back, then ``deploy/full.py`` on the stack: requests must reach
-   app2's instances again;
+2. **app host shut down**: app2's FPM instances and workers stopped as a shutdown stops them,
+   then its power off (cgroups frozen, link cut) for ``--hold`` seconds, then powered on with
+   its instances not started, then ``deploy/full.py`` on the stack: requests must reach app2's
+   instances again;
+   **app host lost power**: the same without the orderly stop (requests in flight on app2 are
+   lost with it);
 3. **nginx stopped** on the balancer holding the address, for ``--hold`` seconds;
-4. **whole balancer host stopped** (frozen, link cut), the one holding the address then;
-   afterwards, which balancer holds the address (no preemption: the one that took it keeps it).
+4. **whole balancer host stopped** (frozen, link cut), the one holding the address then; it
+   comes back as after a reboot (:meth:`Bench.rebooted`); afterwards, which balancer holds the
+   address (no preemption: the one that took it keeps it).
 
 Prints per step the requests, the failed ones (by kind), the share failed, when they failed
 (seconds after the fault; containers share this machine's clock) and, for the balancer faults,
@@ -140,12 +144,21 @@ class Bench:
         return {"step": "rolling update", "seconds": round(seconds, 1), **failures(result, started),
                 "releases": dict(Counter(r["release"] for r in result["records"] if r["release"]))}
 
-    def app_host_stopped(self, hold_s: float) -> dict:
+    def app_host_stopped(self, hold_s: float, orderly: bool) -> dict:
+        """app2 shut down (``orderly``: its services stopped as a shutdown stops them, then the power
+        off) or losing power (no process runs any more, its link cut), for ``hold_s``; then
+        powered on with its FPM instances not started (a host booting), and a converge."""
         app2 = self.hosts["app2"]
         handle = self.load()
         fault = time.monotonic()
+        if orderly:
+            ssh_run(app2, "systemctl stop 'lbstack-queue@*.service' 'lbstack-fpm@*.service'", timeout_s=120)
         power(self.net, app2, False)
         time.sleep(hold_s)
+        if not orderly:  # what a boot would not have: the instances that ran when the power went
+            cgroups.freeze(app2.cgroups, False)
+            ssh_run(app2, "systemctl kill -s KILL 'lbstack-fpm@*.service'; systemctl stop 'lbstack-queue@*.service' "
+                          "'lbstack-fpm@*.service'", timeout_s=120)
         power(self.net, app2, True)
         back = time.monotonic()
         run = self.converge()
@@ -153,13 +166,23 @@ class Bench:
         time.sleep(5)
         result = handle.stop()
         prefix = f"{app2.name}-"
-        return {"step": "app host stopped", "hold_s": hold_s, **failures(result, fault),
-                "converge_after_rc": run.rc, "converge_after_s": round(converged - back, 1),
+        return {"step": "app host shut down" if orderly else "app host lost power", "hold_s": hold_s,
+                **failures(result, fault), "converge_after_rc": run.rc, "converge_after_s": round(converged - back, 1),
                 "app2_served_while_stopped": sum(n for i, n in served_after(result, fault + 1).items()
                                                  if i.startswith(prefix)) - sum(
                     n for i, n in served_after(result, back).items() if i.startswith(prefix)),
                 "app2_served_after_converge": sum(n for i, n in served_after(result, converged).items()
                                                   if i.startswith(prefix))}
+
+    def rebooted(self, info) -> None:
+        """A balancer whose power was cut comes back as after a reboot: its link up only once its
+        processes are fresh (keepalived starts as BACKUP, no floating address; nginx started). A
+        thawed host would resume as the MASTER it was when frozen, still holding the address."""
+        cgroups.freeze(info.cgroups, False)
+        ssh_run(info, "systemctl kill -s KILL keepalived.service nginx.service; systemctl stop keepalived.service "
+                      f"nginx.service; ip -4 addr del {self.floating}/32 dev priv0 2>/dev/null; true", timeout_s=60)
+        link(self.net, info, "up")
+        ssh_run(info, "systemctl start nginx.service keepalived.service", timeout_s=60)
 
     def balancer_fault(self, kind: str, hold_s: float) -> dict:
         (first,) = holder(self.hosts, self.floating)
@@ -184,7 +207,7 @@ class Bench:
         if kind == "nginx stopped":
             ssh_run(info, "systemctl start nginx.service", timeout_s=30)
         else:
-            power(self.net, info, True)
+            self.rebooted(info)
         time.sleep(8)  # the first balancer back: does it take the address back?
         result = handle.stop()
         return {"step": f"{kind} on the holder", "on": first, "moved_to": other,
@@ -213,7 +236,8 @@ def main() -> None:
         print(f"converged the split stack from bare in {time.monotonic() - started:.0f} s; floating address {floating}")
         install(hosts["client"])
         bench.macs  # read while both balancers answer
-        rows = [bench.rolling(tmp), bench.app_host_stopped(args.hold),
+        rows = [bench.rolling(tmp), bench.app_host_stopped(args.hold, orderly=True),
+                bench.app_host_stopped(args.hold, orderly=False),
                 bench.balancer_fault("nginx stopped", args.hold), bench.balancer_fault("whole host stopped", args.hold)]
         for row in rows:
             extra = {k: v for k, v in row.items() if k not in ("step", "requests", "failed", "failed_pct")}
