@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import threading
 
 from lbstack import REPO_ROOT
@@ -29,16 +30,20 @@ def install(info: HostInfo) -> None:
 
 
 class ClientLoad:
-    """``connections`` keep-alive connections from ``info`` to ``url``, GETs round-robin over ``paths``."""
+    """``connections`` keep-alive connections from ``info`` to ``url``, GETs round-robin over ``paths``
+    (https: the chain verified against ``cafile`` on the client, for ``host_header``'s name)."""
 
     def __init__(self, info: HostInfo, url: str, connections: int, paths: tuple[str, ...], seconds: int = 600,
-                 timeout_s: float = 15.0, records: bool = False):
+                 timeout_s: float = 15.0, records: bool = False, host_header: str | None = None,
+                 cafile: str | None = None):
         self.info, self.result = info, {}
         self.pidfile = f"{LOAD_DIR}/load-{id(self)}.pid"  # this run's process, for stop()
         args = " ".join(f"--path {p}" for p in paths)
         self.command = (f"cd {LOAD_DIR} && echo $$ > {self.pidfile} && exec python3 load.py {url} "
                         f"--connections {connections} --duration {seconds} {args} --timeout {timeout_s} --json"
-                        + (" --records" if records else ""))
+                        + (" --records" if records else "")
+                        + (f" --host-header {shlex.quote(host_header)}" if host_header else "")
+                        + (f" --cafile {shlex.quote(cafile)}" if cafile else ""))
         self.thread = threading.Thread(target=self._run, args=(seconds,), daemon=True)
         self.thread.start()
 

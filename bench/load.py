@@ -45,6 +45,7 @@ import json
 import math
 import resource
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -342,17 +343,18 @@ async def _exchange(conn: _Connection, request: bytes) -> _Answer:
 
 
 class _Target:
-    """Where the load goes, parsed from ``http://host[:port][/path]``."""
+    """Where the load goes, parsed from ``http(s)://host[:port][/path]``."""
 
     def __init__(self, url: str, host_header: str | None) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http":
-            raise ValueError(f"only plain http:// targets are supported, not {url!r}")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"only http:// and https:// targets are supported, not {url!r}")
+        self.tls = parts.scheme == "https"
         if not parts.hostname:
             raise ValueError(f"no host in target {url!r}")
         self.url = url
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if self.tls else 80)
         self.host_header = host_header or parts.netloc.rpartition("@")[2]
         self.default_path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
@@ -394,8 +396,11 @@ class LoadGenerator:
                  paths: Sequence[str] | None = None, max_requests: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, host_header: str | None = None,
                  headers: dict[str, str] | None = None, ramp_s: float | None = None,
-                 connect_backoff_s: float = DEFAULT_CONNECT_BACKOFF_S) -> None:
+                 connect_backoff_s: float = DEFAULT_CONNECT_BACKOFF_S, cafile: str | None = None) -> None:
         self.target = _Target(target, host_header)
+        # https: the certificate is verified (against ``cafile``, else the system's CAs) for the
+        # name in the Host header, which is also the SNI name
+        self.tls = ssl.create_default_context(cafile=cafile) if self.target.tls else None
         if not 0 < duration_s <= MAX_DURATION_S:
             raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}], not {duration_s}")
         if connections < 1:
@@ -486,8 +491,9 @@ class LoadGenerator:
 
     async def _connect(self) -> _Connection:
         try:
-            reader, writer = await asyncio.open_connection(self.target.host, self.target.port,
-                                                           limit=MAX_HEAD_BYTES)
+            reader, writer = await asyncio.open_connection(
+                self.target.host, self.target.port, limit=MAX_HEAD_BYTES, ssl=self.tls,
+                server_hostname=self.target.host_header.rsplit(":", 1)[0] if self.tls else None)
         except OSError as exc:
             raise _Failure("connect", True) from exc
         self.result.connections_opened += 1
@@ -701,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=(
         "Send bounded HTTP GET load over keep-alive connections and summarize every answer. "
         "Exit 0 without failures (5xx or connection errors), 3 otherwise."))
-    parser.add_argument("url", help="http://host[:port] (plain http only)")
+    parser.add_argument("url", help="http://host[:port] or https://host[:port] (certificate verified)")
     parser.add_argument("--connections", "-c", type=int, default=10)
     parser.add_argument("--duration", "-d", type=float, required=True,
                         help=f"seconds, at most {MAX_DURATION_S:g}")
@@ -711,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     parser.add_argument("--host-header")
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
+    parser.add_argument("--cafile", help="https: CA certificates to verify the server's chain with")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--records", action="store_true", help="with --json: every request's record too")
     args = parser.parse_args(argv)
@@ -724,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         generator = LoadGenerator(args.url, duration_s=args.duration, connections=args.connections,
                                   paths=args.paths, max_requests=args.max_requests,
                                   timeout_s=args.timeout, host_header=args.host_header,
-                                  headers=headers)
+                                  headers=headers, cafile=args.cafile)
         result = asyncio.run(_run_with_sigint(generator))
     except ValueError as exc:
         parser.error(str(exc))

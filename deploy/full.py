@@ -7,7 +7,8 @@ verification of the live state against the capacity plan.
 from pyinfra import host, logger
 
 from deploy import (
-    app, base, firewall, hardening, keepalived, limits, owned, mariadb, nginx, php_fpm, queue, redis, secrets, verification,
+    app, base, firewall, hardening, keepalived, limits, monitoring, owned, mariadb, nginx, php_fpm, queue, redis, secrets,
+    verification,
 )
 from lbstack import report
 from lbstack.context import host_context
@@ -37,6 +38,8 @@ if "lb" in plan.components:
     elif settings.lb_floating_address:
         logger.warning(f"{host.name}: lb_floating_address is set, but there is one lb host: no keepalived "
                        "(add a second balancer to the lb group, or unset it)")
+if settings.monitoring:
+    monitoring.monitoring(settings, plan)
 # connection limits were only raised before the instances changed; now they may come down
 if "db" in plan.components:
     mariadb.final_sizing(settings, plan)

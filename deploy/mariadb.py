@@ -98,7 +98,7 @@ def mariadb(settings: Settings, plan: Plan) -> None:
         database=settings.db_name,
         user=settings.db_user,
         client_hosts=app_client_hosts(),
-        keep=tuple(settings.db_keep_accounts),
+        keep=tuple(layout.kept_accounts(settings)),
     )
 
 

@@ -5,9 +5,11 @@ component/check/expected/actual table.
 
 from __future__ import annotations
 
+import time
+
 from pyinfra.api import deploy
 
-from lbstack import verification as host_verification
+from lbstack import textfiles, verification as host_verification
 from lbstack.operations import verification_report
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -15,5 +17,9 @@ from lbstack.settings import Settings
 
 @deploy("lbstack verification")
 def verification(settings: Settings, plan: Plan) -> None:
+    record = None
+    if settings.monitoring:
+        def record(rows):
+            return textfiles.write_command(textfiles.DEPLOY_PROM, textfiles.deploy_textfile(plan, rows, time.time()))
     verification_report(name="Verify the host against the capacity plan",
-                        gather=lambda: host_verification.gather(settings, plan))
+                        gather=lambda: host_verification.gather(settings, plan), record=record)

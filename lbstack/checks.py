@@ -349,7 +349,7 @@ def check_mariadb(plan: Plan, security: dict, settings: Settings | None = None) 
     extra = []
     if settings is not None:
         extra = layout.mariadb_extra_accounts(security.get("accounts", []), settings.db_user,
-                                              list(settings.db_keep_accounts))
+                                              layout.kept_accounts(settings))
     return [
         Check("db", "accounts beyond MariaDB's own and the app's", "none", " ".join(extra)[:160] or "none",
               not extra, "dropped by the next converge (db_keep_accounts keeps yours)" if extra else ""),
@@ -497,3 +497,44 @@ def check_effective_php(expected: dict[str, dict[str, str]], actual: dict[str, d
         rows.append(Check("app", f"{name} PHP settings in force", want, "lbstack's" if not wrong else
                           "; ".join(wrong)[:160], not wrong, "" if not wrong else "the next converge reloads it"))
     return rows
+
+
+def check_certificate(settings: Settings, served: dict | None, acme: dict | None, now: float) -> list[Check]:
+    """The certificate nginx serves (``served``: facts.tls.ServedCertificate) carries every
+    server_name and is not about to expire (``tls_expiry_days``); for tls: acme (``acme``:
+    facts.tls.AcmeCertificate) it is certbot's current one (a renewal nginx has not loaded
+    shows here), and certbot renews it from the configured directory, through the webroot,
+    with lbstack's deploy hook."""
+    if served is None:
+        return [Check("lb", "certificate served on 443", "a certificate", "no TLS answer", False,
+                      "tls is acme and none is issued yet" if settings.tls == "acme" else "")]
+    # a self-signed certificate (rehearsals) names only the first server_name, in its CN
+    names = [n for n in settings.server_names if n not in ("_", "localhost")] if settings.tls != "self_signed" else []
+    missing = [n for n in names if not _covers(served["names"], n)]
+    rows = [Check("lb", "certificate served on 443 names", " ".join(names) or "(any)",
+                  " ".join(served["names"]) or "(none)", not missing,
+                  f"missing: {' '.join(missing)}" if missing else f"issuer {served['issuer']}")]
+    left_days = None if served["not_after"] is None else (served["not_after"] - now) / 86400
+    rows.append(Check("lb", "certificate served on 443 expires in", f"> {settings.tls_expiry_days} days",
+                      "unknown" if left_days is None else f"{left_days:.1f} days",
+                      left_days is not None and left_days > settings.tls_expiry_days,
+                      "renewal is due 30 days before expiry (lbstack-acme-renew.timer)" if settings.tls == "acme" else
+                      "tls_expiry_days"))
+    if settings.tls == "acme":
+        cert = (acme or {}).get("certificate")
+        rows.append(_row("lb", "certificate served is certbot's current one (serial)",
+                         cert["serial"] if cert else "an issued certificate", served["serial"]))
+        renewal = (acme or {}).get("renewal", {})
+        rows += [
+            _row("lb", "ACME renewal: directory", settings.tls_acme_directory, renewal.get("server")),
+            _row("lb", "ACME renewal: HTTP-01 through nginx's webroot",
+                 f"webroot {layout.ACME_WEBROOT}",
+                 f"{renewal.get('authenticator')} {renewal.get('webroot_path')}"),
+            _row("lb", "ACME renewal: deploy hook (nginx -t, reload)", f"{layout.ACME_HELPER} deployed",
+                 renewal.get("renew_hook")),
+        ]
+    return rows
+
+
+def _covers(names: list[str], wanted: str) -> bool:
+    return wanted in names or any(n.startswith("*.") and wanted.split(".", 1)[-1] == n[2:] for n in names)

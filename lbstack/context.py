@@ -33,6 +33,11 @@ def host_context(host: Host) -> tuple[Settings, Plan]:
     try:
         settings = settings_mod.load(host.data.get("lbstack"))
         settings_mod.check_app_account(settings, host.get_fact(Account, user=settings.app_user), layout.APP_HOME)
+        if settings.tls == "acme" and len(host.inventory.get_group("lb", [])) > 1:
+            raise SettingsError(
+                "tls: acme with two or more lb hosts: each would ask for its own certificate, and an HTTP-01 "
+                "token written on one is fetched from whichever holds the address. Use tls: files (one "
+                "certificate copied to every balancer), or one lb host.")
         return settings, plan_for(host, settings)
     except (SettingsError, PlanError) as exc:
         print(f"lbstack: {host.name}: {exc}", file=sys.stderr)

@@ -47,6 +47,16 @@ MANIFESTS_DIR = f"{STATE_DIR}/manifests"
 MAINTENANCE_FLAG = f"{STATE_DIR}/maintenance"  # present: nginx answers 503 + Retry-After
 MAINTENANCE_RETRY_AFTER_S = 30
 
+# tls: acme (certbot, Debian's; one certificate named CERT_NAME for every server_name)
+ACME_HELPER = "/usr/local/sbin/lbstack-acme"  # issue, renew, the deploy hook (validate, reload nginx)
+ACME_WEBROOT = f"{STATE_DIR}/acme"  # HTTP-01 tokens, served by nginx under /.well-known/acme-challenge/
+ACME_CERT_NAME = "lbstack"
+LETSENCRYPT_DIR = "/etc/letsencrypt"
+ACME_LIVE = f"{LETSENCRYPT_DIR}/live/{ACME_CERT_NAME}"  # fullchain.pem, privkey.pem, cert.pem (certbot's links)
+ACME_RENEWAL_CONF = f"{LETSENCRYPT_DIR}/renewal/{ACME_CERT_NAME}.conf"
+ACME_RENEW_SERVICE = "lbstack-acme-renew.service"  # lbstack-acme renew ...
+ACME_RENEW_TIMER = "lbstack-acme-renew.timer"  # ... twice a day (Debian's certbot.timer is masked)
+
 QUEUE_UNIT = "lbstack-queue@.service"  # artisan queue:work, one unit per worker
 SCHEDULE_SERVICE = "lbstack-schedule.service"  # artisan schedule:run, oneshot ...
 SCHEDULE_TIMER = "lbstack-schedule.timer"  # ... every minute
@@ -99,6 +109,13 @@ def redis_probes() -> list[list[str]]:
 # MariaDB's own accounts on Debian 12 (besides root@localhost): kept; any other account but the
 # app user's (and db_keep_accounts) is drift and dropped by the converge
 MARIADB_SYSTEM_ACCOUNTS = ("root@localhost", "mariadb.sys@localhost", "mysql@localhost")
+MARIADB_EXPORTER_ACCOUNT = "prometheus@localhost"  # monitoring: the exporter's (unix_socket, no password)
+
+
+def kept_accounts(settings) -> list[str]:
+    """Accounts besides MariaDB's own and the app's that the converge keeps: db_keep_accounts, and
+    the exporter's with monitoring on."""
+    return list(settings.db_keep_accounts) + ([MARIADB_EXPORTER_ACCOUNT] if settings.monitoring else [])
 
 
 def mariadb_extra_accounts(accounts: list[str], app_user: str, keep: list[str]) -> list[str]:

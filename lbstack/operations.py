@@ -18,7 +18,8 @@ from facts.base import Account
 from facts.files import Directories, FileState, StagedDiffers
 from facts.secrets import HELPER, SecretFileCurrent, SecretNames
 from facts.limits import ControlOverrides, UnitLimits
-from lbstack import checks, deploylock, report, rollout, transport
+from facts.tls import AcmeCertificate
+from lbstack import checks, deploylock, layout, report, rollout, transport
 
 
 @operation()
@@ -130,6 +131,28 @@ def promote(files: list[tuple[str, str, str]], test: str | None = None):
     for staged, live, mode in files:
         if live in differ:
             yield StringCommand("mv", "-f", f"{live}.lbstack-new", live)
+
+
+@operation()
+def promote_until(files: list[tuple[str, str, str]], test: str, needs: str,
+                  fallback: list[tuple[str, str, str]], fallback_test: str):
+    """:func:`promote` ``files``, or, while ``needs`` (a file the set uses: a certificate not issued
+    yet) is missing on the host when the step runs, the ``fallback`` set."""
+    if not host.get_fact(FileState, path=needs):
+        files, test = fallback, fallback_test
+    yield from promote._inner(files=files, test=test)
+
+
+@operation()
+def acme_certificate(names: list[str], directory: str):
+    """The ACME certificate for ``names`` from ``directory``, issued by ``lbstack-acme issue``
+    when there is none, or when its names or its directory are not these; renewals are the
+    timer's. A failed issuance fails the step with lbstack-acme's reason and changes no nginx file."""
+    found = host.get_fact(AcmeCertificate, live=layout.ACME_LIVE, renewal=layout.ACME_RENEWAL_CONF)
+    cert = found["certificate"]
+    if cert and sorted(cert["names"]) == sorted(names) and found["renewal"].get("server") == directory:
+        return
+    yield StringCommand(layout.ACME_HELPER, "issue")
 
 
 @operation()
@@ -284,12 +307,13 @@ def _unreadable(state, host, reason: str) -> bool:  # noqa: ARG001
 
 
 @operation(is_idempotent=False)
-def verification_report(gather: Callable[[], list[checks.Check]]):
+def verification_report(gather: Callable[[], list[checks.Check]], record: Callable | None = None):
     """Verify the host against the plan after every other operation ran.
 
     ``gather`` reads the live state with lbstack's facts and returns the check rows. Runs only
     while executing (at plan time the host has not converged yet). Reports no change when
-    everything matches; otherwise prints the table and fails the run.
+    everything matches; otherwise prints the table and fails the run. ``record(rows)``: a shell
+    command that leaves the result on the host (monitoring's textfile).
     """
     if not state.is_executing:
         return
@@ -299,6 +323,8 @@ def verification_report(gather: Callable[[], list[checks.Check]]):
         yield FunctionCommand(_unreadable, (f"{type(exc).__name__}: {exc}",), {})
         return
     report.print_tables(report.verification_table(host.name, rows), stderr=True)
+    if record:  # the result for monitoring: a record of the run, not a change of the host's state
+        transport.run_command(host, StringCommand(record(rows)), 30)
     bad = checks.failures(rows)
     if bad:
         yield FunctionCommand(_failed, (len(bad),), {})

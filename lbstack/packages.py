@@ -16,6 +16,7 @@ PHP_EXTENSIONS = ("fpm", "cli", "mysql", "opcache", "mbstring", "xml", "curl", "
 FAIL2BAN = ["fail2ban", "python3-systemd"]  # python3-systemd: its journal backend
 UNATTENDED_UPGRADES = ["unattended-upgrades"]
 OS_HARDENING = ["acct", "sysstat", "debsums", "apt-show-versions", "libpam-tmpdir"]
+ACME = ["certbot"]  # tls: acme (certbot's webroot authenticator: no plugin)
 KEEPALIVED = ["keepalived"]  # lb hosts sharing a floating address (lb_floating_address)
 COMPOSER = ["composer", "unzip"]  # only for a release with composer.json and no vendor/
 # on the app hosts: verification logs in to MariaDB and Redis with the app's credentials, from
@@ -31,7 +32,7 @@ def php(settings: Settings) -> list[str]:
 
 def by_component(settings: Settings, components: tuple[str, ...]) -> dict[str, list[str]]:
     """The packages of each placed component (and the firewall's and the host hardening's, when on)."""
-    wanted = {"lb": LB, "app": php(settings) + APP_CLIENTS + list(settings.app_packages), "db": DB, "cache": CACHE}
+    wanted = {"lb": LB + (ACME if settings.tls == "acme" else []), "app": php(settings) + APP_CLIENTS + list(settings.app_packages), "db": DB, "cache": CACHE}
     found = {c: list(wanted[c]) for c in COMPONENTS if c in components}
     if settings.firewall:
         found["firewall"] = list(FIREWALL)

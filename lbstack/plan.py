@@ -39,6 +39,8 @@ from lbstack.settings import Settings
 COMPONENTS = ("lb", "app", "db", "cache")
 # budgeted parts besides the components: the app hosts' queue workers and scheduler
 QUEUE = "queue"
+# ... and, with monitoring on, every host's exporters (and Prometheus on the host that runs it)
+MONITORING = "monitoring"
 SLICE_PARENT = "lbstack.slice"
 
 MEMORY_HIGH_FRACTION = 0.90  # MemoryHigh as a share of MemoryMax
@@ -78,7 +80,8 @@ QUEUE_STOP_MARGIN_S = 30  # a worker's stop timeout and the queue's retry_after:
 QUEUE_WORKER_FLOOR_MIB = 48
 
 # The least each component can run in: below this the plan refuses rather than pretend.
-FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1, QUEUE: 0.1}
+FLOOR_CPUS = {"lb": 0.1, "app": 0.1, "db": 0.1, "cache": 0.1, QUEUE: 0.1, MONITORING: 0.1}
+MONITORING_FLOOR_MIB = 128
 FLOOR_MEMORY_MIB = {"lb": 64, "cache": 64}
 
 
@@ -265,13 +268,14 @@ def os_reserve_mib(memory_mib: int, s: Settings) -> int:
 
 def _requested(s: Settings, components: tuple[str, ...]) -> tuple[dict[str, float], dict[str, int]]:
     cpus = {"lb": s.lb_cpus, "app": s.app_cpus * s.instances, "db": s.db_cpus, "cache": s.cache_cpus,
-            QUEUE: s.queue_cpus}
+            QUEUE: s.queue_cpus, MONITORING: s.monitoring_cpus}
     memory = {
         "lb": s.lb_memory_mib,
         "app": s.app_memory_mib * s.instances,
         "db": s.db_memory_mib,
         "cache": s.cache_memory_mib,
         QUEUE: s.queue_memory_mib,
+        MONITORING: s.monitoring_memory_mib,
     }
     return {c: cpus[c] for c in components}, {c: memory[c] for c in components}
 
@@ -380,11 +384,11 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
     usable = host_memory_mib - reserve
     # the budgeted parts: the components, and the queue workers and scheduler of an app host
     queue_on = "app" in components and (s.queue_workers > 0 or s.scheduler)
-    parts = components + ((QUEUE,) if queue_on else ())
+    parts = components + ((QUEUE,) if queue_on else ()) + ((MONITORING,) if s.monitoring else ())
     req_cpus, req_mem = _requested(s, parts)
     floor_mem = {"lb": FLOOR_MEMORY_MIB["lb"], "app": instance_floor_mib(s) * s.instances,
                  "db": db_floor_mib(s), "cache": FLOOR_MEMORY_MIB["cache"],
-                 QUEUE: QUEUE_WORKER_FLOOR_MIB * max(1, s.queue_workers)}
+                 QUEUE: QUEUE_WORKER_FLOOR_MIB * max(1, s.queue_workers), MONITORING: MONITORING_FLOOR_MIB}
     floor_mem = {c: floor_mem[c] for c in parts}
     floor_cpu = {c: FLOOR_CPUS[c] * (s.instances if c == "app" else 1) for c in parts}
     adjustments: list[Adjustment] = []
@@ -475,7 +479,8 @@ def make_plan(host_cpus: float, host_memory_mib: int, s: Settings, components: t
         nofile = 2 * conns
 
     tasks = {"lb": workers + 16, "app": (children + 16) * n, "db": max_connections + 64, "cache": 32,
-             QUEUE: 16 + 8 * (s.queue_workers + 1)}  # schedule:run starts each due command as a process
+             QUEUE: 16 + 8 * (s.queue_workers + 1),  # schedule:run starts each due command as a process
+             MONITORING: 512}  # Go programs: a thread per busy goroutine (Prometheus, four exporters)
     limits = {
         c: Limits(cpu_pct[c], math.floor(mem[c] * MEMORY_HIGH_FRACTION), mem[c], tasks[c]) for c in parts
     }

@@ -27,7 +27,8 @@ from lbstack import REPO_ROOT
 
 LB_METHODS = ("least_conn", "ip_hash", "round_robin")
 OVERCOMMIT_POLICIES = ("scale", "refuse")
-TLS_MODES = ("off", "self_signed", "files")
+TLS_MODES = ("off", "self_signed", "files", "acme")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 # Laravel queue connections lbstack runs workers for; sync runs each job inside its request
 QUEUE_CONNECTIONS = ("redis", "database", "sync")
 MAX_QUEUE_WORKERS = 64
@@ -78,6 +79,11 @@ def _positive_cpus(key: str, value: float) -> None:
         raise SettingsError(
             f"{key}: must be at least 0.1 vCPU, got {value}. Give {key} a fraction of a CPU such as 0.5."
         )
+
+
+def _positive_number(key: str, value: float) -> None:
+    if value <= 0:
+        raise SettingsError(f"{key}: must be more than 0, got {value}. e.g. {key}: 1.5")
 
 
 def _memory(minimum_mib: int) -> Callable[[str, Any], None]:
@@ -317,6 +323,21 @@ def _absolute_path(key: str, value: str) -> None:
         raise SettingsError(f"{key}: {value!r} must be an absolute path on the host, e.g. /etc/ssl/private/site.key.")
 
 
+def _https_url(key: str, value: str) -> None:
+    if not re.match(r"^https://[^\s/?#]+(/[^\s]*)?$", value):
+        raise SettingsError(f"{key}: {value!r} is not an https:// URL. Use the ACME directory's URL, e.g. {LETS_ENCRYPT}.")
+
+
+def _hsts(key: str, value: int) -> None:
+    if value < 0:
+        raise SettingsError(f"{key}: must be 0 (no HSTS) or more seconds, got {value}. e.g. 31536000 (a year).")
+
+
+def _email(key: str, value: str) -> None:
+    if value and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+        raise SettingsError(f"{key}: {value!r} is not an e-mail address. Write one (name@example.com), or ''.")
+
+
 def _url_path(key: str, value: str) -> None:
     if not value.startswith("/") or any(c.isspace() for c in value):
         raise SettingsError(f"{key}: {value!r} must be a URL path starting with '/', without spaces, "
@@ -347,8 +368,23 @@ class Settings:
     server_names: list[str] = field(default_factory=lambda: ["_"], metadata=_doc(
         "nginx server_name values; '_' answers any name.", "", _server_names))
     tls: str = field(default="off", metadata=_doc(
-        "TLS on 443: off, self_signed (rehearsals) or files (certificate paths below).",
+        "TLS on 443: off, self_signed (rehearsals), files (certificate paths below) or acme (certificates "
+        "for server_names from tls_acme_directory by HTTP-01 through the running nginx, renewed by a timer).",
         "", _one_of(TLS_MODES)))
+    tls_acme_directory: str = field(default=LETS_ENCRYPT, metadata=_doc(
+        "ACME directory URL when tls is 'acme' (default: Let's Encrypt's production directory).",
+        "URL", _https_url))
+    tls_acme_email: str = field(default="", metadata=_doc(
+        "Contact address of the ACME account; '' registers without one.", "", _email))
+    tls_acme_ca_bundle: str = field(default="", metadata=_doc(
+        "CA certificates (a PEM file on the host) that sign the ACME server's own HTTPS certificate, for a "
+        "private ACME server; '' trusts the host's CA store (Let's Encrypt).", "path", _absolute_path))
+    tls_hsts_max_age_s: int = field(default=31536000, metadata=_doc(
+        "Strict-Transport-Security max-age sent with HTTPS answers when tls is 'files' or 'acme' "
+        "(HTTP then redirects to HTTPS); 0 sends none.", "s", _hsts))
+    tls_expiry_days: int = field(default=14, metadata=_doc(
+        "Verification fails when the served certificate expires within this many days.", "days",
+        _positive_int(365)))
     tls_certificate_path: str = field(default="", metadata=_doc(
         "Certificate chain on the host, when tls is 'files'.", "path", _absolute_path))
     tls_key_path: str = field(default="", metadata=_doc(
@@ -447,6 +483,33 @@ class Settings:
         "Memory requested for all queue workers and the scheduler of a host together.", "MiB", _memory(64)))
     scheduler: bool = field(default=True, metadata=_doc(
         "Run `artisan schedule:run` every minute (lbstack-schedule.timer) as the app user.", ""))
+    # Monitoring -----------------------------------------------------------------------------
+    monitoring: bool = field(default=False, metadata=_doc(
+        "Prometheus exporters from Debian on every host (node; nginx and the FPM instances' status on lb "
+        "hosts; MariaDB on db hosts; Redis on cache hosts) and lbstack's own metrics (a textfile refreshed "
+        "by a timer), all on loopback, in lbstack-monitoring.slice.", ""))
+    monitoring_prometheus: bool = field(default=True, metadata=_doc(
+        "With monitoring: a Prometheus server (Debian's, on loopback) with lbstack's recording and alert "
+        "rules, on the first lb host; false: point an existing Prometheus at the exporters yourself.", ""))
+    monitoring_cpus: float = field(default=0.5, metadata=_doc(
+        "CPU ceiling requested for the exporters and Prometheus of a host together.", "vCPU", _positive_cpus))
+    monitoring_memory_mib: int = field(default=512, metadata=_doc(
+        "Memory requested for the exporters and Prometheus of a host together.", "MiB", _memory(128)))
+    monitoring_scrape_interval_s: int = field(default=15, metadata=_doc(
+        "How often Prometheus scrapes every target and evaluates the rules.", "s", _positive_int(300)))
+    monitoring_retention_days: int = field(default=15, metadata=_doc(
+        "How long Prometheus keeps samples.", "days", _positive_int(3650)))
+    alert_p95_s: float = field(default=1.5, metadata=_doc(
+        "Alert LbstackSlowRequests when the 95th percentile request time through the balancer exceeds this "
+        "over 5 minutes.", "s", _positive_number))
+    alert_error_rate_pct: float = field(default=2.0, metadata=_doc(
+        "Alert LbstackErrorRate when more than this share of requests answers 5xx over 5 minutes.", "%",
+        _positive_number))
+    alert_min_instances: int = field(default=0, metadata=_doc(
+        "Alert LbstackFewInstances when fewer app instances than this answer; 0: all but one of them.",
+        "count", _count(MAX_INSTANCES)))
+    alert_for_s: int = field(default=60, metadata=_doc(
+        "How long a condition must hold before its alert fires (the rules' `for:`).", "s", _positive_int(3600)))
 
     # Capacity policy -----------------------------------------------------------------------
     overcommit: str = field(default="scale", metadata=_doc(
@@ -572,6 +635,15 @@ def _cross_checks(s: Settings) -> None:
         raise SettingsError(
             "tls_certificate_path/tls_key_path: set but tls is not 'files'. Set tls: files, or remove the paths."
         )
+    if s.tls == "acme":
+        bad = [n for n in s.server_names if n in ("_", "localhost") or n.startswith("*.")]
+        if bad:
+            raise SettingsError(
+                f"server_names: {', '.join(repr(n) for n in bad)} cannot have an ACME certificate (HTTP-01 proves "
+                "real host names only: no '_', 'localhost' or wildcard). List the site's names, e.g. "
+                "['example.com', 'www.example.com'], or use tls: files.")
+    if s.tls != "acme" and s.tls_acme_ca_bundle:
+        raise SettingsError("tls_acme_ca_bundle: set but tls is not 'acme'. Set tls: acme, or remove it.")
     if s.queue_connection == "sync" and s.queue_workers:
         raise SettingsError(
             f"queue_workers: {s.queue_workers} workers would wait on nothing: queue_connection is sync (each job runs "
@@ -581,7 +653,7 @@ def _cross_checks(s: Settings) -> None:
             f"queue_workers: 0 with queue_connection {s.queue_connection}: queued jobs would never run. "
             "Set queue_workers to 1 or more, or queue_connection: sync.")
     if s.capacity_cpus is not None:
-        for key in ("lb_cpus", "app_cpus", "db_cpus", "cache_cpus", "queue_cpus"):
+        for key in ("lb_cpus", "app_cpus", "db_cpus", "cache_cpus", "queue_cpus", "monitoring_cpus"):
             if getattr(s, key) > s.capacity_cpus:
                 raise SettingsError(
                     f"{key}: {getattr(s, key)} vCPU is more than the host's {s.capacity_cpus} "
@@ -593,7 +665,8 @@ def _cross_checks(s: Settings) -> None:
                 f"capacity_memory_mib: {s.capacity_memory_mib} MiB is too small to plan a stack; "
                 "use at least 512."
             )
-        for key in ("lb_memory_mib", "app_memory_mib", "db_memory_mib", "cache_memory_mib", "queue_memory_mib"):
+        for key in ("lb_memory_mib", "app_memory_mib", "db_memory_mib", "cache_memory_mib", "queue_memory_mib",
+                    "monitoring_memory_mib"):
             if getattr(s, key) > s.capacity_memory_mib:
                 raise SettingsError(
                     f"{key}: {getattr(s, key)} MiB is more than the host's {s.capacity_memory_mib} MiB "

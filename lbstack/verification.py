@@ -31,6 +31,7 @@ from facts.nginx import Upstreams
 from facts.php_fpm import EffectiveSettings, PoolStatus
 from facts.queue import QueueWorkers, Scheduler
 from facts.redis import AclUsers, AppConnection
+from facts.tls import AcmeCertificate, ServedCertificate
 from lbstack import checks, hardening, layout, owned, packages, phpsettings, sandbox, topology
 from lbstack.topology import open_ssh_ports
 from lbstack.plan import Plan
@@ -160,4 +161,10 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
             time.sleep(plan.nginx.fail_timeout_s + 1)
             spread = host.get_fact(Distribution, url=url, requests=DISTRIBUTION_REQUESTS)
         rows += checks.check_distribution(spread, names, settings.lb_method, DISTRIBUTION_REQUESTS)
+        if settings.tls != "off":
+            name = next((n for n in settings.server_names if n not in ("_", "localhost")), "localhost")
+            acme = (host.get_fact(AcmeCertificate, live=layout.ACME_LIVE, renewal=layout.ACME_RENEWAL_CONF)
+                    if settings.tls == "acme" else None)
+            rows += checks.check_certificate(settings, host.get_fact(ServedCertificate, server_name=name), acme,
+                                             time.time())
     return rows

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lbstack.plan import make_plan
 from lbstack.settings import load
-from lbstack import checks as _v, layout
+from lbstack import checks as _v, checks, layout
 from lbstack.checks import check_base, check_limits, failures
 
 FACTS = Path(__file__).parent.parent / "facts"
@@ -235,3 +235,48 @@ def test_the_firewall_check_names_a_peer_rule_that_differs_from_the_plan():
     # one VPS: no row at all
     assert [r.check for r in _v.check_firewall([22], {**table, "peer_rules": []})] == [
         "firewall input policy", "firewall open TCP ports"]
+
+
+# -- the served certificate (tls) ----------------------------------------------------------------
+
+_ACME = load({"tls": "acme", "server_names": ["example.com", "www.example.com"]})
+_NOW = 1_800_000_000.0
+_LEAF = {"serial": "AB12", "not_after": int(_NOW + 60 * 86400), "ocsp": "", "issuer": "CN=Pebble Intermediate",
+         "names": ["example.com", "www.example.com"]}
+_RENEWAL = {"server": _ACME.tls_acme_directory, "authenticator": "webroot", "webroot_path": layout.ACME_WEBROOT,
+            "renew_hook": f"{layout.ACME_HELPER} deployed"}
+
+
+def _failed(rows) -> list[str]:
+    return [r.check for r in rows if r.ok is False]
+
+
+def test_certificate_rows_pass_for_certbots_current_certificate_with_every_name():
+    rows = checks.check_certificate(_ACME, _LEAF, {"certificate": _LEAF, "renewal": _RENEWAL}, _NOW)
+    assert _failed(rows) == [] and len(rows) == 6
+
+
+def test_certificate_rows_fail_on_a_missing_name_an_expiry_within_the_window_and_an_unloaded_renewal():
+    leaf = {**_LEAF, "names": ["example.com"], "not_after": int(_NOW + 3 * 86400)}
+    renewed = {**_LEAF, "serial": "CD34"}  # certbot renewed; nginx still serves the old one
+    rows = checks.check_certificate(_ACME, leaf, {"certificate": renewed, "renewal": _RENEWAL}, _NOW)
+    assert _failed(rows) == ["certificate served on 443 names", "certificate served on 443 expires in",
+                             "certificate served is certbot's current one (serial)"]
+    assert "missing: www.example.com" in rows[0].note
+
+
+def test_certificate_rows_fail_when_certbot_renews_elsewhere_or_without_the_deploy_hook():
+    renewal = {**_RENEWAL, "server": "https://other.example/dir", "renew_hook": "/bin/true"}
+    rows = checks.check_certificate(_ACME, _LEAF, {"certificate": _LEAF, "renewal": renewal}, _NOW)
+    assert _failed(rows) == ["ACME renewal: directory", "ACME renewal: deploy hook (nginx -t, reload)"]
+
+
+def test_no_tls_answer_is_one_failed_row_and_self_signed_is_checked_for_expiry_only():
+    (row,) = checks.check_certificate(_ACME, None, {"certificate": None, "renewal": {}}, _NOW)
+    assert row.ok is False and "none is issued yet" in row.note
+    self_signed = load({"tls": "self_signed", "server_names": ["example.com"]})
+    rows = checks.check_certificate(self_signed, {**_LEAF, "names": []}, None, _NOW)
+    assert _failed(rows) == [] and len(rows) == 2
+    wildcard = load({"tls": "files", "server_names": ["a.example.com"], "tls_certificate_path": "/c",
+                     "tls_key_path": "/k"})
+    assert _failed(checks.check_certificate(wildcard, {**_LEAF, "names": ["*.example.com"]}, None, _NOW)) == []

@@ -8,6 +8,7 @@ import asyncio
 import json
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from lbstack import REPO_ROOT
-from bench.load import ensure_open_files, run, running
+from bench.load import LoadGenerator, ensure_open_files, run, running
 
 BIG = 200_000
 
@@ -37,7 +38,7 @@ CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Lbstack-Instance
 class LocalServer:
     """HTTP/1.1 keep-alive server; counts connections and requests, records request heads."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls=None) -> None:
         self.connections = 0
         self.requests = 0
         self.heads: list[bytes] = []
@@ -46,9 +47,9 @@ class LocalServer:
         self._released = asyncio.Event()  # ends the /hang handlers at shutdown
         self.loop = asyncio.new_event_loop()
         self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024))
+            asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024, ssl=tls))
         self.port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
@@ -254,10 +255,34 @@ def test_max_requests_gives_exactly_that_many_records(server: LocalServer) -> No
     assert len(result.records) == 50 == server.requests
 
 
+def test_https_verifies_the_chain_for_the_host_header_name(tmp_path) -> None:
+    """https://: the server's certificate is checked against --cafile for the Host header's name
+    (also the SNI name); a name it does not carry fails every request at connect."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=site.test",
+                    "-addext", "subjectAltName=DNS:site.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    srv = LocalServer(tls=context)
+    try:
+        ok = LoadGenerator(srv.url, duration_s=5, connections=2, max_requests=20, paths=["/cl"],
+                           host_header=f"site.test:{srv.port}", cafile=str(cert), ramp_s=0)
+        result = asyncio.run(ok.run_async())
+        assert result.summary()["ok"] == 20 and srv.requests == 20 and 1 <= srv.connections <= 2
+        assert all(f"Host: site.test:{srv.port}".encode() in head for head in srv.heads)
+        wrong = LoadGenerator(srv.url, duration_s=5, connections=1, max_requests=3, paths=["/cl"],
+                              host_header="other.test", cafile=str(cert))
+        summary = asyncio.run(wrong.run_async()).summary()
+        assert summary["ok"] == 0 and summary["failed_by_kind"] == {"connect": 3}, summary
+    finally:
+        srv.close()
+
+
 @pytest.mark.parametrize("kwargs", [
     {"target": "http://127.0.0.1", "duration_s": 7201},
     {"target": "http://127.0.0.1", "duration_s": 0},
-    {"target": "https://127.0.0.1", "duration_s": 1},
+    {"target": "ftp://127.0.0.1", "duration_s": 1},
     {"target": "http://127.0.0.1", "duration_s": 1, "connections": 0},
     {"target": "http://127.0.0.1", "duration_s": 1, "paths": ["no-slash"]},
     {"target": "http://127.0.0.1", "duration_s": 1, "headers": {"X": "a\r\nEvil: 1"}},
@@ -333,5 +358,5 @@ def test_cli_exit_code_and_json(server: LocalServer) -> None:
     broken = _cli(server.url, "-c", "2", "-d", "5", "--max-requests", "10", "--path", "/500")
     assert broken.returncode == 3, broken.stderr
     assert "failed 10 (500=10)" in broken.stdout
-    refused = _cli("https://127.0.0.1", "--duration", "1")
+    refused = _cli("ftp://127.0.0.1", "--duration", "1")
     assert refused.returncode == 2 and "http://" in refused.stderr

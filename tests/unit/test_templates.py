@@ -1,12 +1,13 @@
 """Templates render from the real settings and plan, with the data the deploy modules pass."""
 
 import dataclasses
+import re
 import configparser
 
 import pytest
 from pyinfra.api.util import get_template
 
-from deploy import app, base, firewall, keepalived, limits, mariadb, nginx, php_fpm, queue, redis, secrets
+from deploy import app, base, firewall, keepalived, limits, mariadb, monitoring, nginx, php_fpm, queue, redis, secrets
 from lbstack import checks, hardening, hostscripts, layout, render as rendering, sandbox, services
 from lbstack.plan import make_plan
 from lbstack.render import jinja, template
@@ -107,6 +108,100 @@ def test_site_tls_files_and_self_signed():
     assert "listen 443 ssl http2" in text and "ssl_certificate /etc/ssl/a.crt;" in text
     text = render(nginx.SITE_CONF, **nginx.site_template_data(load({"tls": "self_signed"}), PLAN, LOCAL_MEMBERS, False))
     assert f"ssl_certificate {nginx.SELF_SIGNED['certificate']};" in text
+
+
+MONITORED = load({"monitoring": True})
+MONITORED_PLAN = make_plan(8, 16384, MONITORED)
+MONITORING_JOBS = [
+    {"name": "lbstack-node", "params": {}, "targets": [{"address": "127.0.0.1:9100", "labels": {"host": "vps"}}]},
+    {"name": "lbstack-fpm", "params": {"openmetrics": [""]}, "targets": [
+        {"address": "127.0.0.1:80", "labels": {"instance": f"app{i}", "__metrics_path__": f"/instances/app{i}/status"}}
+        for i in range(1, 6)]},
+]
+ACME = load({"tls": "acme", "server_names": ["example.com", "www.example.com"], "tls_acme_email": "ops@example.com"})
+
+
+def _servers(text: str) -> list[str]:
+    """The top-level server blocks of a rendered site file."""
+    blocks, depth, current = [], 0, None
+    for line in text.splitlines():
+        if depth == 0 and line.startswith("server {"):
+            current = []
+        if current is not None:
+            current.append(line)
+        depth += line.count("{") - line.count("}")
+        if current is not None and depth == 0:
+            blocks.append("\n".join(current))
+            current = None
+    return blocks
+
+
+def test_site_acme_with_its_certificate_redirects_http_sends_hsts_and_keeps_the_site_on_loopback():
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(ACME, PLAN, LOCAL_MEMBERS, ipv6=False))
+    loopback, public, tls = _servers(text)
+    # loopback: the whole site over HTTP (keepalived's track script, verification, the gates)
+    assert "listen 127.0.0.1:80;" in loopback and "location = /index.php" in loopback
+    assert "/instances/app1/status" in loopback and "return 301" not in loopback
+    # public port 80: ACME tokens from the webroot, the balancer's /health, a redirect for the rest
+    assert "listen 80 default_server" in public
+    assert f"root {layout.ACME_WEBROOT};" in public and "location ^~ /.well-known/acme-challenge/" in public
+    assert "return 301 https://$host$request_uri;" in public and "fastcgi_pass" not in public
+    # 443: certbot's live files, Mozilla intermediate, HSTS, no stapling for a certificate without OCSP
+    assert f"ssl_certificate {layout.ACME_LIVE}/fullchain.pem;" in tls
+    assert f"ssl_certificate_key {layout.ACME_LIVE}/privkey.pem;" in tls
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in tls and "ssl_session_tickets off;" in tls
+    assert 'add_header Strict-Transport-Security "max-age=31536000" always;' in tls
+    assert "ssl_stapling" not in tls and "server_name example.com www.example.com;" in tls
+    stapled = render(nginx.SITE_CONF, **nginx.site_template_data(ACME, PLAN, LOCAL_MEMBERS, ipv6=False, stapling=True))
+    assert "ssl_stapling on;" in stapled and "ssl_stapling_verify on;" in stapled
+    no_hsts = load({"tls": "acme", "server_names": ["example.com"], "tls_hsts_max_age_s": 0})
+    assert "Strict-Transport-Security" not in render(nginx.SITE_CONF, **nginx.site_template_data(
+        no_hsts, PLAN, LOCAL_MEMBERS, ipv6=False))
+
+
+def test_site_acme_before_its_certificate_is_http_only_with_the_challenge_location():
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(ACME, PLAN, LOCAL_MEMBERS, ipv6=False,
+                                                              certificate=False))
+    (only,) = _servers(text)
+    assert "listen 443" not in text and "ssl_certificate" not in text and "return 301" not in text
+    assert "location ^~ /.well-known/acme-challenge/" in only and "location = /index.php" in only
+    assert f"# HTTP only: {nginx.ACME_HTTP_ONLY}" in text
+
+
+def test_self_signed_keeps_http_without_redirect_or_hsts():
+    text = render(nginx.SITE_CONF, **nginx.site_template_data(load({"tls": "self_signed"}), PLAN, LOCAL_MEMBERS, False))
+    (only,) = _servers(text)
+    assert "listen 443 ssl" in only and "return 301" not in only and "Strict-Transport-Security" not in only
+    assert "acme-challenge" not in text
+
+
+def test_acme_helper_carries_its_settings_quoted():
+    text = render(layout.ACME_HELPER, **nginx.acme_helper_data(load({
+        "tls": "acme", "server_names": ["example.com"], "tls_acme_ca_bundle": "/etc/ssl/private ca.pem"})))
+    assert "CA_BUNDLE='/etc/ssl/private ca.pem'" in text
+    assert "NAMES=(example.com)" in text and "DIRECTORY=https://acme-v02.api.letsencrypt.org/directory" in text
+    assert "--deploy-hook \"$0 deployed\"" in text
+
+
+def test_prometheus_config_and_rules_parse_and_carry_the_settings():
+    import yaml
+    config = yaml.safe_load(render(monitoring.PROMETHEUS_CONFIG, interval_s=5, rules_file="lbstack-rules.yml",
+                                   jobs=MONITORING_JOBS))
+    assert config["global"]["scrape_interval"] == "5s" and config["rule_files"] == ["lbstack-rules.yml"]
+    fpm = next(j for j in config["scrape_configs"] if j["job_name"] == "lbstack-fpm")
+    assert fpm["params"] == {"openmetrics": [""]}
+    assert [t["labels"]["__metrics_path__"] for t in fpm["static_configs"]] == [f"/instances/app{i}/status" for i in range(1, 6)]
+    settings = load({"monitoring": True, "alert_p95_s": 2.5, "alert_error_rate_pct": 5, "alert_for_s": 30})
+    rules = yaml.safe_load(render(monitoring.PROMETHEUS_RULES, **monitoring.rules_data(settings, 5)))
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert {"LbstackInstanceDown", "LbstackFewInstances", "LbstackSlowRequests", "LbstackErrorRate",
+            "LbstackMariadbConnections", "LbstackRedisMemory", "LbstackCertificateExpiry", "LbstackDriftFound",
+            "LbstackVerificationFailed", "LbstackTargetDown"} == set(alerts)
+    assert alerts["LbstackInstanceDown"]["for"] == "30s"
+    assert alerts["LbstackSlowRequests"]["expr"].endswith("> 2.5")
+    assert alerts["LbstackErrorRate"]["expr"].endswith("> 0.05")
+    assert alerts["LbstackFewInstances"]["expr"].endswith("< 4")  # all but one of 5
+    assert "{{ $labels.instance }}" in alerts["LbstackInstanceDown"]["annotations"]["summary"]
 
 
 def test_nginx_conf_is_sized_by_the_plan_and_includes_relative_paths():
@@ -315,6 +410,21 @@ EXAMPLES = {
     secrets.HELPER: lambda: {"store": layout.SECRETS_DIR},
     layout.INSTANCE_HELPER: lambda: hostscripts.instance_template_data(),
     layout.MAINTENANCE_HELPER: lambda: hostscripts.maintenance_template_data(),
+    layout.ACME_HELPER: lambda: nginx.acme_helper_data(ACME),
+    **{f"/etc/default/{package}": (lambda name=name: monitoring.defaults_data(name, MONITORED)) for name, package in (
+        ("node", "prometheus-node-exporter"), ("nginx", "prometheus-nginx-exporter"),
+        ("mysqld", "prometheus-mysqld-exporter"), ("prometheus", "prometheus"))},
+    "/etc/default/prometheus-redis-exporter": lambda: {"listen": "127.0.0.1:9121", "address": "unix:///run/redis.sock",
+                                                        "user": "lbstack-monitor"},
+    monitoring.PROMETHEUS_CONFIG: lambda: {"interval_s": 15, "rules_file": "lbstack-rules.yml", "jobs": MONITORING_JOBS},
+    monitoring.PROMETHEUS_RULES: lambda: monitoring.rules_data(MONITORED, 5),
+    monitoring.METRICS_HELPER: lambda: monitoring.metrics_helper_data(MONITORED, MONITORED_PLAN),
+    f"{monitoring.UNIT_DIR}/{monitoring.METRICS_SERVICE}": lambda: monitoring.timer_data(MONITORED, MONITORED_PLAN),
+    f"{monitoring.UNIT_DIR}/{monitoring.METRICS_TIMER}": lambda: monitoring.timer_data(MONITORED, MONITORED_PLAN),
+    f"{nginx.UNIT_DIR}/{layout.ACME_RENEW_SERVICE}": lambda: {
+        "helper": layout.ACME_HELPER, "service": layout.ACME_RENEW_SERVICE, "slice": PLAN.slices["lb"]},
+    f"{nginx.UNIT_DIR}/{layout.ACME_RENEW_TIMER}": lambda: {
+        "helper": layout.ACME_HELPER, "service": layout.ACME_RENEW_SERVICE, "slice": PLAN.slices["lb"]},
     queue.WORKER_UNIT_FILE: lambda: queue.worker_template_data(SETTINGS, PLAN),
     queue.SCHEDULE_SERVICE_FILE: lambda: queue.schedule_template_data(SETTINGS, PLAN),
     queue.SCHEDULE_TIMER_FILE: lambda: queue.schedule_template_data(SETTINGS, PLAN),
@@ -337,6 +447,8 @@ def test_every_template_has_an_example():
 def test_every_template_renders_with_no_undefined_name(target):
     text = rendering.render(target, **EXAMPLES[target]())
     assert text.strip()
+    # Prometheus' own alert templates ({{ $value }}, {{ $labels.x }}) are meant to stay
+    text = re.sub(r"\{\{ \$[^}]*\}\}", "", text) if target == monitoring.PROMETHEUS_RULES else text
     assert "{{" not in text and "{%" not in text
 
 
