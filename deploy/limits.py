@@ -22,6 +22,7 @@ DESCRIPTIONS = {
     "db": "MariaDB",
     "cache": "Redis",
     "queue": "queue workers and the scheduler",
+    "monitoring": "Prometheus exporters and Prometheus",
 }
 
 

@@ -235,3 +235,18 @@ def test_split_stack_sizes_span_every_app_host():
 def test_cpu_list_is_the_kernel_form(cpus, text):
 
     assert cpu_list(cpus) == text
+
+
+def test_monitoring_is_a_budgeted_part_with_its_own_slice_only_when_on():
+    from deploy import limits as limits_mod
+    off = make_plan(8, 16384, load({}))
+    on = make_plan(8, 16384, load({"monitoring": True}))
+    assert "monitoring" not in off.slices
+    assert on.slices["monitoring"] == "lbstack-monitoring.slice"
+    lim = on.limits["monitoring"]
+    assert lim.cpu_quota_pct == 50 and 128 <= lim.memory_max_mib <= 512
+    # its memory comes out of the same usable budget: the others get less
+    assert sum(l.memory_max_mib for l in on.limits.values()) <= on.usable_memory_mib
+    assert on.limits["app"].memory_max_mib < off.limits["app"].memory_max_mib
+    text = limits_mod.slice_template_data(on, "monitoring")
+    assert text["unit"] == "lbstack-monitoring.slice" and "Prometheus" in text["description"]
