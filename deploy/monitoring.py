@@ -20,7 +20,7 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
@@ -79,7 +79,7 @@ def defaults_data(name: str, settings: Settings) -> dict:
     elif name == "nginx":
         data["scrape_uri"] = "http://127.0.0.1/nginx-status"
     elif name == "mysqld":
-        data.update(user=MYSQLD_USER, account=MYSQLD_ACCOUNT, socket="/run/mysqld/mysqld.sock")
+        data.update(db_user=MYSQLD_USER, account=MYSQLD_ACCOUNT, socket="/run/mysqld/mysqld.sock")
     elif name == "prometheus":
         data.update(retention_days=settings.monitoring_retention_days, config=PROMETHEUS_CONFIG)
     return data
@@ -144,7 +144,7 @@ def exporter_account():
         return
     sql = (f"CREATE USER IF NOT EXISTS '{MYSQLD_USER}'@'localhost' IDENTIFIED VIA unix_socket; "
            f"GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO '{MYSQLD_USER}'@'localhost'")
-    yield StringCommand("mariadb", "-e", sql)
+    yield StringCommand("mariadb", "-e", QuoteString(sql))
 
 
 @deploy("lbstack monitoring")
@@ -182,8 +182,11 @@ def monitoring(settings: Settings, plan: Plan) -> None:
             _if=any_changed(defaults, dropin),
         )
         if config is not None:
+            # not right after a (re)start: the new process reads the new files, and a SIGHUP before
+            # Prometheus has set its handler ends it (systemd counts that a clean exit: no restart)
             server.shell(name=f"Reload {unit} (validated config changed)", commands=[f"systemctl reload {unit}"],
-                         _if=config.did_change)
+                         _if=lambda config=config, restarted=any_changed(defaults, dropin):
+                         config.did_change() and not restarted())
     _metrics_timer(settings, plan)
 
 

@@ -66,13 +66,16 @@ def monitored(host, tmp_path_factory):
         run(site, "for i in $(seq 60); do curl -s -o /dev/null http://127.0.0.1/api/ujian/health; "
                   "curl -s -o /dev/null http://127.0.0.1/api/questions/random; sleep 0.3; done", timeout=120)
         drift = lbstack(site.name, "drift", "inventories/rehearsal.py", "--json", settings=SETTINGS)
+        if drift["rc"] != 0:  # what the services said, for the failure's message
+            drift["stderr"] += run(site, "systemctl --no-pager status 'prometheus*' | tail -n 60; journalctl "
+                                         "--no-pager -n 60 -u prometheus", timeout=60)[1]
         yield site, first, drift
 
 
 def test_monitoring_converges_and_a_second_run_changes_nothing(monitored):
     site, first, drift = monitored
     assert f"Verification of {site.name}: all checks passed" in first["stderr"]
-    assert drift["rc"] == 0, drift["stdout"][-3000:] + drift["stderr"][-2000:]
+    assert drift["rc"] == 0, drift["stdout"][-2000:] + drift["stderr"][-6000:]
     again = pyinfra(site.name, settings=SETTINGS)
     assert again["rc"] == 0, again["stderr"][-3000:]
     assert changed_ops(again) == []

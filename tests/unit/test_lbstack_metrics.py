@@ -47,7 +47,12 @@ def _script(tmp: Path) -> tuple[Path, dict]:
     script.write_text(render(monitoring.METRICS_HELPER, **data))
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    (bin_dir / "systemctl").write_text('#!/bin/bash\n[ "$3" != "lbstack-fpm@2.service" ]\n')  # app2 is down
+    (bin_dir / "systemctl").write_text(  # app2 is down; two slices, one without a memory limit
+        '#!/bin/bash\ncase "$1" in\n'
+        'list-units) printf "lbstack-app.slice loaded active active x\\nlbstack-db.slice loaded active active y\\n" ;;\n'
+        'show) printf "Id=lbstack-app.slice\\nMemoryCurrent=1048576\\nMemoryMax=2147483648\\nCPUUsageNSec=2500000000\\n'
+        'Id=lbstack-db.slice\\nMemoryCurrent=[not set]\\nMemoryMax=infinity\\nCPUUsageNSec=1000\\n" ;;\n'
+        '*) [ "$3" != "lbstack-fpm@2.service" ] ;;\nesac\n')
     (bin_dir / "systemctl").chmod(0o755)
     (tmp / "releases" / "20261203T120000-abc").mkdir(parents=True)
     (tmp / "current").symlink_to(tmp / "releases" / "20261203T120000-abc")
@@ -68,6 +73,11 @@ def test_instances_release_and_the_access_log_read_on_from_where_it_stopped(tmp_
     first = _run(script, env, tmp_path)
     assert [first[f'lbstack_instance_active{{instance="app{i}"}}'] for i in (1, 2, 3)] == [1, 0, 1]
     assert first['lbstack_release_info{release="20261203T120000-abc"}'] == 1
+    assert first['lbstack_slice_memory_bytes{slice="lbstack-app.slice"}'] == 1048576
+    assert 'lbstack_slice_memory_bytes{slice="lbstack-db.slice"}' not in first  # not accounted: no sample
+    assert first['lbstack_slice_memory_max_bytes{slice="lbstack-app.slice"}'] == 2147483648
+    assert first['lbstack_slice_memory_max_bytes{slice="lbstack-db.slice"}'] == float("inf")
+    assert first['lbstack_slice_cpu_seconds_total{slice="lbstack-app.slice"}'] == 2.5
     assert first['lbstack_http_requests_total{code="2xx"}'] == 2 and first['lbstack_http_requests_total{code="5xx"}'] == 1
     assert first['lbstack_http_request_duration_seconds_bucket{le="0.05"}'] == 1
     assert first['lbstack_http_request_duration_seconds_bucket{le="0.5"}'] == 2

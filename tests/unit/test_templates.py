@@ -414,8 +414,6 @@ EXAMPLES = {
     **{f"/etc/default/{package}": (lambda name=name: monitoring.defaults_data(name, MONITORED)) for name, package in (
         ("node", "prometheus-node-exporter"), ("nginx", "prometheus-nginx-exporter"),
         ("mysqld", "prometheus-mysqld-exporter"), ("prometheus", "prometheus"))},
-    "/etc/default/prometheus-redis-exporter": lambda: {"listen": "127.0.0.1:9121", "address": "unix:///run/redis.sock",
-                                                        "user": "lbstack-monitor"},
     monitoring.PROMETHEUS_CONFIG: lambda: {"interval_s": 15, "rules_file": "lbstack-rules.yml", "jobs": MONITORING_JOBS},
     monitoring.PROMETHEUS_RULES: lambda: monitoring.rules_data(MONITORED, 5),
     monitoring.METRICS_HELPER: lambda: monitoring.metrics_helper_data(MONITORED, MONITORED_PLAN),
@@ -441,6 +439,13 @@ EXAMPLES = {
 def test_every_template_has_an_example():
     """A new template gets its deploy data here (so the install test renders it too)."""
     assert sorted(EXAMPLES) == rendering.targets()
+
+
+@pytest.mark.parametrize("target", sorted(EXAMPLES))
+def test_no_template_data_key_is_taken_by_files_template(target):
+    """files.template takes these itself (the owner, the mode ...): a template variable of that name
+    never reaches the template on the host."""
+    assert not set(EXAMPLES[target]()) & {"src", "dest", "user", "group", "mode", "create_remote_dir"}
 
 
 @pytest.mark.parametrize("target", sorted(EXAMPLES))
