@@ -3,11 +3,12 @@ metrics, and (``monitoring_prometheus``) a Prometheus server with lbstack's rule
 
 Every host: node_exporter with lbstack's textfile directory, and ``lbstack-metrics.timer``
 (``lbstack-metrics``: slices, instances, release, the balancer's requests and request-time
-histogram from its access log, the served certificate's expiry, Redis' memory). lb hosts: the
+histogram from its access log, the served certificate's expiry). lb hosts: the
 nginx exporter (``stub_status``); the FPM instances' status pages (OpenMetrics) are scraped
 through the balancer's local-only ``/instances/<name>/status``. db hosts: the MariaDB exporter,
 logging in over the socket as ``prometheus@localhost`` (unix_socket authentication: there is no
-password to keep). Everything listens on loopback only and runs in ``lbstack-monitoring.slice``.
+password to keep). cache hosts: the Redis exporter, as Redis user ``lbstack-monitor`` (no
+password; PING, INFO and the slow log only). Everything listens on loopback only and runs in ``lbstack-monitoring.slice``.
 
 The first lb host runs Prometheus (loopback, ``monitoring_retention_days``) with
 ``/etc/prometheus/lbstack-rules.yml``: recording rules and the alerts of the seed's criteria. Its
@@ -42,11 +43,12 @@ PROMETHEUS_RULES = "/etc/prometheus/lbstack-rules.yml"
 MYSQLD_USER = "prometheus"  # the exporter's system user, and its MariaDB account (unix_socket)
 MYSQLD_ACCOUNT = layout.MARIADB_EXPORTER_ACCOUNT
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10)  # request-time histogram (s); 1.5 s: the seed's p95 limit
-PORTS = {"node": 9100, "nginx": 9113, "mysqld": 9104, "prometheus": 9090}
+PORTS = {"node": 9100, "nginx": 9113, "mysqld": 9104, "redis": 9121, "prometheus": 9090}
 EXPORTERS = {  # component (None: every host) -> (package, service)
     None: ("prometheus-node-exporter", "prometheus-node-exporter.service"),
     "lb": ("prometheus-nginx-exporter", "prometheus-nginx-exporter.service"),
     "db": ("prometheus-mysqld-exporter", "prometheus-mysqld-exporter.service"),
+    "cache": ("prometheus-redis-exporter", "prometheus-redis-exporter.service"),
 }
 PROMETHEUS = ("prometheus", "prometheus.service")
 
@@ -68,6 +70,8 @@ def exporters(plan: Plan) -> dict[str, tuple[str, str]]:
         found["nginx"] = EXPORTERS["lb"]
     if "db" in plan.components:
         found["mysqld"] = EXPORTERS["db"]
+    if "cache" in plan.components:
+        found["redis"] = EXPORTERS["cache"]
     return found
 
 
@@ -80,6 +84,8 @@ def defaults_data(name: str, settings: Settings) -> dict:
         data["scrape_uri"] = "http://127.0.0.1/nginx-status"
     elif name == "mysqld":
         data.update(db_user=MYSQLD_USER, account=MYSQLD_ACCOUNT, socket="/run/mysqld/mysqld.sock")
+    elif name == "redis":
+        data.update(address="redis://127.0.0.1:6379", redis_user=layout.REDIS_MONITOR_USER)
     elif name == "prometheus":
         data.update(retention_days=settings.monitoring_retention_days, config=PROMETHEUS_CONFIG)
     return data
@@ -100,6 +106,8 @@ def scrape_jobs(members: list[dict]) -> list[dict]:
     jobs = [local("prometheus"), local("node"), local("nginx")]
     if "db" in topology.host_components(host):
         jobs.append(local("mysqld"))
+    if "cache" in topology.host_components(host):
+        jobs.append(local("redis"))
     jobs.append({"name": "lbstack-fpm", "params": {"openmetrics": [""]}, "targets": [
         {"address": "127.0.0.1:80", "labels": {"instance": m["name"], "__metrics_path__": f"/instances/{m['name']}/status"}}
         for m in members]})
@@ -118,14 +126,10 @@ def metrics_helper_data(settings: Settings, plan: Plan) -> dict:
     tls_name = ""
     if lb and settings.tls != "off":
         tls_name = next((n for n in settings.server_names if n not in ("_", "localhost")), "localhost")
-    cache = "cache" in plan.components
     plain = {
         "textfile_dir": TEXTFILE_DIR, "state_dir": METRICS_STATE_DIR, "current": layout.CURRENT,
         "access_log": "/var/log/nginx/access.log" if lb else "", "tls_name": tls_name,
         "buckets": " ".join(f"{b:g}" for b in BUCKETS),
-        "redis_socket": layout.REDIS_SOCKET if cache else "",
-        "redis_user": layout.REDIS_ADMIN_USER if cache else "",
-        "redis_secret": f"{layout.SECRETS_DIR}/redis_admin_password" if cache else "",
     }
     return {**{k: shlex.quote(v) for k, v in plain.items()}, "instances": plan.instances,
             "interval_s": settings.monitoring_scrape_interval_s}

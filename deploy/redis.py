@@ -28,7 +28,7 @@ from lbstack.render import jinja, template
 from lbstack.topology import own_address, remote_app_clients
 
 
-def config_template_data(plan: Plan, remote_clients: bool, own: str = "0.0.0.0") -> dict:
+def config_template_data(plan: Plan, remote_clients: bool, own: str = "0.0.0.0", monitoring: bool = False) -> dict:
     """``own``: this host's private address (:func:`lbstack.topology.own_address`), where remote
     app hosts connect; loopback stays for the host's own tools."""
     return {
@@ -40,6 +40,8 @@ def config_template_data(plan: Plan, remote_clients: bool, own: str = "0.0.0.0")
         "app_acl": layout.REDIS_APP_ACL,
         "admin_user": layout.REDIS_ADMIN_USER,
         "admin_acl": layout.REDIS_ADMIN_ACL,
+        "monitor_user": layout.REDIS_MONITOR_USER if monitoring else "",
+        "monitor_acl": layout.REDIS_MONITOR_ACL,
     }
 
 
@@ -48,7 +50,7 @@ def redis(settings: Settings, plan: Plan) -> None:
     apt.packages(name="Install Redis", packages=packages.CACHE, no_recommends=True)
     dropin = services.dropin("redis-server.service", plan.slices["cache"], restart="always",
                              CPUSchedulingPolicy=services.SCHED_POLICY)
-    data = config_template_data(plan, remote_app_clients(), own_address())
+    data = config_template_data(plan, remote_app_clients(), own_address(), settings.monitoring)
     # compared with the secret-free source of the last run: the live file carries the password hash
     static_change = services.restart_needed(layout.source(CONFIG), CONFIG, data, set(DYNAMIC))
     template_file(
@@ -76,7 +78,8 @@ def redis(settings: Settings, plan: Plan) -> None:
     live_settings(name="Redis's running maxmemory, policy and maxclients are the plan's (CONFIG SET; no restart; "
                        "maxclients only raised here)",
                   wanted=live_values(plan), raise_only=("maxclients",))
-    live_users(name="Redis has no user but the app's and lbstack's (ACL DELUSER of any added at runtime)")
+    live_users(name="Redis has no user but the app's and lbstack's (ACL DELUSER of any added at runtime)",
+               monitoring=settings.monitoring)
 
 
 def final_sizing(settings: Settings, plan: Plan) -> None:
@@ -114,16 +117,16 @@ def live_settings(wanted: dict[str, str], raise_only: tuple[str, ...] = ()):
 
 
 @operation()
-def live_users():
+def live_users(monitoring: bool = False):
     """``ACL DELUSER`` each user the running server has beyond the two of redis.conf (added at
     runtime with ACL SETUSER); a managed user whose rights were changed at runtime (ACL DRYRUN
     answers other than planned) gets a restart, which reads the file's rules again."""
-    live = host.get_fact(AclUsers, probes=layout.redis_probes(), store=layout.SECRETS_DIR,
+    live = host.get_fact(AclUsers, probes=layout.redis_probes(monitoring), store=layout.SECRETS_DIR,
                          admin_user=layout.REDIS_ADMIN_USER)
     if not live["answering"]:
         return  # not answering the admin user yet (first run before the restart)
-    extra = sorted(set(live["users"]) - set(layout.REDIS_ACL_PROBES))
+    extra = sorted(set(live["users"]) - set(layout.redis_acl_probes(monitoring)))
     if extra:
         yield StringCommand(f"{_admin_cli()} ACL DELUSER " + " ".join(shlex.quote(u) for u in extra))
-    if any(not row.ok for row in checks.check_redis_users(live)[1:]):
+    if any(not row.ok for row in checks.check_redis_users(live, monitoring)[1:]):
         yield StringCommand("systemctl restart redis-server.service")

@@ -323,17 +323,20 @@ def check_exposure(limits: dict[str, float], exposure: dict[str, float]) -> list
     return rows
 
 
-def check_redis_users(acl: dict) -> list[Check]:
-    """The live server's users are exactly the two of redis.conf, and each may run what
-    :data:`layout.REDIS_ACL_PROBES` says and nothing it refuses (ACL DRYRUN, in probe order)."""
+def check_redis_users(acl: dict, monitoring: bool = False) -> list[Check]:
+    """The live server's users are exactly those of redis.conf (the app's, lbstack's, and with
+    ``monitoring`` the exporter's), and each may run what :func:`layout.redis_acl_probes` says and
+    nothing it refuses (ACL DRYRUN, in probe order)."""
+    wanted = layout.redis_acl_probes(monitoring)
     if not acl.get("answering"):
         return [Check("cache", "Redis answering lbstack's admin user", "yes", "no", False, acl.get("error", "")[:120])]
-    rows = [_row("cache", "Redis users", ", ".join(sorted(layout.REDIS_ACL_PROBES)), ", ".join(sorted(acl["users"])),
+    rows = [_row("cache", "Redis users", ", ".join(sorted(wanted)), ", ".join(sorted(acl["users"])),
                  "a user added at runtime (ACL SETUSER) is removed by the next converge")]
     answers = iter(acl.get("probes", []))
-    for user, probes in layout.REDIS_ACL_PROBES.items():
+    for user, probes in wanted.items():
         wrong = [command for command, allowed in probes if (next(answers, "") == "OK") != allowed]
-        label = "the app's user (default)" if user == "default" else f"lbstack's admin user ({user})"
+        label = ("the app's user (default)" if user == "default" else f"the exporter's user ({user})"
+                 if user == layout.REDIS_MONITOR_USER else f"lbstack's admin user ({user})")
         rows.append(Check("cache", f"Redis commands of {label}", "as planned",
                           "as planned" if not wrong else "differs: " + ", ".join(wrong), not wrong,
                           "checked with ACL DRYRUN; " + ("a refused command allowed or an allowed one refused"

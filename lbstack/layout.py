@@ -101,9 +101,25 @@ REDIS_ACL_PROBES: dict[str, tuple[tuple[str, bool], ...]] = {
                              "debug sleep 0")),
 }
 
-def redis_probes() -> list[list[str]]:
-    """:data:`REDIS_ACL_PROBES` as the :class:`facts.redis.AclUsers` fact takes them (in order)."""
-    return [[user, *shlex.split(command)] for user, probes in REDIS_ACL_PROBES.items() for command, _ in probes]
+# monitoring: Debian's redis exporter's user, no password (Redis listens on loopback and the
+# private network only), PING and INFO and what the exporter asks besides, no key, no setting
+REDIS_MONITOR_USER = "lbstack-monitor"
+REDIS_MONITOR_ACL = "-@all +ping +info +client|setname +slowlog|get +slowlog|len +latency|latest"
+REDIS_MONITOR_PROBES = tuple((c, True) for c in ("ping", "info", "slowlog len")) + tuple(
+    (c, False) for c in ("get k", "set k v", "config get maxmemory", "config get requirepass", "keys *", "flushdb",
+                         "acl list", "client list", "monitor"))
+
+
+def redis_acl_probes(monitoring: bool = False) -> dict[str, tuple[tuple[str, bool], ...]]:
+    """Redis' users and what each may run: the two of :data:`REDIS_ACL_PROBES`, and the exporter's
+    with monitoring on."""
+    return {**REDIS_ACL_PROBES, **({REDIS_MONITOR_USER: REDIS_MONITOR_PROBES} if monitoring else {})}
+
+
+def redis_probes(monitoring: bool = False) -> list[list[str]]:
+    """:func:`redis_acl_probes` as the :class:`facts.redis.AclUsers` fact takes them (in order)."""
+    return [[user, *shlex.split(command)] for user, probes in redis_acl_probes(monitoring).items()
+            for command, _ in probes]
 
 
 # MariaDB's own accounts on Debian 12 (besides root@localhost): kept; any other account but the

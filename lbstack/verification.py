@@ -108,8 +108,9 @@ def gather(settings: Settings, plan: Plan) -> list[checks.Check]:
                                      services.get(layout.SERVICES["cache"]))
         rows += checks.check_redis_file(plan, host.get_fact(Directives, path=layout.REDIS_CONFIG,
                                                             keys=["maxmemory", "maxmemory-policy"]))
-        rows += checks.check_redis_users(host.get_fact(AclUsers, probes=layout.redis_probes(), store=layout.SECRETS_DIR,
-                                                       admin_user=layout.REDIS_ADMIN_USER))
+        rows += checks.check_redis_users(host.get_fact(AclUsers, probes=layout.redis_probes(settings.monitoring),
+                                                       store=layout.SECRETS_DIR, admin_user=layout.REDIS_ADMIN_USER),
+                                         settings.monitoring)
     if "app" in components:
         for index in range(1, plan.instances + 1):
             unit = layout.fpm_unit(index)

@@ -24,7 +24,7 @@ FOR_S = 20
 INTERVAL_S = 5
 SETTINGS = {**REHEARSAL_SETTINGS, "monitoring": True, "monitoring_scrape_interval_s": INTERVAL_S,
             "alert_for_s": FOR_S, "tls": "self_signed"}
-PORTS = (9090, 9100, 9104, 9113)
+PORTS = (9090, 9100, 9104, 9113, 9121)
 PROBE = (
     "import socket,sys\n"
     "for port in sys.argv[2:]:\n"
@@ -81,11 +81,12 @@ def test_monitoring_converges_and_a_second_run_changes_nothing(monitored):
     assert changed_ops(again) == []
     # every exporter and Prometheus run in the monitoring slice
     rc, out, _ = run(site, "for u in prometheus prometheus-node-exporter prometheus-nginx-exporter "
-                           "prometheus-mysqld-exporter; do systemctl show -p Slice --value $u; done")
-    assert out.split() == ["lbstack-monitoring.slice"] * 4, out
+                           "prometheus-mysqld-exporter prometheus-redis-exporter; do systemctl show -p Slice --value $u; done")
+    assert out.split() == ["lbstack-monitoring.slice"] * 5, out
 
 
 def test_every_target_is_up_and_the_five_instances_are_series(monitored):
+    """... and each exporter reads its server: MariaDB and Redis answer their exporters' users."""
     site, _, _ = monitored
 
     def targets():
@@ -95,9 +96,13 @@ def test_every_target_is_up_and_the_five_instances_are_series(monitored):
     active = _wait("targets up", targets, 60)
     assert active, _api(site, "targets")["activeTargets"]
     jobs = sorted({t["labels"]["job"] for t in active})
-    assert jobs == ["lbstack-fpm", "lbstack-mysqld", "lbstack-nginx", "lbstack-node", "lbstack-prometheus"], jobs
+    assert jobs == ["lbstack-fpm", "lbstack-mysqld", "lbstack-nginx", "lbstack-node", "lbstack-prometheus",
+                    "lbstack-redis"], jobs
     series = _api(site, "query", query="phpfpm_active_processes")["result"]
     assert sorted(s["metric"]["instance"] for s in series) == [f"app{i}" for i in range(1, 6)]
+    for query in ("mysql_up", "redis_up", "nginx_up"):
+        (sample,) = _api(site, "query", query=query)["result"]
+        assert sample["value"][1] == "1", (query, sample)
 
 
 def test_every_dashboard_query_returns_data(monitored):

@@ -280,3 +280,19 @@ def test_no_tls_answer_is_one_failed_row_and_self_signed_is_checked_for_expiry_o
     wildcard = load({"tls": "files", "server_names": ["a.example.com"], "tls_certificate_path": "/c",
                      "tls_key_path": "/k"})
     assert _failed(checks.check_certificate(wildcard, {**_LEAF, "names": ["*.example.com"]}, None, _NOW)) == []
+
+
+def test_with_monitoring_the_exporters_redis_user_is_expected_and_held_to_ping_and_info():
+    acl = _fact("redis.AclUsers")
+    # the recorded server has no exporter user: with monitoring on that is a difference
+    (bad, *rest) = _v.failures(_v.check_redis_users(acl, monitoring=True))
+    assert bad.check == "Redis users" and layout.REDIS_MONITOR_USER in bad.expected
+    probes = layout.redis_acl_probes(True)[layout.REDIS_MONITOR_USER]
+    answers = list(acl["probes"]) + ["OK" if allowed else "NOPERM" for _, allowed in probes]
+    users = dict(acl["users"], **{layout.REDIS_MONITOR_USER: "on nopass " + layout.REDIS_MONITOR_ACL})
+    assert _v.failures(_v.check_redis_users(dict(acl, users=users, probes=answers), monitoring=True)) == []
+    answers[-len(probes) + [c for c, _ in probes].index("config get requirepass")] = "OK"  # it could read a secret
+    (bad,) = _v.failures(_v.check_redis_users(dict(acl, users=users, probes=answers), monitoring=True))
+    assert bad.check == f"Redis commands of the exporter's user ({layout.REDIS_MONITOR_USER})"
+    assert bad.actual == "differs: config get requirepass"
+    assert len(layout.redis_probes(True)) == len(layout.redis_probes()) + len(probes)

@@ -296,7 +296,10 @@ def test_redis_listens_on_the_private_address_for_remote_app_hosts():
 
 
 def test_redis_config_holds_no_secret_and_never_evicts():
+    monitored = render(redis.CONFIG, **redis.config_template_data(PLAN, remote_clients=False, monitoring=True))
+    assert f"user {layout.REDIS_MONITOR_USER} on nopass resetchannels {layout.REDIS_MONITOR_ACL}" in monitored
     text = render(redis.CONFIG, **redis.config_template_data(PLAN, remote_clients=False))
+    assert layout.REDIS_MONITOR_USER not in text
     assert f"maxmemory {PLAN.redis.maxmemory_mib}mb" in text and "maxmemory-policy noeviction" in text
     assert "user default on #@@sha256:redis_password@@ ~* &* +@all -@dangerous +flushdb\n" in text
     assert "user lbstack-admin on #@@sha256:redis_admin_password@@ resetchannels -@all +ping +info " in text
@@ -413,7 +416,7 @@ EXAMPLES = {
     layout.ACME_HELPER: lambda: nginx.acme_helper_data(ACME),
     **{f"/etc/default/{package}": (lambda name=name: monitoring.defaults_data(name, MONITORED)) for name, package in (
         ("node", "prometheus-node-exporter"), ("nginx", "prometheus-nginx-exporter"),
-        ("mysqld", "prometheus-mysqld-exporter"), ("prometheus", "prometheus"))},
+        ("mysqld", "prometheus-mysqld-exporter"), ("redis", "prometheus-redis-exporter"), ("prometheus", "prometheus"))},
     monitoring.PROMETHEUS_CONFIG: lambda: {"interval_s": 15, "rules_file": "lbstack-rules.yml", "jobs": MONITORING_JOBS},
     monitoring.PROMETHEUS_RULES: lambda: monitoring.rules_data(MONITORED, 5),
     monitoring.METRICS_HELPER: lambda: monitoring.metrics_helper_data(MONITORED, MONITORED_PLAN),
