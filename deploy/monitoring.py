@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
@@ -156,6 +156,11 @@ def monitoring(settings: Settings, plan: Plan) -> None:
     slice_ = plan.slices[MONITORING]
     found = exporters(plan)
     here = prometheus_here(settings)
+    if here and len(topology.all_stack_hosts()) > 1:
+        logger.warning(f"{host.name}: monitoring_prometheus on a stack of several hosts: this Prometheus scrapes "
+                       "this host's exporters and every instance's FPM status (through this balancer) only; the "
+                       "other hosts' exporters answer on their loopback. Scrape them with your own Prometheus "
+                       "(an SSH tunnel or an agent on each host), see the README's Monitoring section.")
     packages = [p for p, _ in found.values()] + ([PROMETHEUS[0]] if here else [])
     apt.packages(name="Install the Prometheus exporters" + (" and Prometheus" if here else ""), packages=packages,
                  no_recommends=True)
