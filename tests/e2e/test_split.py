@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 
 import pytest
@@ -57,7 +58,7 @@ def groups_of(hosts) -> str:
 
 def lbstack_cli(hosts, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """``lbstack ARGS`` (this checkout's) against the split rehearsal inventory of ``hosts``."""
-    return subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "lbstack"), *args], capture_output=True, text=True,
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "lbstack"), *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT,
                           env={**os.environ, "LBSTACK_REHEARSAL_GROUPS": groups_of(hosts),
                                "LBSTACK_SETTINGS": hosts["settings"]})
