@@ -27,7 +27,7 @@ from pyinfra.operations.util import any_changed
 
 from facts.mariadb import Security
 from lbstack import layout, services, textfiles, topology
-from lbstack.operations import daemon_reload, promote, template_file, unit_active
+from lbstack.operations import promote, template_file
 from lbstack.plan import MONITORING, Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
@@ -35,7 +35,7 @@ from lbstack.settings import Settings
 UNIT_DIR = "/etc/systemd/system"
 TEXTFILE_DIR = textfiles.TEXTFILE_DIR  # node_exporter's textfile collector reads *.prom here
 METRICS_STATE_DIR = f"{layout.STATE_DIR}/metrics-state"  # lbstack-metrics' access-log offset and counts
-METRICS_HELPER = "/usr/local/sbin/lbstack-metrics"
+METRICS_HELPER = textfiles.METRICS_HELPER
 METRICS_SERVICE = "lbstack-metrics.service"
 METRICS_TIMER = "lbstack-metrics.timer"
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
@@ -229,15 +229,5 @@ def _metrics_timer(settings: Settings, plan: Plan) -> None:
         jinja_env_kwargs=jinja(),
         **metrics_helper_data(settings, plan),
     )
-    units = [template_file(
-        name=f"Render {UNIT_DIR}/{unit}",
-        src=template(f"{UNIT_DIR}/{unit}"),
-        dest=f"{UNIT_DIR}/{unit}",
-        mode="644",
-        jinja_env_kwargs=jinja(),
-        **timer_data(settings, plan),
-    ) for unit in (METRICS_SERVICE, METRICS_TIMER)]
-    daemon_reload(name=f"systemctl daemon-reload (if {METRICS_TIMER} changed on disk)",
-                  units=[METRICS_SERVICE, METRICS_TIMER], changed=units)
-    unit_active(name=f"Start and enable {METRICS_TIMER} (lbstack-metrics every "
-                     f"{settings.monitoring_scrape_interval_s} s)", unit=METRICS_TIMER)
+    services.timer(METRICS_SERVICE, METRICS_TIMER, f"lbstack-metrics every {settings.monitoring_scrape_interval_s} s",
+                   **timer_data(settings, plan))

@@ -21,7 +21,7 @@ from pyinfra.operations.util import any_changed
 from lbstack import layout, packages, sandbox, services
 from lbstack.layout import NGINX_CONF, SITE_CONF
 from facts.tls import AcmeCertificate
-from lbstack.operations import acme_certificate, daemon_reload, promote, promote_until, template_file, unit_active
+from lbstack.operations import acme_certificate, promote, promote_until, template_file
 from lbstack.plan import Plan
 from lbstack.render import jinja, template
 from lbstack.settings import Settings
@@ -215,20 +215,8 @@ def _acme_certificate(settings: Settings, plan: Plan, staged: list, test: str) -
         commands=["systemctl reload nginx.service"],
         _if=any_changed(issued, config),
     )
-    units = []
-    for unit in (layout.ACME_RENEW_SERVICE, layout.ACME_RENEW_TIMER):
-        units.append(template_file(
-            name=f"Render {UNIT_DIR}/{unit}",
-            src=template(f"{UNIT_DIR}/{unit}"),
-            dest=f"{UNIT_DIR}/{unit}",
-            mode="644",
-            jinja_env_kwargs=jinja(),
-            helper=layout.ACME_HELPER, service=layout.ACME_RENEW_SERVICE, slice=plan.slices["lb"],
-        ))
-    daemon_reload(name=f"systemctl daemon-reload (if {layout.ACME_RENEW_TIMER} changed on disk)",
-                  units=[layout.ACME_RENEW_SERVICE, layout.ACME_RENEW_TIMER], changed=units)
-    unit_active(name=f"Start and enable {layout.ACME_RENEW_TIMER} (lbstack-acme renew, twice a day)",
-                unit=layout.ACME_RENEW_TIMER)
+    services.timer(layout.ACME_RENEW_SERVICE, layout.ACME_RENEW_TIMER, "lbstack-acme renew, twice a day",
+                   helper=layout.ACME_HELPER, service=layout.ACME_RENEW_SERVICE, slice=plan.slices["lb"])
     systemd.service(name="Stop and disable Debian's certbot.timer (lbstack-acme-renew.timer renews)",
                     service="certbot.timer", running=False, enabled=False)
 

@@ -9,7 +9,7 @@ import time
 
 from pyinfra.api import deploy
 
-from lbstack import textfiles, verification as host_verification
+from lbstack import hostscripts, textfiles, verification as host_verification
 from lbstack.operations import verification_report
 from lbstack.plan import Plan
 from lbstack.settings import Settings
@@ -20,6 +20,6 @@ def verification(settings: Settings, plan: Plan) -> None:
     record = None
     if settings.monitoring:
         def record(rows):
-            return textfiles.write_command(textfiles.DEPLOY_PROM, textfiles.deploy_textfile(plan, rows, time.time()))
+            return hostscripts.shell(textfiles.record_argv("deploy", textfiles.deploy_textfile(plan, rows, time.time())))
     verification_report(name="Verify the host against the capacity plan",
                         gather=lambda: host_verification.gather(settings, plan), record=record)

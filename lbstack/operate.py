@@ -22,7 +22,7 @@ from facts.redis import Info
 from facts.usage import UnitUsage
 from pyinfra.api import StringCommand
 
-from lbstack import layout, textfiles, topology, transport
+from lbstack import hostscripts, layout, textfiles, topology, transport
 from lbstack.session import HostContext, Session, SessionError, deploy_dir, use_host
 from lbstack.verification import gather
 
@@ -279,8 +279,8 @@ def drift(session: Session) -> dict:
                            "checks_failed": failed, "checks_total": len(rows),
                            "drift": bool(changes or failed)}
         if ctx.settings.monitoring:  # the result, for LbstackDriftFound: a record, not a change
-            transport.run_command(ctx.host, StringCommand(textfiles.write_command(
-                textfiles.DRIFT_PROM, textfiles.drift_textfile(hosts[ctx.name], time.time()))), 30)
+            transport.run_command(ctx.host, StringCommand(hostscripts.shell(textfiles.record_argv(
+                "drift", textfiles.drift_textfile(hosts[ctx.name], time.time())))), 30)
     return {"inventory": session.inventory_path, "time": round(time.time()), "hosts": hosts,
             "drift": any(h["drift"] for h in hosts.values())}
 

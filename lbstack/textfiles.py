@@ -1,18 +1,15 @@
 """The textfiles lbstack leaves for node_exporter's textfile collector (``monitoring: true``): the
 deploy's (the plan, the verification result, when it ran) and ``lbstack drift``'s (its last
-result). Pure: text from values; :func:`write_command` is the command that puts one in place
-atomically (the collector never reads half a file)."""
+result). Pure: text from values; :func:`record_argv` is the host program's argument list that puts
+one in place atomically (``lbstack-metrics record``: the collector never reads half a file)."""
 
 from __future__ import annotations
-
-import shlex
 
 from lbstack.checks import Check
 from lbstack.plan import Plan
 
 TEXTFILE_DIR = "/var/lib/lbstack/metrics"
-DEPLOY_PROM = f"{TEXTFILE_DIR}/lbstack-deploy.prom"
-DRIFT_PROM = f"{TEXTFILE_DIR}/lbstack-drift.prom"
+METRICS_HELPER = "/usr/local/sbin/lbstack-metrics"
 
 
 def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> list[str]:
@@ -54,7 +51,6 @@ def drift_textfile(host_result: dict, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_command(path: str, text: str) -> str:
-    tmp = f"{path}.lbstack-new"
-    return (f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && printf %s {shlex.quote(text)} > {shlex.quote(tmp)} "
-            f"&& chmod 644 {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
+def record_argv(name: str, text: str) -> list[str]:
+    """``lbstack-metrics record NAME TEXT``: TEXT becomes ``lbstack-NAME.prom`` (deploy, drift)."""
+    return [METRICS_HELPER, "record", name, text]

@@ -112,8 +112,13 @@ def test_the_deploy_and_drift_textfiles_are_prometheus_text_format(tmp_path: Pat
         assert text.count(f"# TYPE {name} ") == 1
     drift = _samples(textfiles.drift_textfile({"drift": True, "operations": [{}], "checks_failed": []}, 1.0))
     assert drift["lbstack_drift_found"] == 1 and drift["lbstack_drift_operations"] == 1
-    # the write command leaves the file whole, in place, readable by the exporter
-    target = tmp_path / "m" / "x.prom"
-    subprocess.run(["bash", "-c", textfiles.write_command(str(target), text)], check=True)
+    # lbstack-metrics record leaves the file whole, in place, readable by the exporter
+    script, env = _script(tmp_path)
+    argv = textfiles.record_argv("deploy", text)
+    assert argv[:3] == [monitoring.METRICS_HELPER, "record", "deploy"]
+    subprocess.run(["bash", str(script), *argv[1:]], check=True, env=env)
+    target = tmp_path / "metrics" / "lbstack-deploy.prom"
     assert target.read_text() == text and oct(os.stat(target).st_mode)[-3:] == "644"
+    assert not list((tmp_path / "metrics").glob("*.tmp"))
+    assert subprocess.run(["bash", str(script), "record", "bogus", "x"], env=env).returncode == 2
     assert layout.STATE_DIR in textfiles.TEXTFILE_DIR
