@@ -69,8 +69,8 @@ def restart_needed(live_path: str, target: str, data: dict, dynamic: set[str]) -
     return static_lines(live, dynamic) != static_lines(render(target, **data), dynamic)
 
 
-def timer(service: str, timer_unit: str, what: str, **data) -> None:
-    """A oneshot ``service`` and the ``timer_unit`` that starts it, rendered from their templates
+def timer(service_unit: str, timer_unit: str, what: str, /, **data) -> None:
+    """A oneshot ``service_unit`` and the ``timer_unit`` that starts it, rendered from their templates
     in ``/etc/systemd/system`` with ``data``, loaded, and the timer started and enabled (``what``:
     what it runs, for the operation's name)."""
     units = [template_file(
@@ -80,7 +80,7 @@ def timer(service: str, timer_unit: str, what: str, **data) -> None:
         mode="644",
         jinja_env_kwargs=jinja(),
         **data,
-    ) for unit in (service, timer_unit)]
-    daemon_reload(name=f"systemctl daemon-reload (if {timer_unit} changed on disk)", units=[service, timer_unit],
+    ) for unit in (service_unit, timer_unit)]
+    daemon_reload(name=f"systemctl daemon-reload (if {timer_unit} changed on disk)", units=[service_unit, timer_unit],
                   changed=units)
     unit_active(name=f"Start and enable {timer_unit} ({what})", unit=timer_unit)
