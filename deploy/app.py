@@ -15,8 +15,6 @@ from __future__ import annotations
 import shlex
 import sys
 
-import pyinfra
-
 from pyinfra import host, state as pyinfra_state
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server
@@ -154,11 +152,7 @@ def app(settings: Settings, plan: Plan, fpm: php_fpm.Changes) -> list[str]:
         release=release_id,
         lb_hosts=[h for h in group_hosts("lb") if not same_host(h)],
         lock=lock,
-        # app hosts one after another: one batch at a time across the stack. Only under the pyinfra
-        # command: lbstack's own sessions (drift) prepare the deploy through pyinfra's API, where an
-        # operation is matched across hosts by its position, and a balancer's operation in the same
-        # place would then need the same `_serial`; they only plan, never run it
-        _serial=bool(pyinfra.is_cli),
+        peers=[h.name for h in group_hosts("app")],  # app hosts take turns, in the inventory's order
     )
     deploy_unlock(name="Release the deploy lock (every app host of the run has rolled)", lock=lock)
     if state["current"] != release_id:

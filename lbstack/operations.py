@@ -4,9 +4,14 @@ on the host, and the verification step."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import gevent
+from gevent.event import Event
+from gevent.lock import BoundedSemaphore
 
 from pyinfra import host, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
@@ -250,18 +255,67 @@ def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, l
         return False
 
 
+# The rolling update's turns in a run: one app host at a time, in the inventory's order. pyinfra's
+# ``_serial`` takes its hosts from a set (any order: the second app host rolled first in one CI
+# run); here every app host's operation runs at once, and each waits for the app hosts before it.
+TURNS: dict[tuple, Event] = {}
+# when the hosts cannot all wait at once (a pool smaller than the app hosts, pyinfra's --serial):
+# one at a time still, in the order pyinfra runs them
+TURN_MUTEX = BoundedSemaphore(1)
+
+
+@contextlib.contextmanager
+def rolling_turn(state, host, peers: list[str]) -> Iterator[None]:
+    """This host's turn in the stack's rolling update (run by :func:`rolling_update` while
+    executing): wait until every app host before it in ``peers`` (the inventory's app hosts, in
+    order) that runs this operation in this run has finished its turn, then hold the turn until
+    the block ends. Hosts outside the run (``--limit``, failed earlier) are not waited for."""
+    op = host.current_op_hash
+    by_name = {h.name: h for h in state.inventory}
+    running = [n for n in peers if n in by_name and by_name[n] in state.active_hosts
+               and op in state.ops.get(by_name[n], {})]
+    if host.name not in running:
+        running.append(host.name)
+    size = getattr(state.pool, "size", None)
+    # every running host waits in its own pool greenlet (pyinfra's per-operation run, the default)
+    ordered = isinstance(gevent.getcurrent(), gevent.Greenlet) and (size is None or size >= len(running))
+    key = lambda name: (id(state), op, name)  # noqa: E731
+    if ordered:
+        for name in running[:running.index(host.name)]:
+            TURNS.setdefault(key(name), Event()).wait()
+    else:
+        host.log_styled("lbstack: app hosts roll one at a time in pyinfra's order (its pool cannot hold "
+                        f"all {len(running)} at once)", fg="yellow")
+        TURN_MUTEX.acquire()
+    try:
+        yield
+    finally:
+        TURNS.setdefault(key(host.name), Event()).set()
+        if not ordered:
+            TURN_MUTEX.release()
+
+
 @operation(is_idempotent=False)
-def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None, lb_hosts: list, lock=None):
+def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None, lb_hosts: list, lock=None,
+                   peers: list[str] | None = None):
     """Apply ``plan_steps()`` (instances to switch, reload or restart; surplus instances to retire)
     through ``lbstack.rollout``: drain (on every balancer), wait, switch, gate, undrain, a batch at a
-    time, rolling back on a failed gate. Deploy code runs it with ``_serial=True``: app hosts one
-    after another, so a split stack updates one batch at a time across all of them, and a host
-    whose update rolled back stops the hosts after it. Nothing to do: no change."""
+    time, rolling back on a failed gate. App hosts take turns (:func:`rolling_turn`, ``peers``: the
+    inventory's app hosts in order): a split stack updates one batch at a time across all of them,
+    the first app host first, and a host whose update rolled back stops the hosts after it.
+    Nothing to do: no change."""
     lock = lock or host
-    steps, surplus = plan_steps()
-    if steps or surplus or (state.is_executing and lock.name in deploylock.HELD):
-        # read once, right before it runs: the generator runs at execute time, just ahead of the command
-        yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts, lock), {})
+    if not state.is_executing:
+        steps, surplus = plan_steps()
+        if steps or surplus:
+            yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts, lock), {})
+        return
+    with rolling_turn(state, host, list(peers or [host.name])):
+        # read once, right before it runs (the hosts before this one have rolled): the generator
+        # runs at execute time, just ahead of the command
+        steps, surplus = plan_steps()
+        if steps or surplus or lock.name in deploylock.HELD:
+            yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts, lock), {})
 
 
 def _unlock(state, host, lock) -> bool:  # noqa: ARG001

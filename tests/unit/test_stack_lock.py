@@ -1,6 +1,6 @@
 """One deploy lock and one rolling update per stack (lbstack.operations): the lock is taken and
 released on the stack's lock host, whichever app host's run holds it; an app host whose update
-rolled back stops the app hosts after it (pyinfra runs the rolling operation with ``_serial``).
+rolled back stops the app hosts after it; the app hosts take turns in the inventory's order.
 The split rehearsal (tests/e2e/test_split.py) runs the same on real hosts under load."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_a_failed_update_releases_the_stacks_lock_on_its_host_and_stops_the_next
     assert calls[-1][0] == "app1" and "rm -f" in calls[-1][1]  # released where it lives
     assert "app1" not in deploylock.HELD
     assert operations.ROLL_STOPPED == {"app2": "gate 'health'"}
-    # the next app host (pyinfra runs them one after another) keeps its release
+    # the next app host (its turn comes after app2's) keeps its release
     app3 = FakeHost("app3")
     before = len(calls)
     assert operations._roll(None, app3, [step], [], GATES, 1, "R2", [lb], app1) is False
@@ -109,3 +109,64 @@ def test_an_app_host_that_failed_earlier_in_the_run_stops_the_stacks_update(call
     assert operations._roll(Run(), app2, [step], [], GATES, 1, "R2", [lb], app1) is False
     assert calls == []
     assert "stopped on app1 (it failed earlier in this run)" in app2.said[0]
+
+
+class TurnHost(FakeHost):
+    current_op_hash = "roll"
+
+
+class Run:
+    """What :func:`operations.rolling_turn` reads of pyinfra's state: the inventory, the hosts
+    still in the run, each host's operations and the greenlet pool."""
+
+    def __init__(self, hosts, active, pool_size=None, without_op=()):
+        import gevent.pool
+
+        self.inventory, self.active_hosts = hosts, set(active)
+        self.ops = {h: ({} if h.name in without_op else {"roll": object()}) for h in hosts}
+        self.pool = gevent.pool.Pool(pool_size)
+
+
+def _take_turns(run, order, peers, hold_s=0.02):
+    """Start every host's turn at once, in ``order`` (pyinfra's set order: any), as pyinfra's
+    pool greenlets; return the (host, start|end) events."""
+    import gevent
+
+    events = []
+
+    def turn(h):
+        with operations.rolling_turn(run, h, peers):
+            events.append((h.name, "start"))
+            gevent.sleep(hold_s)
+            events.append((h.name, "end"))
+
+    gevent.joinall([run.pool.spawn(turn, h) for h in order], timeout=10, raise_error=True)
+    return events
+
+
+def test_app_hosts_take_turns_in_the_inventorys_order_whatever_order_pyinfra_starts_them(monkeypatch):
+    monkeypatch.setattr(operations, "TURNS", {})
+    app1, app2, app3, lb = (TurnHost(n) for n in ("app1", "app2", "app3", "lb1"))
+    run = Run([lb, app1, app2, app3], [lb, app1, app2, app3])
+    events = _take_turns(run, [app3, app2, app1], ["app1", "app2", "app3"])
+    assert events == [("app1", "start"), ("app1", "end"), ("app2", "start"), ("app2", "end"),
+                      ("app3", "start"), ("app3", "end")]
+
+
+def test_hosts_outside_the_run_or_without_the_step_are_not_waited_for(monkeypatch):
+    monkeypatch.setattr(operations, "TURNS", {})
+    app1, app2, app3 = (TurnHost(n) for n in ("app1", "app2", "app3"))
+    # app1 failed earlier (no longer active), app2 has no rolling step this run: app3 goes at once
+    run = Run([app1, app2, app3], [app2, app3], without_op=("app2",))
+    assert _take_turns(run, [app3], ["app1", "app2", "app3"]) == [("app3", "start"), ("app3", "end")]
+
+
+def test_a_pool_too_small_for_all_app_hosts_still_rolls_one_at_a_time(monkeypatch):
+    monkeypatch.setattr(operations, "TURNS", {})
+    app1, app2, app3 = (TurnHost(n) for n in ("app1", "app2", "app3"))
+    run = Run([app1, app2, app3], [app1, app2, app3], pool_size=2)
+    events = _take_turns(run, [app3, app2, app1], ["app1", "app2", "app3"])
+    assert len(events) == 6
+    for i in range(0, 6, 2):  # never two at once: each start is followed by the same host's end
+        assert events[i][1] == "start" and events[i + 1] == (events[i][0], "end")
+    assert "one at a time in pyinfra's order" in app3.said[0]
