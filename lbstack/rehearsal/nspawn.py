@@ -20,8 +20,8 @@ from pathlib import Path
 from . import aptconfig, cgroups, network
 from .common import (
     HostInfo, RehearsalError, check_name, copy_tree, get_host, host_dir, list_hosts, load_host,
-    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, wait_exec,
-    wait_for_ssh, wait_until,
+    locked, reclaim_name, pid_matches, remove_tree, require_root, run, state_dir, stop_processes, sync_tree,
+    wait_exec, wait_for_ssh, wait_until,
 )
 from .rootfs import INIT_WRAPPER, build_rootfs, ssh_key, write_file
 from .signals import holding_signals
@@ -102,16 +102,20 @@ def down(name: str, keep_rootfs: bool = False, when: Callable[[HostInfo], bool] 
 def snapshot(name: str, dest: str | Path) -> Path:
     """Copy the rootfs of running host ``name`` to ``dest`` (a new dir) for ``up(rootfs=dest)``.
 
-    The container is frozen (cgroup freezer) during the copy, so the copy is as consistent
-    as after a power cut: services with journals (MariaDB) recover on boot.
+    The copy is as consistent as after a power cut (services with journals, MariaDB, recover on
+    boot): the bulk is copied while the host runs, then the host is frozen (cgroup freezer) only
+    while the difference since is copied, under a second on an idle host. A long freeze would
+    harm the host it copies: its systemd kills every FPM master whose watchdog (8 s) ran out while
+    frozen (a 15 s freeze for the whole copy restarted the session host's instances in CI).
     """
     info = _get_running(name)
     target = Path(dest)
     if target.exists():
         raise RehearsalError(f"snapshot target {target} already exists")
+    copy_tree(Path(info.rootfs), target)
     cgroups.freeze(info.cgroups, True)
     try:
-        copy_tree(Path(info.rootfs), target)
+        sync_tree(Path(info.rootfs), target)
     finally:
         cgroups.freeze(info.cgroups, False)
     return target

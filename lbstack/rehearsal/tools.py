@@ -10,8 +10,9 @@ from pathlib import Path
 
 from .common import require_root, run
 
-# Packages for container hosts: nspawn, rootfs builds, ssh keys, veth setup (`ip`, `ss`).
-NSPAWN_TOOLS = ("systemd-container", "mmdebstrap", "openssh-client", "iproute2", "e2fsprogs")
+# Packages for container hosts: nspawn, rootfs builds, ssh keys, veth setup (`ip`, `ss`), rsync
+# (a running host's snapshot: the difference since the bulk copy, while the host is frozen).
+NSPAWN_TOOLS = ("systemd-container", "mmdebstrap", "openssh-client", "iproute2", "e2fsprogs", "rsync")
 # Extra packages for VM hosts: the emulator and qemu-img.
 VM_TOOLS = ("qemu-system-x86", "qemu-utils")
 # Extra packages for the Vagrant rehearsal (:mod:`.vagrant`): Vagrant, its libvirt provider, a

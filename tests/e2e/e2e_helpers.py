@@ -52,6 +52,18 @@ def pyinfra(host_name: str, deploy: str = "deploy/full.py", timeout: int = 1800,
     return {"rc": run.rc, "stderr": run.stderr, "stdout": run.stdout, "seconds": run.seconds, "results": run.results}
 
 
+def failed_checks(output: str, context: int = 2) -> str:
+    """The rows of the verification tables in ``output`` whose status is FAIL (with ``context``
+    table lines after each, a wrapped row's rest), and the failed operations' lines: what a failed
+    run's message needs when its output's tail is all passing rows."""
+    lines = output.splitlines()
+    keep: set[int] = set()
+    for i, line in enumerate(lines):
+        if "│ FAIL " in line or "Error:" in line or "error:" in line:
+            keep.update(range(i, min(i + 1 + context, len(lines))))
+    return "\n".join(lines[i] for i in sorted(keep))
+
+
 def changed_ops(run: dict) -> list[str]:
     return [op["name"] for op in run["results"]["operations"] if op["success"]]
 

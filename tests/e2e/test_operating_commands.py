@@ -14,7 +14,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from e2e_helpers import lbstack, pyinfra, rehearsal_plan, remote, rendered_diffs
+from e2e_helpers import failed_checks, lbstack, pyinfra, rehearsal_plan, remote, rendered_diffs
 
 from lbstack import REPO_ROOT
 from lbstack.layout import SECRETS
@@ -363,7 +363,7 @@ def test_drift_names_a_hand_change_and_full_repairs_it(host, batch):
             assert value not in run["stdout"] + run["stderr"], f"a secret is in drift's output ({kind})"
     finally:
         repair = pyinfra(host.name)
-    assert repair["rc"] == 0, (kind, repair["stderr"][-4000:])
+    assert repair["rc"] == 0, (kind, failed_checks(repair["stderr"])[-6000:], repair["stderr"][-2000:])
     again = lbstack(host.name, "drift", INV, "--json")
     assert again["rc"] == 0, (kind, json.dumps(again["json"], indent=1)[:4000] if again["json"] else again["stderr"])
     if "live release file changed" in BATCHES[batch]:
