@@ -255,43 +255,55 @@ def _roll(state, host, steps, surplus, gates, batch: int, release: str | None, l
         return False
 
 
-# The rolling update's turns in a run: one app host at a time, in the inventory's order. pyinfra's
-# ``_serial`` takes its hosts from a set (any order: the second app host rolled first in one CI
-# run); here every app host's operation runs at once, and each waits for the app hosts before it.
-TURNS: dict[tuple, Event] = {}
-# when the hosts cannot all wait at once (a pool smaller than the app hosts, pyinfra's --serial):
-# one at a time still, in the order pyinfra runs them
+# The rolling update's turns in a run: one app host at a time (a mutex), in the inventory's order.
+# pyinfra's ``_serial`` takes its hosts from a set (any order: the second app host rolled first in
+# one CI run); here every app host's operation runs at once, and each waits for the ones before it.
 TURN_MUTEX = BoundedSemaphore(1)
+
+
+def _gone(state, peer) -> bool:
+    """Whether ``peer`` will not take its turn: out of the run, or stopped by a failed operation
+    (pyinfra's --no-wait leaves a failed host in the run)."""
+    return (peer not in state.active_hosts or peer in state.failed_hosts
+            or state.get_results_for_host(peer).error_ops > 0)
 
 
 @contextlib.contextmanager
 def rolling_turn(state, host, peers: list[str]) -> Iterator[None]:
     """This host's turn in the stack's rolling update (run by :func:`rolling_update` while
-    executing): wait until every app host before it in ``peers`` (the inventory's app hosts, in
-    order) that runs this operation in this run has finished its turn, then hold the turn until
-    the block ends. Hosts outside the run (``--limit``, failed earlier) are not waited for."""
+    executing). The turn is a mutex: never two app hosts at once, a retried attempt included.
+    The order is the inventory's (``peers``: its app hosts, in order): the host first waits until
+    every app host before it that runs this operation in this run has had its turn. Hosts outside
+    the run (``--limit``, failed earlier) are not waited for. When not every app host can wait at
+    once (pyinfra's ``--serial``, a ``--parallel`` or pool smaller than the hosts), the order is
+    pyinfra's, and a line says so."""
     op = host.current_op_hash
     by_name = {h.name: h for h in state.inventory}
-    running = [n for n in peers if n in by_name and by_name[n] in state.active_hosts
+    running = [by_name[n] for n in peers if n in by_name and by_name[n] in state.active_hosts
                and op in state.ops.get(by_name[n], {})]
-    if host.name not in running:
-        running.append(host.name)
+    if host not in running:
+        running.append(host)
     size = getattr(state.pool, "size", None)
-    # every running host waits in its own pool greenlet (pyinfra's per-operation run, the default)
-    ordered = isinstance(gevent.getcurrent(), gevent.Greenlet) and (size is None or size >= len(running))
-    key = lambda name: (id(state), op, name)  # noqa: E731
-    if ordered:
-        for name in running[:running.index(host.name)]:
-            TURNS.setdefault(key(name), Event()).wait()
-    else:
-        host.log_styled("lbstack: app hosts roll one at a time in pyinfra's order (its pool cannot hold "
-                        f"all {len(running)} at once)", fg="yellow")
-        TURN_MUTEX.acquire()
+    parallel = state.get_op_meta(op).global_arguments.get("_parallel") if op else None
+    ordered = (isinstance(gevent.getcurrent(), gevent.Greenlet) and (size is None or size >= len(running))
+               and (not parallel or parallel >= len(state.active_hosts)))
+    turns = state.__dict__.setdefault("lbstack_rolling_turns", {})  # this run's: (op, host name) -> Event
+    held = False
     try:
+        if ordered:
+            for peer in running[:running.index(host)]:
+                done = turns.setdefault((op, peer.name), Event())
+                while not done.wait(1) and not _gone(state, peer):
+                    pass
+        elif len(running) > 1:
+            host.log_styled("lbstack: app hosts roll one at a time, in pyinfra's order (not every app host's "
+                            "step can wait at once: --serial, --parallel or a small pool)", fg="yellow")
+        TURN_MUTEX.acquire()
+        held = True
         yield
     finally:
-        TURNS.setdefault(key(host.name), Event()).set()
-        if not ordered:
+        turns.setdefault((op, host.name), Event()).set()
+        if held:
             TURN_MUTEX.release()
 
 

@@ -117,35 +117,51 @@ class TurnHost(FakeHost):
 
 class Run:
     """What :func:`operations.rolling_turn` reads of pyinfra's state: the inventory, the hosts
-    still in the run, each host's operations and the greenlet pool."""
+    still in the run, each host's operations and results, the operation's arguments and the pool."""
 
-    def __init__(self, hosts, active, pool_size=None, without_op=()):
+    def __init__(self, hosts, active, pool_size=None, without_op=(), parallel=None, errors=()):
+        import types
+
         import gevent.pool
 
-        self.inventory, self.active_hosts = hosts, set(active)
+        self.inventory, self.active_hosts, self.failed_hosts = hosts, set(active), set()
         self.ops = {h: ({} if h.name in without_op else {"roll": object()}) for h in hosts}
+        self.results = {h: types.SimpleNamespace(error_ops=int(h.name in errors)) for h in hosts}
         self.pool = gevent.pool.Pool(pool_size)
+        self.meta = types.SimpleNamespace(global_arguments={"_parallel": parallel})
+
+    def get_results_for_host(self, host):
+        return self.results[host]
+
+    def get_op_meta(self, op):
+        return self.meta
 
 
-def _take_turns(run, order, peers, hold_s=0.02):
+def _take_turns(run, order, peers, hold_s=0.02, attempts=None):
     """Start every host's turn at once, in ``order`` (pyinfra's set order: any), as pyinfra's
-    pool greenlets; return the (host, start|end) events."""
+    pool greenlets (``attempts``: how many times each host tries, a retry right after the first);
+    return the (host, start|end) events."""
     import gevent
 
     events = []
 
     def turn(h):
-        with operations.rolling_turn(run, h, peers):
-            events.append((h.name, "start"))
-            gevent.sleep(hold_s)
-            events.append((h.name, "end"))
+        for _ in range((attempts or {}).get(h.name, 1)):
+            with operations.rolling_turn(run, h, peers):
+                events.append((h.name, "start"))
+                gevent.sleep(hold_s)
+                events.append((h.name, "end"))
 
     gevent.joinall([run.pool.spawn(turn, h) for h in order], timeout=10, raise_error=True)
     return events
 
 
-def test_app_hosts_take_turns_in_the_inventorys_order_whatever_order_pyinfra_starts_them(monkeypatch):
-    monkeypatch.setattr(operations, "TURNS", {})
+def _one_at_a_time(events):
+    for i in range(0, len(events), 2):  # never two at once: each start is followed by the same host's end
+        assert events[i][1] == "start" and events[i + 1] == (events[i][0], "end"), events
+
+
+def test_app_hosts_take_turns_in_the_inventorys_order_whatever_order_pyinfra_starts_them():
     app1, app2, app3, lb = (TurnHost(n) for n in ("app1", "app2", "app3", "lb1"))
     run = Run([lb, app1, app2, app3], [lb, app1, app2, app3])
     events = _take_turns(run, [app3, app2, app1], ["app1", "app2", "app3"])
@@ -153,20 +169,27 @@ def test_app_hosts_take_turns_in_the_inventorys_order_whatever_order_pyinfra_sta
                       ("app3", "start"), ("app3", "end")]
 
 
-def test_hosts_outside_the_run_or_without_the_step_are_not_waited_for(monkeypatch):
-    monkeypatch.setattr(operations, "TURNS", {})
-    app1, app2, app3 = (TurnHost(n) for n in ("app1", "app2", "app3"))
-    # app1 failed earlier (no longer active), app2 has no rolling step this run: app3 goes at once
-    run = Run([app1, app2, app3], [app2, app3], without_op=("app2",))
-    assert _take_turns(run, [app3], ["app1", "app2", "app3"]) == [("app3", "start"), ("app3", "end")]
+def test_hosts_outside_the_run_without_the_step_or_failed_are_not_waited_for():
+    app1, app2, app3, app4 = (TurnHost(n) for n in ("app1", "app2", "app3", "app4"))
+    # app1 failed earlier (no longer in the run), app2 has no rolling step this run, app3 failed an
+    # operation under --no-wait (still "active", never comes): app4 goes at once
+    run = Run([app1, app2, app3, app4], [app2, app3, app4], without_op=("app2",), errors=("app3",))
+    assert _take_turns(run, [app4], ["app1", "app2", "app3", "app4"]) == [("app4", "start"), ("app4", "end")]
 
 
-def test_a_pool_too_small_for_all_app_hosts_still_rolls_one_at_a_time(monkeypatch):
-    monkeypatch.setattr(operations, "TURNS", {})
-    app1, app2, app3 = (TurnHost(n) for n in ("app1", "app2", "app3"))
-    run = Run([app1, app2, app3], [app1, app2, app3], pool_size=2)
-    events = _take_turns(run, [app3, app2, app1], ["app1", "app2", "app3"])
-    assert len(events) == 6
-    for i in range(0, 6, 2):  # never two at once: each start is followed by the same host's end
-        assert events[i][1] == "start" and events[i + 1] == (events[i][0], "end")
-    assert "one at a time in pyinfra's order" in app3.said[0]
+def test_a_retried_attempt_waits_for_the_host_whose_turn_came_meanwhile():
+    app1, app2 = TurnHost("app1"), TurnHost("app2")
+    run = Run([app1, app2], [app1, app2])
+    events = _take_turns(run, [app2, app1], ["app1", "app2"], attempts={"app1": 2})
+    _one_at_a_time(events)
+    assert events[:2] == [("app1", "start"), ("app1", "end")] and len(events) == 6
+
+
+def test_when_not_every_app_host_can_wait_at_once_they_still_roll_one_at_a_time():
+    for pool_size, parallel in ((2, None), (None, 2)):  # a small pool; --parallel 2 (pyinfra's batches)
+        app1, app2, app3 = (TurnHost(n) for n in ("app1", "app2", "app3"))
+        run = Run([app1, app2, app3], [app1, app2, app3], pool_size=pool_size, parallel=parallel)
+        events = _take_turns(run, [app3, app2, app1], ["app1", "app2", "app3"])
+        assert len(events) == 6
+        _one_at_a_time(events)
+        assert "one at a time, in pyinfra's order" in app3.said[0]
