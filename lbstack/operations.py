@@ -317,16 +317,11 @@ def rolling_update(plan_steps: Callable, gates, batch: int, release: str | None,
     the first app host first, and a host whose update rolled back stops the hosts after it.
     Nothing to do: no change."""
     lock = lock or host
-    if not state.is_executing:
+    # while executing: this host's turn (the hosts before it have rolled), then the steps, read
+    # once right before they run (the generator runs at execute time, just ahead of the command)
+    with rolling_turn(state, host, list(peers or [host.name])) if state.is_executing else contextlib.nullcontext():
         steps, surplus = plan_steps()
-        if steps or surplus:
-            yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts, lock), {})
-        return
-    with rolling_turn(state, host, list(peers or [host.name])):
-        # read once, right before it runs (the hosts before this one have rolled): the generator
-        # runs at execute time, just ahead of the command
-        steps, surplus = plan_steps()
-        if steps or surplus or lock.name in deploylock.HELD:
+        if steps or surplus or (state.is_executing and lock.name in deploylock.HELD):
             yield FunctionCommand(_roll, (steps, surplus, gates, batch, release, lb_hosts, lock), {})
 
 
